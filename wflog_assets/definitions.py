@@ -1,0 +1,32 @@
+"""The code location's only entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+
+from wflog_assets.defs import settings
+from wflog_assets.defs.assets import build_log_assets
+from wflog_assets.defs.partitions import daily_partitions
+
+INGEST_JOB = "ingest_workflow_logs"
+
+
+def build_definitions(resources: Mapping[str, object], start_date: str) -> dg.Definitions:
+    """Assets, job and resources for one configuration (tests pass their own resources)."""
+    partitions = daily_partitions(start_date)
+    assets = build_log_assets(partitions)
+    ingest = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=partitions,
+        description="List, normalize and commit one day of workflow logs.",
+    )
+    return dg.Definitions(assets=assets, jobs=[ingest], resources=dict(resources))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Definitions configured from the environment (see README: environment variables)."""
+    return build_definitions(settings.resources_from_env(), settings.start_date())

@@ -1,0 +1,1 @@
+"""Dagster wiring: partitions, resources, IO manager, assets, jobs."""

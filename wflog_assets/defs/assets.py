@@ -1,0 +1,173 @@
+"""The daily asset graph: raw_log_chunks -> normalized_log_batches -> workflow_logs."""
+
+
+import time
+from collections.abc import Sequence
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wflog_assets.defs.partitions import partition_day
+from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
+from wflog_assets.normalize import empty_table, sort_for_table
+from wflog_assets.schema import TIMESTAMP, WORKFLOW_NAME
+from wflog_assets.source import Manifest, list_day, read_manifest
+from wflog_assets.table_writer import commit_day
+
+GROUP = "workflow_logs"
+STAGING_IO_MANAGER = "staging_io_manager"
+MANIFEST_PREVIEW_ROWS = 200
+KEY_LIST_LIMIT = 1000
+
+
+def _keys(keys: list[str]) -> dg.MetadataValue:
+    """A list of keys for metadata, cut (and said so) past KEY_LIST_LIMIT."""
+    if len(keys) <= KEY_LIST_LIMIT:
+        return dg.MetadataValue.json(keys)
+    return dg.MetadataValue.json({"first": keys[:KEY_LIST_LIMIT], "total": len(keys)})
+
+MANIFEST_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("key", "string"),
+        dg.TableColumn("size", "int"),
+        dg.TableColumn("etag", "string"),
+        dg.TableColumn("last_modified", "string"),
+        dg.TableColumn("format", "string"),
+    ]
+)
+
+
+def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.MetadataValue]:
+    preview = manifest.entries[:MANIFEST_PREVIEW_ROWS]
+    return {
+        "source": dg.MetadataValue.text(source),
+        "file_count": dg.MetadataValue.int(len(manifest.entries)),
+        "total_bytes": dg.MetadataValue.int(manifest.total_bytes),
+        "manifest_digest": dg.MetadataValue.text(manifest.digest),
+        "manifest": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({"key": e.key, "size": e.size, "etag": e.etag,
+                                "last_modified": e.last_modified, "format": e.format})
+                for e in preview
+            ],
+            schema=MANIFEST_TABLE_SCHEMA,
+        ),
+        "manifest_preview_rows": dg.MetadataValue.int(len(preview)),
+    }
+
+
+def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
+    """The three daily assets, sharing `partitions_def`."""
+
+    @dg.asset(
+        partitions_def=partitions_def,
+        io_manager_key=STAGING_IO_MANAGER,
+        group_name=GROUP,
+        kinds={"s3", "parquet"},
+    )
+    def raw_log_chunks(
+        context: dg.AssetExecutionContext, log_source: LogSourceResource
+    ) -> dg.MaterializeResult[pa.Table]:
+        """Manifest of the day's chunk files in the source (key, size, ETag, last-modified)."""
+        manifest = list_day(log_source.object_store(), partition_day(context.partition_key))
+        context.log.info(
+            f"{len(manifest.entries)} files, {manifest.total_bytes} bytes for "
+            f"{manifest.day} in {log_source.describe()}"
+        )
+        return dg.MaterializeResult(
+            value=manifest.to_arrow(),
+            metadata=_manifest_metadata(manifest, log_source.describe()),
+        )
+
+    @dg.asset(
+        partitions_def=partitions_def,
+        io_manager_key=STAGING_IO_MANAGER,
+        group_name=GROUP,
+        kinds={"pyarrow", "parquet"},
+    )
+    def normalized_log_batches(
+        context: dg.AssetExecutionContext,
+        raw_log_chunks: pa.Table,
+        log_source: LogSourceResource,
+    ) -> dg.MaterializeResult[pa.Table]:
+        """The day's rows in the table schema, sorted by workflow, month, timestamp DESC."""
+        started = time.monotonic()
+        manifest = Manifest.from_arrow(raw_log_chunks)
+        files = read_manifest(
+            log_source.object_store(), manifest, max_workers=log_source.read_workers
+        )
+        tables = [f.table for f in files]
+        rows = sort_for_table(pa.concat_tables(tables) if tables else empty_table())
+        ignored_extra = sorted({k for f in files for k in f.ignored_extra_keys})
+        ignored_columns = sorted({c for f in files for c in f.ignored_columns})
+        if ignored_extra:
+            context.log.warning(f"extra keys outside the table schema: {ignored_extra}")
+        metadata: dict[str, dg.MetadataValue] = {
+            "rows": dg.MetadataValue.int(rows.num_rows),
+            "source_files": dg.MetadataValue.int(len(files)),
+            "workflows": dg.MetadataValue.int(
+                pc.count_distinct(rows.column(WORKFLOW_NAME)).as_py() if rows.num_rows else 0
+            ),
+            "manifest_digest": dg.MetadataValue.text(manifest.digest),
+            "ignored_top_level_columns": dg.MetadataValue.json(ignored_columns),
+            "ignored_extra_keys": dg.MetadataValue.json(ignored_extra),
+            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        }
+        if rows.num_rows:
+            bounds = pc.min_max(rows.column(TIMESTAMP)).as_py()
+            metadata["min_timestamp"] = dg.MetadataValue.float(bounds["min"])
+            metadata["max_timestamp"] = dg.MetadataValue.float(bounds["max"])
+        return dg.MaterializeResult(value=rows, metadata=metadata)
+
+    @dg.asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        kinds={"iceberg"},
+        ins={
+            "manifest": dg.AssetIn(key=raw_log_chunks.key),
+            "normalized_log_batches": dg.AssetIn(key=normalized_log_batches.key),
+        },
+    )
+    def workflow_logs(
+        context: dg.AssetExecutionContext,
+        manifest: pa.Table,
+        normalized_log_batches: pa.Table,
+        iceberg: IcebergCatalogResource,
+    ) -> dg.MaterializeResult:
+        """The Iceberg table of workflow logs: the day committed in one snapshot."""
+        started = time.monotonic()
+        day_manifest = Manifest.from_arrow(manifest)
+        iceberg.ensure_table()
+        catalog = iceberg.load_catalog()
+        result = commit_day(
+            lambda: catalog.load_table(iceberg.identifier()), day_manifest, normalized_log_batches
+        )
+        context.log.info(
+            f"{result.day}: {result.outcome}, {result.rows_written} rows written, "
+            f"{result.rows_deleted} deleted, snapshot {result.snapshot_id}"
+        )
+        written_keys = set(result.files_added) | set(result.files_changed)
+        source_bytes = sum(e.size for e in day_manifest.entries if e.key in written_keys)
+        return dg.MaterializeResult(
+            metadata={
+                "table": dg.MetadataValue.text(iceberg.identifier()),
+                "outcome": dg.MetadataValue.text(result.outcome),
+                "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
+                "rows_written": dg.MetadataValue.int(result.rows_written),
+                "rows_deleted": dg.MetadataValue.int(result.rows_deleted),
+                "data_files_written": dg.MetadataValue.int(result.data_files_written),
+                "source_files_ingested": dg.MetadataValue.int(len(written_keys)),
+                "source_files_in_day": dg.MetadataValue.int(len(day_manifest.entries)),
+                "source_files_added": _keys(result.files_added),
+                "source_files_changed": _keys(result.files_changed),
+                "source_files_removed": _keys(result.files_removed),
+                "source_bytes_ingested": dg.MetadataValue.int(source_bytes),
+                "manifest_digest": dg.MetadataValue.text(result.manifest_digest),
+                "commit_attempts": dg.MetadataValue.int(result.attempts),
+                "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+            }
+        )
+
+    return [raw_log_chunks, normalized_log_batches, workflow_logs]
+

@@ -1,0 +1,24 @@
+"""The one daily partitioning (UTC) shared by every daily asset."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+DEFAULT_START_DATE = "2025-12-01"
+
+
+def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitionsDefinition:
+    """Days from `start_date` (YYYY-MM-DD) on, in UTC."""
+    try:
+        dt.date.fromisoformat(start_date)
+    except ValueError as exc:
+        raise ValueError(
+            f"WFLOG_START_DATE={start_date!r} is not a date: use YYYY-MM-DD, e.g. 2025-12-01"
+        ) from exc
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
+
+
+def partition_day(partition_key: str) -> dt.date:
+    return dt.date.fromisoformat(partition_key)

@@ -1,0 +1,258 @@
+"""Resources: where the logs come from, the Iceberg catalog, and the staging IO manager.
+
+Each has an abstract base and interchangeable implementations (embedded default and
+production), like `project_fully_featured`. Values arrive through resource fields; secrets are
+always `dg.EnvVar`s, so they are resolved at run time and never shown in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+import dagster as dg
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from botocore.config import Config
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, field_validator
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.table import Table
+
+from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
+from wflog_assets.table_writer import ensure_table
+
+
+class SourceS3Resource(S3Resource):
+    """dagster-aws `S3Resource` plus path-style addressing (needed by most S3-compatible stores)."""
+
+    path_style: bool = Field(
+        default=False,
+        description="Address buckets as <endpoint>/<bucket> instead of <bucket>.<endpoint>. "
+        "Set true for MinIO, SeaweedFS and other S3-compatible endpoints.",
+    )
+
+    def get_client(self) -> Any:
+        config = Config(
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            s3={"addressing_style": "path" if self.path_style else "auto"},
+        )
+        session = boto3.session.Session(profile_name=self.profile_name)
+        return session.client(
+            "s3",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=config,
+        )
+
+    def arrow_filesystem(self) -> pafs.S3FileSystem:
+        """The same endpoint and credentials as a pyarrow filesystem (for staging files)."""
+        endpoint = urlparse(self.endpoint_url) if self.endpoint_url else None
+        return pafs.S3FileSystem(
+            access_key=self.aws_access_key_id,
+            secret_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token,
+            region=self.region_name or "us-east-1",
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+            force_virtual_addressing=False if self.path_style else None,
+        )
+
+
+# --------------------------------------------------------------------------- source
+
+
+class LogSourceResource(dg.ConfigurableResource, ABC):
+    """Where the chunk files are: `<root>/year=YYYY/month=MM/day=DD/[hour=HH/]chunk-*.parquet`."""
+
+    read_workers: int = Field(
+        default=8, ge=1, le=64, description="Files read and normalized in parallel."
+    )
+
+    @abstractmethod
+    def object_store(self) -> ObjectStore:
+        """The store to list and read."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the files are, for metadata (never credentials)."""
+
+
+class LocalLogSource(LogSourceResource):
+    """A local directory laid out like the bucket (the embedded default)."""
+
+    root: str = Field(description="Directory that holds the year=/month=/day= folders.")
+
+    def object_store(self) -> ObjectStore:
+        return LocalObjectStore(self.root)
+
+    def describe(self) -> str:
+        return str(Path(self.root).resolve())
+
+
+class S3LogSource(LogSourceResource):
+    """An S3 bucket and prefix."""
+
+    s3: SourceS3Resource
+    bucket: str = Field(description="Bucket that holds the log chunk files.")
+    prefix: str = Field(
+        default="", description="Key prefix above the year= folders, e.g. `logs/workflows`."
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("WFLOG_S3_BUCKET is empty: set it to the bucket holding the logs")
+        return value
+
+    def object_store(self) -> ObjectStore:
+        return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.strip('/')}"
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+class IcebergCatalogResource(dg.ConfigurableResource, ABC):
+    """A pyiceberg catalog and the table the logs go to."""
+
+    namespace: str = Field(default="workflow_logs", description="Iceberg namespace of the table.")
+    table_name: str = Field(default="workflow_logs", description="Iceberg table name.")
+
+    @abstractmethod
+    def catalog_properties(self) -> dict[str, str]:
+        """pyiceberg catalog properties."""
+
+    def catalog_name(self) -> str:
+        return "wflog"
+
+    def load_catalog(self) -> Catalog:
+        return load_catalog(self.catalog_name(), **self.catalog_properties())
+
+    def identifier(self, suffix: str = "") -> str:
+        return f"{self.namespace}.{self.table_name}{suffix}"
+
+    def ensure_table(self, layout: str = "wf_month", suffix: str = "") -> Table:
+        return ensure_table(self.load_catalog(), self.identifier(suffix), layout)
+
+
+class SqliteCatalogResource(IcebergCatalogResource):
+    """Embedded default: a SQLite `SqlCatalog` and a local warehouse, nothing to start."""
+
+    data_dir: str = Field(description="Directory for catalog.db and warehouse/.")
+
+    def catalog_properties(self) -> dict[str, str]:
+        root = Path(self.data_dir).resolve()
+        (root / "warehouse").mkdir(parents=True, exist_ok=True)
+        return {
+            "type": "sql",
+            "uri": f"sqlite:///{root / 'catalog.db'}",
+            "warehouse": (root / "warehouse").as_uri(),
+            "init_catalog_tables": "true",
+        }
+
+
+class RestCatalogResource(IcebergCatalogResource):
+    """An Iceberg REST catalog (Apache Polaris in production) with OAuth2 client credentials."""
+
+    uri: str = Field(description="Catalog endpoint, e.g. https://polaris.example.com/api/catalog")
+    credential: str | None = Field(
+        default=None, description="OAuth2 client credentials `client_id:client_secret`."
+    )
+    warehouse: str = Field(description="Catalog (Polaris) or warehouse location to use.")
+    scope: str | None = Field(
+        default=None, description="OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL for Polaris."
+    )
+    s3_endpoint: str | None = Field(default=None, description="S3 endpoint for data files.")
+    s3_access_key_id: str | None = Field(default=None, description="S3 key for data files.")
+    s3_secret_access_key: str | None = Field(default=None, description="S3 secret.")
+    s3_region: str = Field(
+        default="us-east-1",
+        description="S3 region; always set (pyiceberg otherwise waits ~6 s per call to probe it).",
+    )
+    s3_path_style: bool = Field(default=False, description="Path-style S3 addressing.")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_is_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"WFLOG_CATALOG_URI={value!r} must be an http(s):// URL")
+        return value
+
+    def catalog_properties(self) -> dict[str, str]:
+        props = {
+            "type": "rest",
+            "uri": self.uri,
+            "warehouse": self.warehouse,
+            "s3.region": self.s3_region,
+            "s3.path-style-access": str(self.s3_path_style).lower(),
+        }
+        optional = {
+            "credential": self.credential,
+            "scope": self.scope,
+            "s3.endpoint": self.s3_endpoint,
+            "s3.access-key-id": self.s3_access_key_id,
+            "s3.secret-access-key": self.s3_secret_access_key,
+        }
+        props.update({k: v for k, v in optional.items() if v})
+        return props
+
+
+# --------------------------------------------------------------------------- staging
+
+
+class ArrowStagingIOManager(dg.ConfigurableIOManager):
+    """Stages Arrow tables as Parquet files (locally or on S3), one file per asset partition.
+
+    Loading returns a `pyarrow.Table` read back from that file, so nothing is pickled.
+    """
+
+    root: str = Field(description="Local directory or s3://bucket/prefix for staged files.")
+    s3: SourceS3Resource = Field(
+        default_factory=SourceS3Resource,
+        description="Endpoint and credentials when `root` is on S3.",
+    )
+
+    def _fs_and_base(self) -> tuple[pafs.FileSystem, str]:
+        if self.root.startswith("s3://"):
+            return self.s3.arrow_filesystem(), self.root.removeprefix("s3://").rstrip("/")
+        base = Path(self.root).resolve()
+        base.mkdir(parents=True, exist_ok=True)
+        return pafs.LocalFileSystem(), base.as_posix()
+
+    def _path(self, context: dg.InputContext | dg.OutputContext, base: str) -> str:
+        asset = "/".join(context.asset_key.path)
+        partition = context.asset_partition_key if context.has_asset_partitions else "all"
+        return f"{base}/{asset}/{partition}.parquet"
+
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
+        if not isinstance(obj, pa.Table):
+            raise TypeError(f"{type(self).__name__} stages pyarrow Tables, got {type(obj)}")
+        fs, base = self._fs_and_base()
+        path = self._path(context, base)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        if isinstance(fs, pafs.LocalFileSystem):  # S3 uploads are atomic by themselves
+            tmp = f"{path}.tmp-{os.getpid()}"
+            pq.write_table(obj, tmp, filesystem=fs, row_group_size=128 * 1024)
+            fs.move(tmp, path)
+        else:
+            pq.write_table(obj, path, filesystem=fs, row_group_size=128 * 1024)
+        context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base):]})
+
+    def load_input(self, context: dg.InputContext) -> pa.Table:
+        fs, base = self._fs_and_base()
+        return ds.dataset(self._path(context, base), filesystem=fs, format="parquet").to_table()

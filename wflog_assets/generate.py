@@ -1,0 +1,195 @@
+"""Synthetic chunk files shaped like the real writer's (see shared/source-data.md).
+
+The writer turns buffered record dicts into a table with pyarrow's type inference, so this
+generator does the same (`pa.Table.from_pylist`): per-file schemas then vary exactly as in
+production (null-typed children, missing children, int-vs-string numbers, child order).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wflog_assets.source import ObjectStore, day_prefix
+
+CONNECTORS = (
+    "salesforce", "snowflake", "postgres", "tableau", "bigquery", "redshift", "looker",
+    "databricks", "mysql", "dbt", "powerbi", "oracle", "mssql", "s3", "glue",
+)
+LOGGERS = tuple(
+    f"application_sdk.{area}.{mod}"
+    for area, mods in {
+        "activities": ("metadata_extraction", "query_extraction", "lineage", "common"),
+        "workflows": ("metadata_extraction", "query_extraction", "base"),
+        "clients": ("sql", "temporal", "objectstore", "http", "redis"),
+        "handlers": ("sql", "base"),
+        "transformers": ("atlas", "query", "common"),
+        "outputs": ("parquet", "json", "iceberg"),
+        "inputs": ("parquet", "sql", "json"),
+        "observability": ("logger", "metrics", "traces"),
+        "common": ("utils", "error_codes", "aws"),
+    }.items()
+    for mod in mods
+)
+LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
+NODES = ("fetch", "extract", "transform", "publish", "lineage", "cleanup")
+NUMERIC_EXTRA = ("attempt", "duration_ms", "status_code")
+STRING_EXTRA = (
+    "activity_id", "activity_type", "client_host", "heartbeat_timeout", "log_type", "method",
+    "namespace", "path", "request_id", "run_id", "schedule_to_close_timeout",
+    "schedule_to_start_timeout", "start_to_close_timeout", "task_queue", "url", "workflow_id",
+    "workflow_type",
+)
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    rows_per_day: int = 20_000
+    files_per_day: int = 8
+    workflows_per_day: int = 25
+    hour_level: bool = False  # some deployments add .../day=DD/hour=HH/
+    seed: int = 7
+
+
+def _day_start(day: dt.date) -> float:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+
+
+def workflow_name(rng: random.Random, day: dt.date) -> str:
+    """`atlan-<connector>-<template epoch>-cron-<run epoch>`: a new name for each run."""
+    template = 1_600_000_000 + rng.randrange(100_000_000)
+    run = int(_day_start(day)) + rng.randrange(86_400)
+    return f"atlan-{rng.choice(CONNECTORS)}-{template}-cron-{run}"
+
+
+def _workflow_weights(rng: random.Random, count: int) -> list[float]:
+    # Long tail: a few runs log most of the day, most log a few hundred rows.
+    return [1.0 / (rank ** 1.6) for rank in range(1, count + 1)]
+
+
+def _message(rng: random.Random, level: str, i: int) -> str:
+    if level in ("ERROR", "CRITICAL"):
+        return (
+            f"Activity failed (row {i}): connection reset by peer\n"
+            "Traceback (most recent call last):\n"
+            '  File "/app/application_sdk/clients/sql.py", line 212, in run_query\n'
+            "    cursor.execute(query)\n"
+            "ConnectionResetError: [Errno 104] Connection reset by peer, "
+            + "retrying with backoff " * rng.randrange(1, 40)
+        )
+    return f"Processed batch {i} of {rng.randrange(1, 500)} records, status=ok, query='SELECT 1, \"x\"'"
+
+
+def _file_table(rng: random.Random, day: dt.date, names: list[str], weights: list[float],
+                n_rows: int, t0: float, t1: float, index: int) -> pa.Table:
+    """One chunk file's records, with this file's own schema quirks."""
+    numeric_as_string = {k: rng.random() < 0.3 for k in NUMERIC_EXTRA}
+    all_null = {k for k in (*STRING_EXTRA, *NUMERIC_EXTRA) if rng.random() < 0.15}
+    missing = {k for k in (*STRING_EXTRA, *NUMERIC_EXTRA) if rng.random() < 0.15} - all_null
+    with_month = rng.random() < 0.5
+    run_id_mode = rng.choice(("absent", "null", "value"))
+    extra_keys = [
+        "atlan-argo-workflow-name", "atlan-argo-workflow-node", "trace_id",
+        *(k for k in (*STRING_EXTRA, *NUMERIC_EXTRA) if k not in missing),
+    ]
+    rng.shuffle(extra_keys)  # child order differs between files
+    timestamps = sorted(rng.uniform(t0, t1) for _ in range(n_rows))
+    records = []
+    for i, ts in enumerate(timestamps):
+        name = rng.choices(names, weights)[0]
+        level = rng.choice(LEVELS)
+        extra: dict[str, object] = {}
+        for key in extra_keys:
+            if key in all_null:
+                extra[key] = None
+            elif key == "atlan-argo-workflow-name":
+                extra[key] = name
+            elif key == "atlan-argo-workflow-node":
+                extra[key] = f"{name}-{rng.choice(NODES)}-{rng.randrange(10**9, 10**10)}"
+            elif key == "trace_id":
+                extra[key] = name
+            elif key in NUMERIC_EXTRA:
+                value = rng.randrange(1, 5000) if key != "status_code" else rng.choice(
+                    (200, 201, 400, 404, 500))
+                extra[key] = str(value) if numeric_as_string[key] else value
+            else:
+                extra[key] = f"{key}-{rng.randrange(10_000)}"
+        record: dict[str, object] = {
+            "timestamp": ts,
+            "level": level,
+            "logger_name": rng.choice(LOGGERS),
+            "message": _message(rng, level, i),
+            "file": "/app/application_sdk/" + rng.choice(("a.py", "b/c.py", "d/e/f.py")),
+            "line": rng.randrange(1, 900),
+            "function": rng.choice(("run", "execute", "fetch_metadata", "transform", "__call__")),
+        }
+        if run_id_mode != "absent":
+            record["argo_workflow_run_id"] = None if run_id_mode == "null" else name
+            record["argo_workflow_run_uuid"] = None if run_id_mode == "null" else f"uuid-{index}"
+        if with_month:
+            record["month"] = day.month
+        record["extra"] = extra
+        records.append(record)
+    return pa.Table.from_pylist(records)
+
+
+def _encode(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def chunk_key(day: dt.date, index: int, stamp_ms: int, hour: int | None = None) -> str:
+    folder = day_prefix(day) + (f"hour={hour:02d}/" if hour is not None else "")
+    return f"{folder}chunk-{index}-part{stamp_ms}.parquet"
+
+
+def generate_day(day: dt.date, settings: GeneratorSettings) -> Iterator[tuple[str, bytes]]:
+    """(key, Parquet bytes) of one day's chunk files, deterministic for (day, seed)."""
+    rng = random.Random(f"{settings.seed}-{day.isoformat()}")
+    names = [workflow_name(rng, day) for _ in range(settings.workflows_per_day)]
+    weights = _workflow_weights(rng, len(names))
+    start = _day_start(day)
+    span = 86_400 / settings.files_per_day
+    base, extra_rows = divmod(settings.rows_per_day, settings.files_per_day)
+    for index in range(settings.files_per_day):
+        n_rows = base + (1 if index < extra_rows else 0)
+        t0, t1 = start + index * span, start + (index + 1) * span - 1e-3
+        table = _file_table(rng, day, names, weights, n_rows, t0, t1, index)
+        hour = int(index * span // 3600) if settings.hour_level else None
+        yield chunk_key(day, index, int(t1 * 1000), hour), _encode(table)
+
+
+def generate_late_file(day: dt.date, settings: GeneratorSettings, index: int, rows: int,
+                       delay_s: float = 3_600) -> tuple[str, bytes]:
+    """A chunk that arrives after the day ended (a late buffer flush): rows inside `day`."""
+    rng = random.Random(f"{settings.seed}-{day.isoformat()}-late-{index}")
+    names = [workflow_name(rng, day) for _ in range(max(2, settings.workflows_per_day // 5))]
+    start = _day_start(day)
+    table = _file_table(rng, day, names, _workflow_weights(rng, len(names)), rows,
+                        start + 86_000, start + 86_399.999, 1000 + index)
+    stamp_ms = int((start + 86_400 + delay_s) * 1000)
+    return chunk_key(day, 1000 + index, stamp_ms), _encode(table)
+
+
+def write_days(store: ObjectStore, start: dt.date, days: int, settings: GeneratorSettings,
+               late_files_per_day: int = 0) -> list[str]:
+    """Write `days` days of chunk files (and optional late files) into `store`; return the keys."""
+    keys: list[str] = []
+    for offset in range(days):
+        day = start + dt.timedelta(days=offset)
+        for key, data in generate_day(day, settings):
+            store.write(key, data)
+            keys.append(key)
+        for index in range(late_files_per_day):
+            key, data = generate_late_file(day, settings, index, rows=max(
+                10, settings.rows_per_day // 50))
+            store.write(key, data)
+            keys.append(key)
+    return keys

@@ -1,0 +1,147 @@
+"""Source chunk tables -> rows in the target schema, with Arrow compute only (no per-row Python).
+
+The writer infers each file's Parquet schema from the records it buffered, so a file may carry
+`extra` children typed `null`, miss some children, type numbers as int64 or string, and order the
+children differently. Every one of those is mapped to the one target schema here; a value that
+cannot be cast is a `NormalizationError` naming the file and the column, never a silent null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wflog_assets.schema import (
+    ARROW_SCHEMA,
+    ARROW_SORT_KEYS,
+    EXTRA_ARROW_TYPE,
+    EXTRA_FIELDS,
+    MONTH,
+    SOURCE_FILE,
+    SOURCE_STRING_COLUMNS,
+    TIMESTAMP,
+    WORKFLOW_NAME,
+    WORKFLOW_NODE,
+)
+
+REQUIRED_COLUMNS: tuple[str, ...] = (TIMESTAMP, "extra")
+LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING"}
+
+_STRING = pa.large_string()
+
+
+class NormalizationError(ValueError):
+    """A source file cannot be mapped to the target schema."""
+
+    def __init__(self, key: str, column: str, reason: str) -> None:
+        super().__init__(f"{key}: column {column!r}: {reason}")
+        self.key = key
+        self.column = column
+        self.reason = reason
+
+
+@dataclass
+class NormalizedFile:
+    """One source file's rows in the target schema, and what was noticed on the way."""
+
+    key: str
+    table: pa.Table
+    ignored_columns: list[str] = field(default_factory=list)
+    ignored_extra_keys: list[str] = field(default_factory=list)
+
+
+def _cast(values: pa.Array, target: pa.DataType, key: str, column: str) -> pa.Array:
+    if values.type == target:
+        return values
+    if pa.types.is_struct(values.type) or pa.types.is_list(values.type):
+        raise NormalizationError(key, column, f"nested type {values.type} cannot become {target}")
+    try:
+        return pc.cast(values, target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise NormalizationError(key, column, f"cannot cast {values.type} to {target}: {exc}") from exc
+
+
+def _nulls(n: int, type_: pa.DataType) -> pa.Array:
+    return pa.nulls(n, type=type_)
+
+
+def month_of(timestamps: pa.Array) -> pa.Array:
+    """Month (1-12, UTC) of Unix-seconds doubles; null stays null."""
+    micros = pc.cast(pc.floor(pc.multiply(timestamps, 1_000_000.0)), pa.int64())
+    return pc.cast(pc.month(pc.cast(micros, pa.timestamp("us", tz="UTC"))), pa.int64())
+
+
+def normalize_table(source: pa.Table, key: str) -> NormalizedFile:
+    """Map one source file's table to the target schema (unsorted)."""
+    for column in REQUIRED_COLUMNS:
+        if column not in source.column_names:
+            raise NormalizationError(key, column, "required column is missing from the file")
+    source = source.combine_chunks()
+    n = source.num_rows
+
+    def column(name: str) -> pa.Array | None:
+        if name not in source.column_names:
+            return None
+        chunked = source.column(name)
+        return chunked.chunk(0) if chunked.num_chunks else pa.array([], type=chunked.type)
+
+    timestamp = _cast(column(TIMESTAMP), pa.float64(), key, TIMESTAMP)
+    out: dict[str, pa.Array] = {TIMESTAMP: timestamp}
+    for name in SOURCE_STRING_COLUMNS:
+        values = column(name)
+        out[name] = _nulls(n, _STRING) if values is None else _cast(values, _STRING, key, name)
+    out["level"] = _normalize_levels(out["level"])
+    line = column("line")
+    out["line"] = _nulls(n, pa.int64()) if line is None else _cast(line, pa.int64(), key, "line")
+
+    extra, ignored_extra = _normalize_extra(column("extra"), n, key)
+    out["trace_id"] = pc.struct_field(extra, "trace_id")
+    out[WORKFLOW_NAME] = pc.struct_field(extra, "atlan-argo-workflow-name")
+    out[WORKFLOW_NODE] = pc.struct_field(extra, "atlan-argo-workflow-node")
+    out["extra"] = extra
+    out[MONTH] = month_of(timestamp)
+    out[SOURCE_FILE] = pa.repeat(pa.scalar(key, _STRING), n)
+    table = pa.Table.from_arrays([out[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
+    known = {TIMESTAMP, "line", "extra", MONTH, *SOURCE_STRING_COLUMNS}
+    ignored = sorted(c for c in source.column_names if c not in known)
+    return NormalizedFile(key=key, table=table, ignored_columns=ignored,
+                          ignored_extra_keys=ignored_extra)
+
+
+def _normalize_levels(levels: pa.Array) -> pa.Array:
+    for alias, canonical in LEVEL_ALIASES.items():
+        levels = pc.if_else(pc.equal(levels, alias), pa.scalar(canonical, _STRING), levels)
+    return levels
+
+
+def _normalize_extra(extra: pa.Array | None, n: int, key: str) -> tuple[pa.StructArray, list[str]]:
+    if extra is None or pa.types.is_null(extra.type):
+        children = [_nulls(n, _STRING) for _ in EXTRA_FIELDS]
+        return pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE)), []
+    if not pa.types.is_struct(extra.type):
+        raise NormalizationError(key, "extra", f"expected a struct, found {extra.type}")
+    present = {extra.type.field(i).name for i in range(extra.type.num_fields)}
+    children = []
+    for name in EXTRA_FIELDS:
+        if name in present:
+            child = pc.struct_field(extra, name)  # honours the parent's nulls
+            children.append(_cast(child, _STRING, key, f"extra.{name}"))
+        else:
+            children.append(_nulls(n, _STRING))
+    mask = pc.is_null(extra) if extra.null_count else None
+    struct = pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE), mask=mask)
+    return struct, sorted(present.difference(EXTRA_FIELDS))
+
+
+def sort_for_table(table: pa.Table) -> pa.Table:
+    """Order rows as the table wants them: by partition, then timestamp DESC (nulls last)."""
+    if table.num_rows == 0:
+        return table
+    indices = pc.sort_indices(table, sort_keys=ARROW_SORT_KEYS)
+    return table.take(indices)
+
+
+def empty_table() -> pa.Table:
+    return ARROW_SCHEMA.empty_table()

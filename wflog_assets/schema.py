@@ -1,0 +1,118 @@
+"""The target table, defined once: schema, partition layouts and sort order."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
+from pyiceberg.transforms import BucketTransform, IdentityTransform
+from pyiceberg.types import DoubleType, LongType, NestedField, StringType, StructType
+
+# Children of the source `extra` struct that the table keeps as typed (string) columns.
+# The workflow fields use hyphens in the source; Iceberg keeps the names as written.
+EXTRA_FIELDS: tuple[str, ...] = (
+    "activity_id",
+    "activity_type",
+    "atlan-argo-workflow-name",
+    "atlan-argo-workflow-node",
+    "attempt",
+    "client_host",
+    "duration_ms",
+    "heartbeat_timeout",
+    "log_type",
+    "method",
+    "namespace",
+    "path",
+    "request_id",
+    "run_id",
+    "schedule_to_close_timeout",
+    "schedule_to_start_timeout",
+    "start_to_close_timeout",
+    "status_code",
+    "task_queue",
+    "trace_id",
+    "url",
+    "workflow_id",
+    "workflow_type",
+)
+
+# Top-level string columns copied from the source file as they are.
+SOURCE_STRING_COLUMNS: tuple[str, ...] = ("level", "logger_name", "message", "file", "function")
+
+WORKFLOW_NAME = "atlan_argo_workflow_name"
+WORKFLOW_NODE = "atlan_argo_workflow_node"
+TIMESTAMP = "timestamp"
+MONTH = "month"
+SOURCE_FILE = "source_file"
+
+_EXTRA_FIRST_ID = 100
+
+TABLE_SCHEMA = Schema(
+    NestedField(1, TIMESTAMP, DoubleType(), required=False, doc="Unix seconds, UTC"),
+    NestedField(2, "level", StringType(), required=False),
+    NestedField(3, "logger_name", StringType(), required=False),
+    NestedField(4, "message", StringType(), required=False),
+    NestedField(5, "file", StringType(), required=False),
+    NestedField(6, "line", LongType(), required=False),
+    NestedField(7, "function", StringType(), required=False),
+    NestedField(8, "trace_id", StringType(), required=False, doc="extra.trace_id"),
+    NestedField(9, WORKFLOW_NAME, StringType(), required=False,
+                doc="extra.atlan-argo-workflow-name"),
+    NestedField(10, WORKFLOW_NODE, StringType(), required=False,
+                doc="extra.atlan-argo-workflow-node"),
+    NestedField(
+        11,
+        "extra",
+        StructType(
+            *(
+                NestedField(_EXTRA_FIRST_ID + i, name, StringType(), required=False)
+                for i, name in enumerate(EXTRA_FIELDS)
+            )
+        ),
+        required=False,
+    ),
+    NestedField(12, MONTH, LongType(), required=False, doc="month of timestamp (UTC), 1-12"),
+    NestedField(13, SOURCE_FILE, StringType(), required=False,
+                doc="source object key the row was read from (lineage, exact re-ingestion)"),
+)
+
+ARROW_SCHEMA: pa.Schema = schema_to_pyarrow(TABLE_SCHEMA, include_field_ids=False)
+EXTRA_ARROW_TYPE: pa.StructType = ARROW_SCHEMA.field("extra").type
+
+_WF_ID = TABLE_SCHEMA.find_field(WORKFLOW_NAME).field_id
+_MONTH_ID = TABLE_SCHEMA.find_field(MONTH).field_id
+_TS_ID = TABLE_SCHEMA.find_field(TIMESTAMP).field_id
+
+# The partition layouts of the proof of concept's study. `wf_month` is the production table.
+LAYOUTS: dict[str, PartitionSpec] = {
+    "wf_month": PartitionSpec(
+        PartitionField(_WF_ID, 1000, IdentityTransform(), WORKFLOW_NAME),
+        PartitionField(_MONTH_ID, 1001, IdentityTransform(), MONTH),
+    ),
+    "wf_bucket": PartitionSpec(
+        PartitionField(_WF_ID, 1000, BucketTransform(16), f"{WORKFLOW_NAME}_bucket"),
+    ),
+    "wf_bucket_month": PartitionSpec(
+        PartitionField(_WF_ID, 1000, BucketTransform(16), f"{WORKFLOW_NAME}_bucket"),
+        PartitionField(_MONTH_ID, 1001, IdentityTransform(), MONTH),
+    ),
+}
+DEFAULT_LAYOUT = "wf_month"
+
+SORT_ORDER = SortOrder(
+    SortField(
+        source_id=_TS_ID,
+        transform=IdentityTransform(),
+        direction=SortDirection.DESC,
+        null_order=NullOrder.NULLS_LAST,
+    )
+)
+
+# How staged rows are ordered before they are written: grouped by partition, newest first.
+ARROW_SORT_KEYS: list[tuple[str, str, str]] = [
+    (WORKFLOW_NAME, "ascending", "at_end"),
+    (MONTH, "ascending", "at_end"),
+    (TIMESTAMP, "descending", "at_end"),
+]

@@ -1,0 +1,199 @@
+"""Listing a day's chunk files and reading them, from S3 or a local directory (no Dagster here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wflog_assets.normalize import NormalizedFile, normalize_table
+
+PARQUET_SUFFIX = ".parquet"
+
+
+class SourceReadError(RuntimeError):
+    """A source object could not be read as a chunk file."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def day_prefix(day: dt.date) -> str:
+    """The source folder of one day, relative to the source root."""
+    return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+
+
+@dataclass(frozen=True, order=True)
+class ManifestEntry:
+    """One object of a day: its key relative to the source root, and what identifies its version."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: str
+    format: str = "parquet"
+
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.string()),
+        ("format", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The files of one day, sorted by key. Its digest identifies the day's content."""
+
+    day: str
+    entries: tuple[ManifestEntry, ...]
+
+    @classmethod
+    def build(cls, day: str, entries: Iterable[ManifestEntry]) -> Manifest:
+        return cls(day=day, entries=tuple(sorted(entries)))
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256(f"wflog-manifest-v1\n{self.day}\n".encode())
+        for e in self.entries:
+            h.update(f"{e.key}\t{e.size}\t{e.etag}\n".encode())
+        return h.hexdigest()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def versions(self) -> dict[str, str]:
+        """key -> version (etag and size), what decides whether a file changed."""
+        return {e.key: f"{e.etag}:{e.size}" for e in self.entries}
+
+    def to_arrow(self) -> pa.Table:
+        rows = [asdict(e) for e in self.entries]
+        table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+        return table.replace_schema_metadata({"wflog.day": self.day})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Manifest:
+        metadata = table.schema.metadata or {}
+        day = metadata.get(b"wflog.day", b"").decode()
+        entries = (ManifestEntry(**row) for row in table.to_pylist())
+        return cls.build(day, entries)
+
+
+class ObjectStore(Protocol):
+    """What the pipeline needs of a source: list a prefix, read an object."""
+
+    def list(self, prefix: str) -> Iterator[ManifestEntry]: ...
+
+    def read(self, key: str) -> bytes: ...
+
+    def write(self, key: str, data: bytes) -> None: ...
+
+
+def is_chunk_file(key: str) -> bool:
+    return key.endswith(PARQUET_SUFFIX)
+
+
+def list_day(store: ObjectStore, day: dt.date) -> Manifest:
+    """All chunk files of a day, including any `hour=` level below it."""
+    entries = [e for e in store.list(day_prefix(day)) if is_chunk_file(e.key)]
+    return Manifest.build(day.isoformat(), entries)
+
+
+class LocalObjectStore:
+    """A directory laid out like the bucket. The ETag stand-in is size + modification time."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def list(self, prefix: str) -> Iterator[ManifestEntry]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            if not path.is_file():
+                continue
+            st = path.stat()
+            modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC).isoformat()
+            yield ManifestEntry(
+                key=path.relative_to(self.root).as_posix(),
+                size=st.st_size,
+                etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+                last_modified=modified,
+            )
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+class S3ObjectStore:
+    """An S3 bucket and prefix, through a boto3 client (paginated listing)."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def list(self, prefix: str) -> Iterator[ManifestEntry]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(self.prefix):]
+                yield ManifestEntry(
+                    key=key,
+                    size=int(obj["Size"]),
+                    etag=str(obj.get("ETag", "")).strip('"'),
+                    last_modified=obj["LastModified"].astimezone(dt.UTC).isoformat(),
+                )
+
+    def read(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        return response["Body"].read()
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+
+def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
+    """Read one chunk file and normalize it."""
+    data = store.read(entry.key)
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceReadError(entry.key, f"not a readable Parquet file: {exc}") from exc
+    return normalize_table(table, entry.key)
+
+
+def read_manifest(
+    store: ObjectStore,
+    manifest: Manifest,
+    max_workers: int = 8,
+    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile] = read_chunk,
+) -> list[NormalizedFile]:
+    """Read and normalize every file of a manifest in parallel (Arrow releases the GIL)."""
+    if not manifest.entries:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(manifest.entries)))) as pool:
+        return list(pool.map(lambda e: reader(store, e), manifest.entries))

@@ -1,0 +1,253 @@
+"""One Iceberg commit per day, with the checkpoint (day, manifest digest) in the same snapshot.
+
+The table, not Dagster, is the commit record: every snapshot written here carries the day, the
+digest of the day's manifest, and where the manifest itself was stored (written before the
+commit, named by its digest). A re-run compares the day's current manifest with the committed
+one and writes only the difference:
+
+- same digest            -> nothing is written;
+- only new files         -> their rows are appended;
+- changed/vanished files -> their rows are deleted and the new rows appended, in one commit
+  (rows are found by the `source_file` lineage column, so other files' rows are untouched).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.expressions import In
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot, ancestors_of
+
+from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.source import Manifest
+
+SUMMARY_DAY = "wflog.day"
+SUMMARY_DIGEST = "wflog.manifest-digest"
+SUMMARY_MANIFEST = "wflog.manifest-location"
+SUMMARY_SOURCE_FILES = "wflog.source-files"
+
+DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+class TableLayoutError(RuntimeError):
+    """An existing table does not have the schema, partition spec or sort order this code writes."""
+
+
+class CommitRetriesExhaustedError(RuntimeError):
+    """Concurrent commits kept conflicting with ours beyond the retry budget."""
+
+
+def ensure_table(
+    catalog: Catalog,
+    identifier: str,
+    layout: str = "wf_month",
+    properties: dict[str, str] | None = None,
+) -> Table:
+    """Create the namespace and table if missing; refuse a table laid out differently."""
+    namespace = identifier.rsplit(".", 1)[0]
+    catalog.create_namespace_if_not_exists(namespace)
+    spec = LAYOUTS[layout]
+    table = catalog.create_table_if_not_exists(
+        identifier,
+        schema=TABLE_SCHEMA,
+        partition_spec=spec,
+        sort_order=SORT_ORDER,
+        properties={**DEFAULT_TABLE_PROPERTIES, **(properties or {})},
+    )
+    existing = [(f.source_id, str(f.transform)) for f in table.spec().fields]
+    wanted = [(f.source_id, str(f.transform)) for f in spec.fields]
+    if existing != wanted:
+        raise TableLayoutError(
+            f"table {identifier} is partitioned by {table.spec()}, expected layout {layout!r} "
+            f"({spec}); point WFLOG_TABLE at another table or drop this one"
+        )
+    sort = [(f.source_id, f.direction) for f in table.sort_order().fields]
+    if sort != [(f.source_id, f.direction) for f in SORT_ORDER.fields]:
+        raise TableLayoutError(
+            f"table {identifier} has sort order {table.sort_order()}, expected {SORT_ORDER}"
+        )
+    return table
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """What a commit must do to make the table hold exactly the day's current files."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    @property
+    def rewrite_keys(self) -> tuple[str, ...]:
+        return self.changed + self.removed
+
+    @property
+    def write_keys(self) -> tuple[str, ...]:
+        return self.added + self.changed
+
+
+def plan_day(committed: Manifest | None, current: Manifest) -> DayPlan:
+    """Compare the committed manifest of a day with its current one."""
+    old = committed.versions() if committed else {}
+    new = current.versions()
+    added = tuple(sorted(k for k in new if k not in old))
+    changed = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
+    removed = tuple(sorted(k for k in old if k not in new))
+    return DayPlan(added=added, changed=changed, removed=removed)
+
+
+@dataclass
+class CommitResult:
+    """What one day's commit did."""
+
+    day: str
+    outcome: str  # "unchanged" | "appended" | "replaced" | "empty"
+    snapshot_id: int | None
+    manifest_digest: str
+    rows_written: int = 0
+    rows_deleted: int = 0
+    data_files_written: int = 0
+    files_added: list[str] = field(default_factory=list)
+    files_changed: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    attempts: int = 1
+
+
+def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
+    """The newest snapshot in the current lineage that committed `day`."""
+    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+        if snapshot.summary is not None and snapshot.summary.get(SUMMARY_DAY) == day:
+            return snapshot
+    return None
+
+
+def manifest_location(table: Table, manifest: Manifest) -> str:
+    return f"{table.location()}/metadata/wflog-manifests/{manifest.day}-{manifest.digest}.parquet"
+
+
+def store_manifest(table: Table, manifest: Manifest) -> str:
+    location = manifest_location(table, manifest)
+    sink = io.BytesIO()
+    pq.write_table(manifest.to_arrow(), sink)
+    with table.io.new_output(location).create(overwrite=True) as out:
+        out.write(sink.getvalue())
+    return location
+
+
+def load_committed_manifest(table: Table, snapshot: Snapshot) -> Manifest:
+    assert snapshot.summary is not None
+    location = snapshot.summary[SUMMARY_MANIFEST]
+    with table.io.new_input(location).open() as f:
+        return Manifest.from_arrow(pq.read_table(io.BytesIO(f.read())))
+
+
+def commit_day(
+    load_table: Callable[[], Table],
+    manifest: Manifest,
+    rows: pa.Table,
+    max_attempts: int = 8,
+    base_backoff_s: float = 0.2,
+) -> CommitResult:
+    """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
+
+    `rows` are the day's normalized rows (with `source_file`), already sorted for the table.
+    Conflicting concurrent commits are retried (re-planned against the fresh table) with
+    jittered backoff; an unknown commit state is resolved by looking for our digest.
+    """
+    table = load_table()
+    location = store_manifest(table, manifest)
+    last_error: Exception | None = None
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            time.sleep(base_backoff_s * 2 ** (attempt - 2) * (1 + random.random()))
+            table = load_table()
+        previous = last_day_snapshot(table, manifest.day)
+        if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+            return CommitResult(
+                day=manifest.day, outcome="unchanged", snapshot_id=previous.snapshot_id,
+                manifest_digest=manifest.digest, attempts=attempt,
+            )
+        committed = load_committed_manifest(table, previous) if previous is not None else None
+        plan = plan_day(committed, manifest)
+        if previous is None and not manifest.entries:
+            return CommitResult(day=manifest.day, outcome="empty", snapshot_id=None,
+                                manifest_digest=manifest.digest, attempts=attempt)
+        to_write = _rows_of(rows, plan.write_keys)
+        properties = {
+            SUMMARY_DAY: manifest.day,
+            SUMMARY_DIGEST: manifest.digest,
+            SUMMARY_MANIFEST: location,
+            SUMMARY_SOURCE_FILES: str(len(manifest.entries)),
+        }
+        try:
+            with table.transaction() as tx:
+                if plan.rewrite_keys:
+                    tx.delete(In(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
+                tx.append(to_write, snapshot_properties=properties)
+        except (CommitFailedException, CommitStateUnknownException) as exc:
+            last_error = exc
+            continue
+        table = load_table()
+        return _result(table, manifest, plan, previous, to_write.num_rows, attempt)
+    raise CommitRetriesExhaustedError(
+        f"day {manifest.day}: commit still conflicting after {max_attempts} attempts: {last_error}"
+    )
+
+
+def _rows_of(rows: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    if rows.num_rows == 0 or not keys:
+        return rows.slice(0, 0)
+    mask = pc.is_in(rows.column(SOURCE_FILE), value_set=pa.array(keys, rows.schema.field(
+        SOURCE_FILE).type))
+    return rows.filter(mask)
+
+
+def _summary_int(snapshot: Snapshot, key: str) -> int:
+    value = snapshot.summary.get(key) if snapshot.summary is not None else None
+    return int(value) if value else 0
+
+
+def _result(
+    table: Table, manifest: Manifest, plan: DayPlan, previous: Snapshot | None,
+    rows_written: int, attempts: int,
+) -> CommitResult:
+    # Our snapshots are consecutive; other days' commits may already sit on top of them.
+    files_written = rows_deleted = 0
+    snapshot_id: int | None = None
+    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+        ours = snapshot.summary is not None and snapshot.summary.get(SUMMARY_DIGEST) == (
+            manifest.digest) and snapshot.summary.get(SUMMARY_DAY) == manifest.day
+        if previous is not None and snapshot.snapshot_id == previous.snapshot_id:
+            break
+        if not ours:
+            if snapshot_id is None:
+                continue
+            break
+        snapshot_id = snapshot_id or snapshot.snapshot_id
+        files_written += _summary_int(snapshot, "added-data-files")
+        rows_deleted += _summary_int(snapshot, "deleted-records")
+    return CommitResult(
+        day=manifest.day,
+        outcome="replaced" if plan.rewrite_keys else "appended",
+        snapshot_id=snapshot_id,
+        manifest_digest=manifest.digest,
+        rows_written=rows_written,
+        rows_deleted=rows_deleted,
+        data_files_written=files_written,
+        files_added=list(plan.added),
+        files_changed=list(plan.changed),
+        files_removed=list(plan.removed),
+        attempts=attempts,
+    )
