@@ -19,6 +19,7 @@ from wflog_assets.schema import (
     EXTRA_ARROW_TYPE,
     EXTRA_FIELDS,
     MONTH,
+    SOURCE_ETAG,
     SOURCE_FILE,
     SOURCE_STRING_COLUMNS,
     TIMESTAMP,
@@ -73,8 +74,11 @@ def month_of(timestamps: pa.Array) -> pa.Array:
     return pc.cast(pc.month(pc.cast(micros, pa.timestamp("us", tz="UTC"))), pa.int64())
 
 
-def normalize_table(source: pa.Table, key: str) -> NormalizedFile:
-    """Map one source file's table to the target schema (unsorted)."""
+def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFile:
+    """Map one source file's table to the target schema (unsorted).
+
+    `key` and `etag` identify the source object version; every row carries them (lineage).
+    """
     for column in REQUIRED_COLUMNS:
         if column not in source.column_names:
             raise NormalizationError(key, column, "required column is missing from the file")
@@ -103,6 +107,7 @@ def normalize_table(source: pa.Table, key: str) -> NormalizedFile:
     out["extra"] = extra
     out[MONTH] = month_of(timestamp)
     out[SOURCE_FILE] = pa.repeat(pa.scalar(key, _STRING), n)
+    out[SOURCE_ETAG] = pa.repeat(pa.scalar(etag, _STRING), n)
     table = pa.Table.from_arrays([out[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
     known = {TIMESTAMP, "line", "extra", MONTH, *SOURCE_STRING_COLUMNS}
     ignored = sorted(c for c in source.column_names if c not in known)

@@ -46,6 +46,7 @@ WORKFLOW_NODE = "atlan_argo_workflow_node"
 TIMESTAMP = "timestamp"
 MONTH = "month"
 SOURCE_FILE = "source_file"
+SOURCE_ETAG = "source_etag"
 
 _EXTRA_FIRST_ID = 100
 
@@ -75,7 +76,9 @@ TABLE_SCHEMA = Schema(
     ),
     NestedField(12, MONTH, LongType(), required=False, doc="month of timestamp (UTC), 1-12"),
     NestedField(13, SOURCE_FILE, StringType(), required=False,
-                doc="source object key the row was read from (lineage, exact re-ingestion)"),
+                doc="source object key (relative to the source root) the row was read from"),
+    NestedField(14, SOURCE_ETAG, StringType(), required=False,
+                doc="ETag of the source object version the row was read from"),
 )
 
 ARROW_SCHEMA: pa.Schema = schema_to_pyarrow(TABLE_SCHEMA, include_field_ids=False)

@@ -79,8 +79,8 @@ class Manifest:
         return sum(e.size for e in self.entries)
 
     def versions(self) -> dict[str, str]:
-        """key -> version (etag and size), what decides whether a file changed."""
-        return {e.key: f"{e.etag}:{e.size}" for e in self.entries}
+        """key -> ETag, what decides whether a file changed."""
+        return {e.key: e.etag for e in self.entries}
 
     def to_arrow(self) -> pa.Table:
         rows = [asdict(e) for e in self.entries]
@@ -183,7 +183,7 @@ def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceReadError(entry.key, f"not a readable Parquet file: {exc}") from exc
-    return normalize_table(table, entry.key)
+    return normalize_table(table, entry.key, entry.etag)
 
 
 def read_manifest(

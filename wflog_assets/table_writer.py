@@ -1,19 +1,22 @@
 """One Iceberg commit per day, with the checkpoint (day, manifest digest) in the same snapshot.
 
-The table, not Dagster, is the commit record: every snapshot written here carries the day, the
-digest of the day's manifest, and where the manifest itself was stored (written before the
-commit, named by its digest). A re-run compares the day's current manifest with the committed
-one and writes only the difference:
+The table, not Dagster, is the commit record. Every row carries its lineage (`source_file`,
+`source_etag`), and every snapshot written here carries the day and the digest of the day's
+manifest, in the same atomic commit as the data. A re-run of a day:
 
-- same digest            -> nothing is written;
-- only new files         -> their rows are appended;
-- changed/vanished files -> their rows are deleted and the new rows appended, in one commit
-  (rows are found by the `source_file` lineage column, so other files' rows are untouched).
+- finds a snapshot of that day with the same digest -> nothing is written;
+- otherwise reads which (file, ETag) pairs the table holds for the day (a scan pruned by the
+  `source_file` statistics) and writes only the difference, in one commit:
+  new files -> their rows appended; changed or vanished files -> their rows deleted (and the
+  new version's rows appended). Other files' rows are untouched.
+
+Because the committed state is read from the rows themselves, it survives snapshot expiry and
+compaction, and needs no side files that orphan-file cleanup could remove.
 """
 
 from __future__ import annotations
 
-import io
+import datetime as dt
 import random
 import time
 from collections.abc import Callable
@@ -21,19 +24,20 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
-from pyiceberg.expressions import In
+from pyiceberg.expressions import In, StartsWith
+from pyiceberg.partitioning import PartitionSpec
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
+from pyiceberg.table.sorting import SortOrder
 
-from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
-from wflog_assets.source import Manifest
+from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.source import Manifest, day_prefix
 
 SUMMARY_DAY = "wflog.day"
 SUMMARY_DIGEST = "wflog.manifest-digest"
-SUMMARY_MANIFEST = "wflog.manifest-location"
 SUMMARY_SOURCE_FILES = "wflog.source-files"
 
 DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
@@ -66,19 +70,28 @@ def ensure_table(
         sort_order=SORT_ORDER,
         properties={**DEFAULT_TABLE_PROPERTIES, **(properties or {})},
     )
-    existing = [(f.source_id, str(f.transform)) for f in table.spec().fields]
-    wanted = [(f.source_id, str(f.transform)) for f in spec.fields]
-    if existing != wanted:
+    # Compare by column name: a REST catalog may assign its own field ids on create.
+    if _spec_by_name(table.schema(), table.spec()) != _spec_by_name(TABLE_SCHEMA, spec):
         raise TableLayoutError(
             f"table {identifier} is partitioned by {table.spec()}, expected layout {layout!r} "
             f"({spec}); point WFLOG_TABLE at another table or drop this one"
         )
-    sort = [(f.source_id, f.direction) for f in table.sort_order().fields]
-    if sort != [(f.source_id, f.direction) for f in SORT_ORDER.fields]:
+    if _sort_by_name(table.schema(), table.sort_order()) != _sort_by_name(TABLE_SCHEMA, SORT_ORDER):
         raise TableLayoutError(
-            f"table {identifier} has sort order {table.sort_order()}, expected {SORT_ORDER}"
+            f"table {identifier} has sort order {table.sort_order()}, expected timestamp DESC"
         )
     return table
+
+
+def _spec_by_name(schema: Schema, spec: PartitionSpec) -> list[tuple[str | None, str]]:
+    return [(schema.find_column_name(f.source_id), str(f.transform)) for f in spec.fields]
+
+
+def _sort_by_name(schema: Schema, order: SortOrder) -> list[tuple[str | None, str, str]]:
+    return [
+        (schema.find_column_name(f.source_id), str(f.direction), str(f.null_order))
+        for f in order.fields
+    ]
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,9 @@ class DayPlan:
         return self.added + self.changed
 
 
-def plan_day(committed: Manifest | None, current: Manifest) -> DayPlan:
-    """Compare the committed manifest of a day with its current one."""
-    old = committed.versions() if committed else {}
+def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
+    """Compare what the table holds for a day (key -> ETag) with the day's current manifest."""
+    old = committed
     new = current.versions()
     added = tuple(sorted(k for k in new if k not in old))
     changed = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
@@ -133,24 +146,21 @@ def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
     return None
 
 
-def manifest_location(table: Table, manifest: Manifest) -> str:
-    return f"{table.location()}/metadata/wflog-manifests/{manifest.day}-{manifest.digest}.parquet"
-
-
-def store_manifest(table: Table, manifest: Manifest) -> str:
-    location = manifest_location(table, manifest)
-    sink = io.BytesIO()
-    pq.write_table(manifest.to_arrow(), sink)
-    with table.io.new_output(location).create(overwrite=True) as out:
-        out.write(sink.getvalue())
-    return location
-
-
-def load_committed_manifest(table: Table, snapshot: Snapshot) -> Manifest:
-    assert snapshot.summary is not None
-    location = snapshot.summary[SUMMARY_MANIFEST]
-    with table.io.new_input(location).open() as f:
-        return Manifest.from_arrow(pq.read_table(io.BytesIO(f.read())))
+def committed_versions(table: Table, day: str) -> dict[str, str]:
+    """source_file -> source_etag of the rows the table holds for `day`."""
+    prefix = day_prefix(dt.date.fromisoformat(day))
+    scan = table.scan(row_filter=StartsWith(SOURCE_FILE, prefix),
+                      selected_fields=(SOURCE_FILE, SOURCE_ETAG))
+    versions: dict[str, str] = {}
+    for batch in scan.to_arrow_batch_reader():
+        if batch.num_rows == 0:
+            continue
+        pairs = pa.Table.from_batches([batch]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([])
+        for key, etag in zip(pairs.column(SOURCE_FILE).to_pylist(),
+                             pairs.column(SOURCE_ETAG).to_pylist(), strict=True):
+            if versions.setdefault(key, etag) != etag:
+                versions[key] = "<several versions>"  # forces a rewrite of that file's rows
+    return versions
 
 
 def commit_day(
@@ -167,7 +177,6 @@ def commit_day(
     jittered backoff; an unknown commit state is resolved by looking for our digest.
     """
     table = load_table()
-    location = store_manifest(table, manifest)
     last_error: Exception | None = None
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
@@ -179,16 +188,15 @@ def commit_day(
                 day=manifest.day, outcome="unchanged", snapshot_id=previous.snapshot_id,
                 manifest_digest=manifest.digest, attempts=attempt,
             )
-        committed = load_committed_manifest(table, previous) if previous is not None else None
+        committed = committed_versions(table, manifest.day)
         plan = plan_day(committed, manifest)
-        if previous is None and not manifest.entries:
+        if previous is None and not manifest.entries and not committed:
             return CommitResult(day=manifest.day, outcome="empty", snapshot_id=None,
                                 manifest_digest=manifest.digest, attempts=attempt)
         to_write = _rows_of(rows, plan.write_keys)
         properties = {
             SUMMARY_DAY: manifest.day,
             SUMMARY_DIGEST: manifest.digest,
-            SUMMARY_MANIFEST: location,
             SUMMARY_SOURCE_FILES: str(len(manifest.entries)),
         }
         try:

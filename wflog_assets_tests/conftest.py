@@ -1,0 +1,119 @@
+"""Fixtures: weed mini (real S3 + Iceberg REST catalog), and the two backends under test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from wflog_assets.definitions import INGEST_JOB, build_definitions
+from wflog_assets.defs.resources import (
+    ArrowStagingIOManager,
+    IcebergCatalogResource,
+    LocalLogSource,
+    RestCatalogResource,
+    S3LogSource,
+    SourceS3Resource,
+    SqliteCatalogResource,
+)
+from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
+from wflog_assets_tests.weed import WeedServer, start_weed, stop_weed
+
+START = "2025-12-01"
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
+    server = start_weed(tmp_path_factory.mktemp("weed"))
+    try:
+        yield server
+    finally:
+        stop_weed(server)
+    assert server.process.poll() is not None, "weed mini is still running"
+
+
+def weed_s3(weed: WeedServer) -> SourceS3Resource:
+    return SourceS3Resource(
+        endpoint_url=weed.s3_endpoint, region_name=weed.region, path_style=True,
+        aws_access_key_id=weed.access_key, aws_secret_access_key=weed.secret_key,
+    )
+
+
+@dataclass
+class Backend:
+    """One complete configuration: where sources go, the catalog, the Dagster resources."""
+
+    name: str
+    store: ObjectStore
+    catalog: IcebergCatalogResource
+    resources: dict[str, Any]
+
+    def definitions(self) -> dg.Definitions:
+        return build_definitions(self.resources, START)
+
+    def run_day(self, day: dt.date | str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+        job = self.definitions().resolve_job_def(INGEST_JOB)
+        key = day if isinstance(day, str) else day.isoformat()
+        result = job.execute_in_process(partition_key=key, instance=instance)
+        assert result.success
+        return result
+
+    def table(self):  # -> pyiceberg Table
+        return self.catalog.load_catalog().load_table(self.catalog.identifier())
+
+
+def embedded_backend(root: Path) -> Backend:
+    store = LocalObjectStore(root / "source")
+    catalog = SqliteCatalogResource(data_dir=str(root / "data"))
+    return Backend(
+        name="embedded",
+        store=store,
+        catalog=catalog,
+        resources={
+            "log_source": LocalLogSource(root=str(root / "source"), read_workers=4),
+            "iceberg": catalog,
+            "staging_io_manager": ArrowStagingIOManager(root=str(root / "staging")),
+        },
+    )
+
+
+def rest_backend(weed: WeedServer) -> Backend:
+    run = uuid.uuid4().hex[:10]
+    s3 = weed_s3(weed)
+    prefix = f"logs-{run}/workflows"
+    catalog = RestCatalogResource(
+        uri=weed.iceberg_uri, credential=f"{weed.access_key}:{weed.secret_key}",
+        warehouse=f"s3://{weed.warehouse}", s3_endpoint=weed.s3_endpoint,
+        s3_access_key_id=weed.access_key, s3_secret_access_key=weed.secret_key,
+        s3_region=weed.region, s3_path_style=True, namespace=f"wflog_{run}",
+    )
+    return Backend(
+        name="rest",
+        store=S3ObjectStore(s3.get_client(), weed.source_bucket, prefix),
+        catalog=catalog,
+        resources={
+            "log_source": S3LogSource(s3=s3, bucket=weed.source_bucket, prefix=prefix, read_workers=4),
+            "iceberg": catalog,
+            "staging_io_manager": ArrowStagingIOManager(
+                root=f"s3://{weed.source_bucket}/staging-{run}", s3=s3),
+        },
+    )
+
+
+@pytest.fixture(params=["embedded", "rest"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "embedded":
+        return embedded_backend(tmp_path)
+    return rest_backend(request.getfixturevalue("weed"))
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
