@@ -232,7 +232,7 @@ def _result(
     rows_written: int, attempts: int,
 ) -> CommitResult:
     # Our snapshots are consecutive; other days' commits may already sit on top of them.
-    files_written = rows_deleted = 0
+    files_written = records_deleted = records_added = 0
     snapshot_id: int | None = None
     for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
         ours = snapshot.summary is not None and snapshot.summary.get(SUMMARY_DIGEST) == (
@@ -245,7 +245,10 @@ def _result(
             break
         snapshot_id = snapshot_id or snapshot.snapshot_id
         files_written += _summary_int(snapshot, "added-data-files")
-        rows_deleted += _summary_int(snapshot, "deleted-records")
+        records_deleted += _summary_int(snapshot, "deleted-records")
+        records_added += _summary_int(snapshot, "added-records")
+    # A copy-on-write delete removes whole files and re-adds their surviving rows.
+    rows_deleted = records_deleted - (records_added - rows_written)
     return CommitResult(
         day=manifest.day,
         outcome="replaced" if plan.rewrite_keys else "appended",

@@ -1,0 +1,102 @@
+"""The code location: what `dagster dev` loads from workspace.yaml, configured from the environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from wflog_assets.definitions import INGEST_JOB, defs
+from wflog_assets.defs import settings
+from wflog_assets.defs.resources import (
+    LocalLogSource,
+    RestCatalogResource,
+    S3LogSource,
+    SqliteCatalogResource,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ["raw_log_chunks", "normalized_log_batches", "workflow_logs"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for setting in settings.ENV_SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_default_definitions_are_the_embedded_graph_with_lineage_and_daily_partitions():
+    d = defs()
+    graph = d.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(ASSETS) <= keys
+    assert graph.get(dg.AssetKey("normalized_log_batches")).parent_keys == {
+        dg.AssetKey("raw_log_chunks")}
+    assert graph.get(dg.AssetKey("workflow_logs")).parent_keys == {
+        dg.AssetKey("raw_log_chunks"), dg.AssetKey("normalized_log_batches")}
+    for name in ASSETS:
+        node = graph.get(dg.AssetKey(name))
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
+        assert node.partitions_def.get_first_partition_key() == "2025-12-01"
+        assert node.partitions_def.timezone == "UTC"
+        assert node.description  # the asset's docstring, shown in the UI
+    assert len({id(graph.get(dg.AssetKey(n)).partitions_def) for n in ASSETS}) == 1
+    assert d.resolve_job_def(INGEST_JOB)
+    resources = d.resources
+    assert isinstance(resources["log_source"], LocalLogSource)
+    assert isinstance(resources["iceberg"], SqliteCatalogResource)
+
+
+def test_start_date_and_production_settings_come_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("WFLOG_START_DATE", "2024-06-01")
+    monkeypatch.setenv("WFLOG_SOURCE", "s3")
+    monkeypatch.setenv("WFLOG_S3_BUCKET", "logs-bucket")
+    monkeypatch.setenv("WFLOG_S3_PREFIX", "workflows")
+    monkeypatch.setenv("WFLOG_CATALOG", "rest")
+    monkeypatch.setenv("WFLOG_CATALOG_URI", "https://polaris.example.com/api/catalog")
+    monkeypatch.setenv("WFLOG_CATALOG_WAREHOUSE", "logs")
+    monkeypatch.setenv("WFLOG_CATALOG_CREDENTIAL", "client-id:very-secret-value")
+    d = defs()
+    node = d.resolve_asset_graph().get(dg.AssetKey("workflow_logs"))
+    assert node.partitions_def.get_first_partition_key() == "2024-06-01"
+    source, catalog = d.resources["log_source"], d.resources["iceberg"]
+    assert isinstance(source, S3LogSource) and source.bucket == "logs-bucket"
+    assert isinstance(catalog, RestCatalogResource)
+    # the secret stays an environment-variable reference until run time
+    assert isinstance(catalog.credential, dg.EnvVar)
+    assert "very-secret-value" not in repr(catalog)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WFLOG_START_DATE": "01/12/2025"}, "WFLOG_START_DATE='01/12/2025' is not a date"),
+        ({"WFLOG_SOURCE": "ftp"}, "WFLOG_SOURCE='ftp': use one of local, s3"),
+        ({"WFLOG_SOURCE": "s3"}, "WFLOG_S3_BUCKET is not set"),
+        ({"WFLOG_CATALOG": "rest"}, "WFLOG_CATALOG_URI is not set"),
+        ({"WFLOG_CATALOG": "rest", "WFLOG_CATALOG_URI": "polaris:8181",
+          "WFLOG_CATALOG_WAREHOUSE": "w"}, "must be an http(s):// URL"),
+        ({"WFLOG_S3_PATH_STYLE": "maybe"}, "WFLOG_S3_PATH_STYLE='maybe': use true or false"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                      message: str):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        defs()
+
+
+def test_dagster_loads_the_workspace_file():
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
