@@ -100,3 +100,11 @@ def test_dagster_loads_the_workspace_file():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_readme_documents_every_environment_variable_and_the_ci_test_command():
+    readme = (ROOT / "README.md").read_text()
+    for setting in settings.ENV_SETTINGS:
+        assert f"| `{setting.name}` | {setting.configures}" in readme, setting.name
+    assert "bash .ci/test" in readme
+    assert "bash .ci/test" in (ROOT / ".ci" / "run").read_text()
