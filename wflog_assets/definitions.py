@@ -20,7 +20,6 @@ def build_definitions(resources: Mapping[str, object], start_date: str) -> dg.De
     ingest = dg.define_asset_job(
         INGEST_JOB,
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=partitions,
         description="List, normalize and commit one day of workflow logs.",
     )
     return dg.Definitions(assets=assets, jobs=[ingest], resources=dict(resources))

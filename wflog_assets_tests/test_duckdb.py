@@ -57,7 +57,7 @@ def test_duckdb_reads_the_same_rows_as_the_source(weed: WeedServer, duck: duckdb
         for key, data in generate_day(day, settings):
             backend.store.write(key, data)
         backend.run_day(day, instance)
-    rows = duck.execute(f"SELECT * FROM lake.{backend.catalog.namespace}.workflow_logs").fetch_arrow_table()
+    rows = duck.execute(f"SELECT * FROM lake.{backend.catalog.namespace}.workflow_logs").to_arrow_table()
     assert sorted_rows(rows.to_pylist()) == expected_rows_for_days(backend.store, DAYS)
     # and the P0 shape of query, answered by DuckDB from the same table
     heaviest, count = duck.execute(

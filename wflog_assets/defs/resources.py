@@ -177,6 +177,10 @@ class RestCatalogResource(IcebergCatalogResource):
     scope: str | None = Field(
         default=None, description="OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL for Polaris."
     )
+    oauth2_server_uri: str | None = Field(
+        default=None,
+        description="OAuth2 token endpoint; default `<uri>/v1/oauth/tokens` (Polaris' own).",
+    )
     s3_endpoint: str | None = Field(default=None, description="S3 endpoint for data files.")
     s3_access_key_id: str | None = Field(default=None, description="S3 key for data files.")
     s3_secret_access_key: str | None = Field(default=None, description="S3 secret.")
@@ -201,8 +205,10 @@ class RestCatalogResource(IcebergCatalogResource):
             "s3.region": self.s3_region,
             "s3.path-style-access": str(self.s3_path_style).lower(),
         }
+        token_uri = self.oauth2_server_uri or f"{self.uri.rstrip('/')}/v1/oauth/tokens"
         optional = {
             "credential": self.credential,
+            "oauth2-server-uri": token_uri if self.credential else None,
             "scope": self.scope,
             "s3.endpoint": self.s3_endpoint,
             "s3.access-key-id": self.s3_access_key_id,
