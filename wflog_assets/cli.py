@@ -13,6 +13,7 @@ from wflog_assets.generate import GeneratorSettings, write_days
 from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore, day_prefix
 
 DEMO_DAYS = 3
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _store(dest: str) -> ObjectStore:
@@ -51,7 +52,8 @@ def materialize_days(days: Sequence[str], dagster_home: Path) -> list[dict[str, 
     summaries = []
     with _instance(dagster_home) as instance:
         for day in days:
-            result = job.execute_in_process(partition_key=day, instance=instance)
+            result = job.execute_in_process(partition_key=day, instance=instance,
+                                            run_config=QUIET_RUN_CONFIG)
             if not result.success:
                 raise SystemExit(f"run for {day} failed")
             for mat in result.asset_materializations_for_node("workflow_logs"):
