@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,9 +28,11 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 from pyiceberg.expressions import In, StartsWith
+from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 
@@ -163,6 +166,39 @@ def committed_versions(table: Table, day: str) -> dict[str, str]:
     return versions
 
 
+def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
+    """Write `rows` as data files of `table` (split by partition), without committing them."""
+    if rows.num_rows == 0:
+        return []
+    _check_pyarrow_schema_compatible(
+        table.metadata.schema(), provided_schema=rows.schema,
+        format_version=table.metadata.format_version,
+    )
+    return list(_dataframe_to_data_files(
+        table_metadata=table.metadata, df=rows, io=table.io, write_uuid=uuid.uuid4()
+    ))
+
+
+def _without_library_retries(table: Table) -> Table:
+    """Make conflicts come back to `commit_day` instead of being rebased by pyiceberg.
+
+    pyiceberg re-applies a conflicting append on top of the new table state by itself
+    (`commit.retry.*`); that would commit a plan made against an older state (two runs of the
+    same day could both append). Only this in-memory copy of the properties changes.
+    """
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    table.metadata = table.metadata.model_copy(update={"properties": properties})
+    return table
+
+
+def _delete_files(table: Table, files: list[DataFile]) -> None:
+    for data_file in files:
+        try:
+            table.io.delete(data_file.file_path)
+        except OSError:
+            pass  # an orphan at worst; orphan-file maintenance removes it
+
+
 def commit_day(
     load_table: Callable[[], Table],
     manifest: Manifest,
@@ -172,18 +208,26 @@ def commit_day(
 ) -> CommitResult:
     """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
 
-    `rows` are the day's normalized rows (with `source_file`), already sorted for the table.
-    Conflicting concurrent commits are retried (re-planned against the fresh table) with
-    jittered backoff; an unknown commit state is resolved by looking for our digest.
+    `rows` are the day's normalized rows (with lineage columns), sorted for the table. The data
+    files are written once; a commit that conflicts with a concurrent one is re-planned against
+    the fresh table (with jittered exponential backoff) and reuses the files if the plan did
+    not change. An unknown commit outcome is resolved by looking for our digest.
     """
-    table = load_table()
     last_error: Exception | None = None
+    written: list[DataFile] = []
+    written_for: tuple[object, ...] | None = None
+    last_plan: DayPlan | None = None
+    last_previous: Snapshot | None = None
+    rows_to_write = 0
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
             time.sleep(base_backoff_s * 2 ** (attempt - 2) * (1 + random.random()))
-            table = load_table()
+        table = _without_library_retries(load_table())
         previous = last_day_snapshot(table, manifest.day)
         if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+            if isinstance(last_error, CommitStateUnknownException) and last_plan is not None:
+                # our unconfirmed attempt did land: report what it wrote
+                return _result(table, manifest, last_plan, last_previous, rows_to_write, attempt)
             return CommitResult(
                 day=manifest.day, outcome="unchanged", snapshot_id=previous.snapshot_id,
                 manifest_digest=manifest.digest, attempts=attempt,
@@ -193,22 +237,34 @@ def commit_day(
         if previous is None and not manifest.entries and not committed:
             return CommitResult(day=manifest.day, outcome="empty", snapshot_id=None,
                                 manifest_digest=manifest.digest, attempts=attempt)
-        to_write = _rows_of(rows, plan.write_keys)
+        key = (plan.write_keys, table.metadata.default_spec_id, table.metadata.current_schema_id)
+        if key != written_for:
+            _delete_files(table, written)
+            to_write = _rows_of(rows, plan.write_keys)
+            written, written_for = write_data_files(table, to_write), key
+            rows_to_write = to_write.num_rows
         properties = {
             SUMMARY_DAY: manifest.day,
             SUMMARY_DIGEST: manifest.digest,
             SUMMARY_SOURCE_FILES: str(len(manifest.entries)),
         }
+        last_plan, last_previous = plan, previous
         try:
-            with table.transaction() as tx:
-                if plan.rewrite_keys:
-                    tx.delete(In(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
-                tx.append(to_write, snapshot_properties=properties)
-        except (CommitFailedException, CommitStateUnknownException) as exc:
-            last_error = exc
+            tx = table.transaction()
+            if plan.rewrite_keys:
+                tx.delete(In(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
+            with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+                for data_file in written:
+                    append.append_data_file(data_file)
+            tx.commit_transaction()
+        except CommitFailedException as exc:
+            last_error = exc  # did not land: re-plan against the new state
             continue
-        table = load_table()
-        return _result(table, manifest, plan, previous, to_write.num_rows, attempt)
+        except CommitStateUnknownException as exc:
+            last_error = exc  # may have landed: the digest check above tells
+            continue
+        return _result(load_table(), manifest, plan, previous, rows_to_write, attempt)
+    _delete_files(load_table(), written)
     raise CommitRetriesExhaustedError(
         f"day {manifest.day}: commit still conflicting after {max_attempts} attempts: {last_error}"
     )
