@@ -9,12 +9,18 @@ import dagster as dg
 from wflog_assets.defs import settings
 from wflog_assets.defs.assets import build_log_assets
 from wflog_assets.defs.partitions import daily_partitions
+from wflog_assets.defs.sensors import build_source_sensor
 
 INGEST_JOB = "ingest_workflow_logs"
 
 
-def build_definitions(resources: Mapping[str, object], start_date: str) -> dg.Definitions:
-    """Assets, job and resources for one configuration (tests pass their own resources)."""
+def build_definitions(
+    resources: Mapping[str, object],
+    start_date: str,
+    sensor_lookback_days: int = 3,
+    sensor_interval_s: int = 60,
+) -> dg.Definitions:
+    """Assets, job, sensor and resources for one configuration (tests pass their own)."""
     partitions = daily_partitions(start_date)
     assets = build_log_assets(partitions)
     ingest = dg.define_asset_job(
@@ -22,10 +28,16 @@ def build_definitions(resources: Mapping[str, object], start_date: str) -> dg.De
         selection=dg.AssetSelection.assets(*assets),
         description="List, normalize and commit one day of workflow logs.",
     )
-    return dg.Definitions(assets=assets, jobs=[ingest], resources=dict(resources))
+    sensor = build_source_sensor(ingest, partitions, sensor_lookback_days, sensor_interval_s)
+    return dg.Definitions(assets=assets, jobs=[ingest], sensors=[sensor], resources=dict(resources))
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     """Definitions configured from the environment (see README: environment variables)."""
-    return build_definitions(settings.resources_from_env(), settings.start_date())
+    return build_definitions(
+        settings.resources_from_env(),
+        settings.start_date(),
+        sensor_lookback_days=settings.integer("WFLOG_SENSOR_LOOKBACK_DAYS"),
+        sensor_interval_s=settings.integer("WFLOG_SENSOR_INTERVAL_S"),
+    )

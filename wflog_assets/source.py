@@ -100,6 +100,10 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str) -> Iterator[ManifestEntry]: ...
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders right below `prefix` (one delimiter level)."""
+        ...
+
     def read(self, key: str) -> bytes: ...
 
     def write(self, key: str, data: bytes) -> None: ...
@@ -107,6 +111,29 @@ class ObjectStore(Protocol):
 
 def is_chunk_file(key: str) -> bool:
     return key.endswith(PARQUET_SUFFIX)
+
+
+def _months(since: dt.date, until: dt.date) -> Iterator[tuple[int, int]]:
+    year, month = since.year, since.month
+    while (year, month) <= (until.year, until.month):
+        yield year, month
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def list_days(store: ObjectStore, since: dt.date, until: dt.date) -> list[dt.date]:
+    """Days in [since, until] that have a `day=` folder: one delimiter listing per month."""
+    days: list[dt.date] = []
+    for year, month in _months(since, until):
+        for name in store.list_folders(f"year={year:04d}/month={month:02d}/"):
+            if not name.startswith("day="):
+                continue
+            try:
+                day = dt.date(year, month, int(name.removeprefix("day=")))
+            except ValueError:
+                continue  # not a calendar day: not ours to ingest
+            if since <= day <= until:
+                days.append(day)
+    return days
 
 
 def list_day(store: ObjectStore, day: dt.date) -> Manifest:
@@ -136,6 +163,10 @@ class LocalObjectStore:
                 etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
                 last_modified=modified,
             )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
@@ -167,6 +198,14 @@ class S3ObjectStore:
                     etag=str(obj.get("ETag", "")).strip('"'),
                     last_modified=obj["LastModified"].astimezone(dt.UTC).isoformat(),
                 )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: list[str] = []
+        full = self.prefix + prefix
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            names.extend(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
+        return sorted(names)
 
     def read(self, key: str) -> bytes:
         response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)

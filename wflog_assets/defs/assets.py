@@ -18,6 +18,9 @@ from wflog_assets.table_writer import commit_day
 GROUP = "workflow_logs"
 STAGING_IO_MANAGER = "staging_io_manager"
 MANIFEST_PREVIEW_ROWS = 200
+# One run per day: each day is one commit and one Dagster run, so a backfill's days fail,
+# retry and show status independently; the run queue decides how many days run at once.
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 KEY_LIST_LIMIT = 1000
 
 
@@ -62,6 +65,7 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
 
     @dg.asset(
         partitions_def=partitions_def,
+        backfill_policy=BACKFILL_POLICY,
         io_manager_key=STAGING_IO_MANAGER,
         group_name=GROUP,
         kinds={"s3", "parquet"},
@@ -82,6 +86,7 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
 
     @dg.asset(
         partitions_def=partitions_def,
+        backfill_policy=BACKFILL_POLICY,
         io_manager_key=STAGING_IO_MANAGER,
         group_name=GROUP,
         kinds={"pyarrow", "parquet"},
@@ -122,6 +127,7 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
 
     @dg.asset(
         partitions_def=partitions_def,
+        backfill_policy=BACKFILL_POLICY,
         group_name=GROUP,
         kinds={"iceberg"},
         ins={

@@ -10,14 +10,18 @@ DEFAULT_START_DATE = "2025-12-01"
 
 
 def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitionsDefinition:
-    """Days from `start_date` (YYYY-MM-DD) on, in UTC."""
+    """Days from `start_date` (YYYY-MM-DD) on, in UTC, up to and including today.
+
+    `end_offset=1` makes the current day a partition: its files are ingested as they arrive
+    (a day is never final; late files re-trigger it).
+    """
     try:
         dt.date.fromisoformat(start_date)
     except ValueError as exc:
         raise ValueError(
             f"WFLOG_START_DATE={start_date!r} is not a date: use YYYY-MM-DD, e.g. 2025-12-01"
         ) from exc
-    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
 
 
 def partition_day(partition_key: str) -> dt.date:

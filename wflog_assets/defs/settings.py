@@ -50,6 +50,9 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("WFLOG_CATALOG_CREDENTIAL", None, "REST OAuth2 `client_id:client_secret`", True),
     EnvSetting("WFLOG_CATALOG_WAREHOUSE", None, "REST warehouse (Polaris catalog name)"),
     EnvSetting("WFLOG_CATALOG_SCOPE", None, "REST OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL"),
+    EnvSetting("WFLOG_SENSOR_LOOKBACK_DAYS", "3", "Days before the newest day folder that "
+               "each sensor tick re-lists for late files"),
+    EnvSetting("WFLOG_SENSOR_INTERVAL_S", "60", "Minimum seconds between sensor ticks"),
     EnvSetting("WFLOG_NAMESPACE", "workflow_logs", "Iceberg namespace"),
     EnvSetting("WFLOG_TABLE", "workflow_logs", "Iceberg table name"),
 )
@@ -80,6 +83,14 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def integer(name: str) -> int:
+    value = (_get(name) or "").strip()
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r}: use a whole number") from exc
+
+
 def _required(name: str, why: str) -> str:
     value = _get(name)
     if not value:
@@ -106,7 +117,7 @@ def s3_resource() -> SourceS3Resource:
 
 
 def log_source() -> LogSourceResource:
-    workers = int(_get("WFLOG_READ_WORKERS") or 8)
+    workers = integer("WFLOG_READ_WORKERS")
     if _choice("WFLOG_SOURCE", ("local", "s3")) == "s3":
         return S3LogSource(
             s3=s3_resource(),
