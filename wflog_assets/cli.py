@@ -76,7 +76,7 @@ def _summary_line(s: dict[str, object]) -> str:
     return (
         f"{s['day']}: {s['outcome']:<9} rows_written={s['rows_written']:>7} "
         f"data_files={s['data_files_written']:>3} source_files={s['source_files_in_day']:>3} "
-        f"snapshot={s['snapshot_id']}"
+        f"snapshot={s['snapshot_id']} attempts={s['commit_attempts']}"
     )
 
 

@@ -83,10 +83,30 @@ def embedded_backend(root: Path) -> Backend:
     )
 
 
-def rest_backend(weed: WeedServer) -> Backend:
-    run = uuid.uuid4().hex[:10]
+def rest_env(weed: WeedServer, run: str) -> dict[str, str]:
+    """The environment variables that point a separate process at weed mini (as in production)."""
+    return {
+        "WFLOG_SOURCE": "s3",
+        "WFLOG_S3_BUCKET": weed.source_bucket,
+        "WFLOG_S3_PREFIX": f"logs-{run}/workflows",
+        "WFLOG_S3_ENDPOINT_URL": weed.s3_endpoint,
+        "WFLOG_S3_REGION": weed.region,
+        "WFLOG_S3_PATH_STYLE": "true",
+        "AWS_ACCESS_KEY_ID": weed.access_key,
+        "AWS_SECRET_ACCESS_KEY": weed.secret_key,
+        "WFLOG_STAGING": f"s3://{weed.source_bucket}/staging-{run}",
+        "WFLOG_CATALOG": "rest",
+        "WFLOG_CATALOG_URI": weed.iceberg_uri,
+        "WFLOG_CATALOG_WAREHOUSE": f"s3://{weed.warehouse}",
+        "WFLOG_CATALOG_CREDENTIAL": f"{weed.access_key}:{weed.secret_key}",
+        "WFLOG_NAMESPACE": f"wflog_{run}",
+    }
+
+
+def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
+    run = run or uuid.uuid4().hex[:10]
     s3 = weed_s3(weed)
-    prefix = f"logs-{run}/workflows"
+    prefix = rest_env(weed, run)["WFLOG_S3_PREFIX"]
     catalog = RestCatalogResource(
         uri=weed.iceberg_uri, credential=f"{weed.access_key}:{weed.secret_key}",
         warehouse=f"s3://{weed.warehouse}", s3_endpoint=weed.s3_endpoint,
