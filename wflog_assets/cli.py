@@ -12,7 +12,7 @@ from pathlib import Path
 from wflog_assets.generate import GeneratorSettings, write_days
 from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore, day_prefix
 
-DEMO_DAYS = 3
+DEMO_FORMATS = ("parquet", "mixed", "jsonl")  # the old writer, both, the current writer
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -29,6 +29,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = GeneratorSettings(
         rows_per_day=args.rows_per_day, files_per_day=args.files_per_day,
         workflows_per_day=args.workflows_per_day, hour_level=args.hour_level, seed=args.seed,
+        format=args.format,
     )
     keys = write_days(_store(args.dest), dt.date.fromisoformat(args.start), args.days, settings,
                       late_files_per_day=args.late_files)
@@ -109,10 +110,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data = settings.data_dir()
     source = LocalObjectStore(data / "source")
     start = dt.date.fromisoformat(settings.start_date())
-    days = [start + dt.timedelta(days=i) for i in range(DEMO_DAYS)]
-    missing = [d for d in days if not (source.root / day_prefix(d)).is_dir()]
-    for day in missing:
-        write_days(source, day, 1, GeneratorSettings(), late_files_per_day=1)
+    days = [start + dt.timedelta(days=i) for i in range(len(DEMO_FORMATS))]
+    missing = [(d, f) for d, f in zip(days, DEMO_FORMATS, strict=True)
+               if not (source.root / day_prefix(d)).is_dir()]
+    for day, fmt in missing:
+        write_days(source, day, 1, GeneratorSettings(format=fmt), late_files_per_day=1)
     print(f"demo data: {source.root} ({len(missing)} day(s) generated now)")
     summaries = materialize_days([d.isoformat() for d in days], data / "dagster_home")
     for summary in summaries:
@@ -142,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--late-files", type=int, default=0, help="late chunk files per day")
     gen.add_argument("--hour-level", action="store_true", help="write under hour=HH/")
     gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--format", choices=("parquet", "jsonl", "mixed"), default="parquet",
+                     help="old Parquet chunks, the current writer's gzip JSON lines, or both")
     gen.set_defaults(func=cmd_generate)
 
     mat = sub.add_parser("materialize", help="run the daily job for a range of days")

@@ -8,7 +8,9 @@ production (null-typed children, missing children, int-vs-string numbers, child 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ class GeneratorSettings:
     workflows_per_day: int = 25
     hour_level: bool = False  # some deployments add .../day=DD/hour=HH/
     seed: int = 7
+    # "parquet" (the old writer), "jsonl" (gzip JSON lines of the current writer) or "mixed"
+    format: str = "parquet"
 
 
 def _day_start(day: dt.date) -> float:
@@ -139,6 +143,60 @@ def _file_table(rng: random.Random, day: dt.date, names: list[str], weights: lis
     return pa.Table.from_pylist(records)
 
 
+# Keys of the current writer's open `extra` dict beyond the 23 known ones, with JSON values
+# of every type (see source-data.md, "The writer today").
+def _open_extra(rng: random.Random, name: str, temporal_only: bool) -> dict[str, object]:
+    extra: dict[str, object] = {
+        "workflow_id": f"{name}-wf" if temporal_only else name,
+        "workflow_run_id": f"run-{rng.randrange(10**12):012d}",
+        "in_workflow": rng.random() < 0.8,
+        "trace_id": name,
+    }
+    if not temporal_only:
+        extra["atlan-argo-workflow-name"] = name
+        extra["atlan-argo-workflow-node"] = f"{name}-{rng.choice(NODES)}-{rng.randrange(10**9)}"
+    if rng.random() < 0.5:
+        extra.update({"http_method": rng.choice(("GET", "POST")), "http_status": rng.choice(
+            (200, 201, 404, 503)), "url": f"https://api.example.com/v1/{rng.randrange(99)}"})
+    if rng.random() < 0.3:
+        extra["objectstore_timings_ms"] = [rng.randrange(1, 90) for _ in range(rng.randrange(1, 4))]
+        extra["objectstore_bytes"] = rng.randrange(10**7)
+    if rng.random() < 0.2:
+        extra["error"] = {"type": "ConnectionResetError", "retryable": True,
+                          "detail": {"errno": 104, "host": "db.internal"}}
+    if rng.random() < 0.3:
+        extra["duration_ms"] = round(rng.uniform(0.5, 9000), 3)
+    if rng.random() < 0.2:
+        extra["parent_workflow_id"] = f"parent-{rng.randrange(1000)}"
+    if rng.random() < 0.1:
+        extra["note"] = "naïve café ✓ 日本語"  # non-ASCII text
+    return extra
+
+
+def _json_lines_file(rng: random.Random, names: list[str], weights: list[float], n_rows: int,
+                     t0: float, t1: float) -> bytes:
+    """One gzip JSON-lines file; in some files a key changes JSON type between lines."""
+    drift = rng.random() < 0.2
+    lines = []
+    for i, ts in enumerate(sorted(rng.uniform(t0, t1) for _ in range(n_rows))):
+        name = rng.choices(names, weights)[0]
+        level = rng.choice(LEVELS)
+        extra = _open_extra(rng, name, temporal_only=rng.random() < 0.1)
+        extra["attempt"] = str(i % 3 + 1) if drift and i % 2 else i % 3 + 1
+        record = {
+            "timestamp": ts, "level": level, "logger_name": rng.choice(LOGGERS),
+            "message": _message(rng, level, i), "file": "/app/application_sdk/a.py",
+            "line": rng.randrange(1, 900), "function": "run", "extra": extra,
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+
+
+def json_key(day: dt.date, hour: int, stamp_ns: int, seq: int) -> str:
+    return (f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:04d}_prod-eu-1_"
+            f"atlan-application-sdk.json.gz")
+
+
 def _encode(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink)
@@ -161,6 +219,12 @@ def generate_day(day: dt.date, settings: GeneratorSettings) -> Iterator[tuple[st
     for index in range(settings.files_per_day):
         n_rows = base + (1 if index < extra_rows else 0)
         t0, t1 = start + index * span, start + (index + 1) * span - 1e-3
+        as_json = settings.format == "jsonl" or (settings.format == "mixed" and index % 2 == 1)
+        if as_json:
+            stamp_ns = int(t1 * 1_000_000) * 1000
+            yield (json_key(day, int(index * span // 3600), stamp_ns, index),
+                   _json_lines_file(rng, names, weights, n_rows, t0, t1))
+            continue
         table = _file_table(rng, day, names, weights, n_rows, t0, t1, index)
         hour = int(index * span // 3600) if settings.hour_level else None
         yield chunk_key(day, index, int(t1 * 1000), hour), _encode(table)

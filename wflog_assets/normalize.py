@@ -13,18 +13,23 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wflog_assets.jsonlines import LineIssue
+from wflog_assets.jsontext import json_text, string_map
 from wflog_assets.schema import (
     ARROW_SCHEMA,
     ARROW_SORT_KEYS,
     EXTRA_ARROW_TYPE,
     EXTRA_FIELDS,
+    EXTRA_OTHER,
     MONTH,
     SOURCE_ETAG,
     SOURCE_FILE,
     SOURCE_STRING_COLUMNS,
     TIMESTAMP,
     WORKFLOW_NAME,
+    WORKFLOW_NAME_FALLBACK,
     WORKFLOW_NODE,
+    WORKFLOW_NODE_FALLBACK,
 )
 
 REQUIRED_COLUMNS: tuple[str, ...] = (TIMESTAMP, "extra")
@@ -50,13 +55,15 @@ class NormalizedFile:
     key: str
     table: pa.Table
     ignored_columns: list[str] = field(default_factory=list)
-    ignored_extra_keys: list[str] = field(default_factory=list)
+    other_extra_keys: list[str] = field(default_factory=list)  # kept in `extra_other`
+    issues: list[LineIssue] = field(default_factory=list)  # lines that could not be taken
+    reader: str = "parquet"
 
 
 def _cast(values: pa.Array, target: pa.DataType, key: str, column: str) -> pa.Array:
     if values.type == target:
         return values
-    if pa.types.is_struct(values.type) or pa.types.is_list(values.type):
+    if pa.types.is_nested(values.type):
         raise NormalizationError(key, column, f"nested type {values.type} cannot become {target}")
     try:
         return pc.cast(values, target, safe=True)
@@ -100,11 +107,16 @@ def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFil
     line = column("line")
     out["line"] = _nulls(n, pa.int64()) if line is None else _cast(line, pa.int64(), key, "line")
 
-    extra, ignored_extra = _normalize_extra(column("extra"), n, key)
+    extra, other = _normalize_extra(column("extra"), n, key)
     out["trace_id"] = pc.struct_field(extra, "trace_id")
-    out[WORKFLOW_NAME] = pc.struct_field(extra, "atlan-argo-workflow-name")
-    out[WORKFLOW_NODE] = pc.struct_field(extra, "atlan-argo-workflow-node")
+    out[WORKFLOW_NAME] = pc.coalesce(pc.struct_field(extra, "atlan-argo-workflow-name"),
+                                     pc.struct_field(extra, WORKFLOW_NAME_FALLBACK))
+    node_fallback = other.get(WORKFLOW_NODE_FALLBACK, _nulls(n, _STRING))
+    out[WORKFLOW_NODE] = pc.coalesce(pc.struct_field(extra, "atlan-argo-workflow-node"),
+                                     node_fallback)
     out["extra"] = extra
+    out[EXTRA_OTHER] = string_map(list(other), list(other.values()), n).cast(
+        ARROW_SCHEMA.field(EXTRA_OTHER).type)
     out[MONTH] = month_of(timestamp)
     out[SOURCE_FILE] = pa.repeat(pa.scalar(key, _STRING), n)
     out[SOURCE_ETAG] = pa.repeat(pa.scalar(etag, _STRING), n)
@@ -112,7 +124,7 @@ def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFil
     known = {TIMESTAMP, "line", "extra", MONTH, *SOURCE_STRING_COLUMNS}
     ignored = sorted(c for c in source.column_names if c not in known)
     return NormalizedFile(key=key, table=table, ignored_columns=ignored,
-                          ignored_extra_keys=ignored_extra)
+                          other_extra_keys=sorted(other))
 
 
 def _normalize_levels(levels: pa.Array) -> pa.Array:
@@ -121,23 +133,32 @@ def _normalize_levels(levels: pa.Array) -> pa.Array:
     return levels
 
 
-def _normalize_extra(extra: pa.Array | None, n: int, key: str) -> tuple[pa.StructArray, list[str]]:
+def _extra_text(values: pa.Array, key: str, column: str) -> pa.Array:
+    try:
+        return json_text(values)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise NormalizationError(key, column, f"cannot turn {values.type} into text: {exc}") from exc
+
+
+def _normalize_extra(
+    extra: pa.Array | None, n: int, key: str
+) -> tuple[pa.StructArray, dict[str, pa.Array]]:
+    """The known children as a struct of strings, and every other child as JSON text."""
     if extra is None or pa.types.is_null(extra.type):
         children = [_nulls(n, _STRING) for _ in EXTRA_FIELDS]
-        return pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE)), []
+        return pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE)), {}
     if not pa.types.is_struct(extra.type):
         raise NormalizationError(key, "extra", f"expected a struct, found {extra.type}")
-    present = {extra.type.field(i).name for i in range(extra.type.num_fields)}
-    children = []
-    for name in EXTRA_FIELDS:
-        if name in present:
-            child = pc.struct_field(extra, name)  # honours the parent's nulls
-            children.append(_cast(child, _STRING, key, f"extra.{name}"))
-        else:
-            children.append(_nulls(n, _STRING))
+    present = [extra.type.field(i).name for i in range(extra.type.num_fields)]
+    texts = {
+        name: _extra_text(pc.struct_field(extra, [i]), key, f"extra.{name}")  # parent nulls kept
+        for i, name in enumerate(present)
+    }
+    children = [texts.get(name, _nulls(n, _STRING)) for name in EXTRA_FIELDS]
     mask = pc.is_null(extra) if extra.null_count else None
     struct = pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE), mask=mask)
-    return struct, sorted(present.difference(EXTRA_FIELDS))
+    other = {name: texts[name] for name in sorted(set(present).difference(EXTRA_FIELDS))}
+    return struct, other
 
 
 def sort_for_table(table: pa.Table) -> pa.Table:

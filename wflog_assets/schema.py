@@ -8,7 +8,7 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.transforms import BucketTransform, IdentityTransform
-from pyiceberg.types import DoubleType, LongType, NestedField, StringType, StructType
+from pyiceberg.types import DoubleType, LongType, MapType, NestedField, StringType, StructType
 
 # Children of the source `extra` struct that the table keeps as typed (string) columns.
 # The workflow fields use hyphens in the source; Iceberg keeps the names as written.
@@ -47,6 +47,11 @@ TIMESTAMP = "timestamp"
 MONTH = "month"
 SOURCE_FILE = "source_file"
 SOURCE_ETAG = "source_etag"
+EXTRA_OTHER = "extra_other"
+# When a record carries no Argo workflow fields (Temporal-only context of the current writer),
+# the workflow name and node are filled from these `extra` keys instead of staying null.
+WORKFLOW_NAME_FALLBACK = "workflow_id"
+WORKFLOW_NODE_FALLBACK = "workflow_run_id"
 
 _EXTRA_FIRST_ID = 100
 
@@ -60,9 +65,9 @@ TABLE_SCHEMA = Schema(
     NestedField(7, "function", StringType(), required=False),
     NestedField(8, "trace_id", StringType(), required=False, doc="extra.trace_id"),
     NestedField(9, WORKFLOW_NAME, StringType(), required=False,
-                doc="extra.atlan-argo-workflow-name"),
+                doc="extra.atlan-argo-workflow-name, else extra.workflow_id"),
     NestedField(10, WORKFLOW_NODE, StringType(), required=False,
-                doc="extra.atlan-argo-workflow-node"),
+                doc="extra.atlan-argo-workflow-node, else extra.workflow_run_id"),
     NestedField(
         11,
         "extra",
@@ -79,6 +84,13 @@ TABLE_SCHEMA = Schema(
                 doc="source object key (relative to the source root) the row was read from"),
     NestedField(14, SOURCE_ETAG, StringType(), required=False,
                 doc="ETag of the source object version the row was read from"),
+    NestedField(
+        15,
+        EXTRA_OTHER,
+        MapType(200, StringType(), 201, StringType(), value_required=False),
+        required=False,
+        doc="every other `extra` key: strings as written, other JSON values as JSON text",
+    ),
 )
 
 ARROW_SCHEMA: pa.Schema = schema_to_pyarrow(TABLE_SCHEMA, include_field_ids=False)

@@ -8,16 +8,20 @@ import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wflog_assets.jsonlines import read_json_lines
 from wflog_assets.normalize import NormalizedFile, normalize_table
 
-PARQUET_SUFFIX = ".parquet"
+PARQUET = "parquet"
+JSON_LINES = "jsonl.gz"
+# What the writers produce: Parquet chunks (until 2026) and gzip JSON lines (application-sdk 3.52+).
+FORMATS_BY_SUFFIX: dict[str, str] = {".parquet": PARQUET, ".json.gz": JSON_LINES}
 
 
 class SourceReadError(RuntimeError):
@@ -42,7 +46,7 @@ class ManifestEntry:
     size: int
     etag: str
     last_modified: str
-    format: str = "parquet"
+    format: str = PARQUET
 
 
 MANIFEST_SCHEMA = pa.schema(
@@ -62,10 +66,14 @@ class Manifest:
 
     day: str
     entries: tuple[ManifestEntry, ...]
+    # Objects under the day that are not chunk files (`_SUCCESS`, folder markers, ...): reported,
+    # not read, and not part of the digest.
+    ignored: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, day: str, entries: Iterable[ManifestEntry]) -> Manifest:
-        return cls(day=day, entries=tuple(sorted(entries)))
+    def build(cls, day: str, entries: Iterable[ManifestEntry],
+              ignored: Iterable[str] = ()) -> Manifest:
+        return cls(day=day, entries=tuple(sorted(entries)), ignored=tuple(sorted(ignored)))
 
     @property
     def digest(self) -> str:
@@ -109,8 +117,12 @@ class ObjectStore(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
 
 
-def is_chunk_file(key: str) -> bool:
-    return key.endswith(PARQUET_SUFFIX)
+def format_of(key: str) -> str | None:
+    """The chunk format of an object key, or None for anything else."""
+    for suffix, fmt in FORMATS_BY_SUFFIX.items():
+        if key.endswith(suffix):
+            return fmt
+    return None
 
 
 def _months(since: dt.date, until: dt.date) -> Iterator[tuple[int, int]]:
@@ -137,9 +149,17 @@ def list_days(store: ObjectStore, since: dt.date, until: dt.date) -> list[dt.dat
 
 
 def list_day(store: ObjectStore, day: dt.date) -> Manifest:
-    """All chunk files of a day, including any `hour=` level below it."""
-    entries = [e for e in store.list(day_prefix(day)) if is_chunk_file(e.key)]
-    return Manifest.build(day.isoformat(), entries)
+    """All chunk files of a day (both formats), including any `hour=` level below it."""
+    entries: list[ManifestEntry] = []
+    ignored: list[str] = []
+    for entry in store.list(day_prefix(day)):
+        fmt = format_of(entry.key)
+        if fmt is None:
+            if not entry.key.endswith(".tmp"):
+                ignored.append(entry.key)
+            continue
+        entries.append(replace(entry, format=fmt))
+    return Manifest.build(day.isoformat(), entries, ignored)
 
 
 class LocalObjectStore:
@@ -216,8 +236,14 @@ class S3ObjectStore:
 
 
 def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
-    """Read one chunk file and normalize it."""
+    """Read one chunk file (either format) and normalize it."""
     data = store.read(entry.key)
+    if entry.format == JSON_LINES:
+        parsed = read_json_lines(data, entry.key)
+        normalized = normalize_table(parsed.table, entry.key, entry.etag)
+        normalized.issues = parsed.issues
+        normalized.reader = parsed.path
+        return normalized
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:

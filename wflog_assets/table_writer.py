@@ -73,6 +73,10 @@ def ensure_table(
         sort_order=SORT_ORDER,
         properties={**DEFAULT_TABLE_PROPERTIES, **(properties or {})},
     )
+    missing = [f.name for f in TABLE_SCHEMA.fields if f.name not in table.schema().column_names]
+    if missing:  # a table made by an earlier version: add the new optional columns
+        with table.update_schema() as update:
+            update.union_by_name(TABLE_SCHEMA)
     # Compare by column name: a REST catalog may assign its own field ids on create.
     if _spec_by_name(table.schema(), table.spec()) != _spec_by_name(TABLE_SCHEMA, spec):
         raise TableLayoutError(

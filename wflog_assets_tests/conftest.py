@@ -7,9 +7,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dagster as dg
+import duckdb
+import duckdb_extension_avro
+import duckdb_extension_httpfs
+import duckdb_extension_iceberg
 import pytest
 
 from wflog_assets.definitions import INGEST_JOB, build_definitions
@@ -137,3 +142,31 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+def _extension(module: ModuleType, name: str) -> str:
+    found = list(Path(module.__file__).parent.glob(f"extensions/*/{name}.duckdb_extension"))
+    assert len(found) == 1, found
+    return str(found[0])
+
+
+@pytest.fixture
+def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false",
+                                 "autoload_known_extensions": "false"})
+    # avro before iceberg, or iceberg tries to download avro
+    for module, name in ((duckdb_extension_httpfs, "httpfs"), (duckdb_extension_avro, "avro"),
+                         (duckdb_extension_iceberg, "iceberg")):
+        con.execute(f"LOAD '{_extension(module, name)}'")
+    host = weed.s3_endpoint.removeprefix("http://")
+    con.execute(
+        f"CREATE SECRET s3 (TYPE S3, KEY_ID '{weed.access_key}', SECRET '{weed.secret_key}', "
+        f"ENDPOINT '{host}', URL_STYLE 'path', USE_SSL false, REGION '{weed.region}')"
+    )
+    con.execute(
+        f"CREATE SECRET rest (TYPE ICEBERG, CLIENT_ID '{weed.access_key}', "
+        f"CLIENT_SECRET '{weed.secret_key}', OAUTH2_SERVER_URI '{weed.iceberg_uri}/v1/oauth/tokens')"
+    )
+    con.execute(f"ATTACH 's3://{weed.warehouse}' AS lake (TYPE ICEBERG, ENDPOINT '{weed.iceberg_uri}', "
+                "SECRET rest)")
+    return con

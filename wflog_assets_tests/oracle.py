@@ -7,7 +7,9 @@ pipeline's vectorised normalization is checked against a second implementation.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
+import json
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -18,16 +20,42 @@ from wflog_assets.source import ObjectStore, list_day
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
+    """Strings as written; other JSON values as JSON (compared parsed, see `canonical`)."""
+    if value is None or isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def canonical(text: str | None) -> Any:
+    """Nested JSON text compared by value, with null members dropped (documented behaviour)."""
+    if text is None or not text.startswith(("{", "[")):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+
+    def drop(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: drop(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [drop(x) for x in v]
+        return v
+
+    return json.dumps(drop(value), sort_keys=True)
 
 
 def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
     extra_in = record.get("extra") or {}
     extra = {name: _text(extra_in.get(name)) for name in EXTRA_FIELDS}
+    other = sorted((k, _text(v)) for k, v in extra_in.items()
+                   if k not in EXTRA_FIELDS and v is not None)
     ts = record.get("timestamp")
     level = record.get("level")
     return {
@@ -39,22 +67,40 @@ def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
         "line": record.get("line"),
         "function": record.get("function"),
         "trace_id": extra["trace_id"],
-        "atlan_argo_workflow_name": extra["atlan-argo-workflow-name"],
-        "atlan_argo_workflow_node": extra["atlan-argo-workflow-node"],
+        "atlan_argo_workflow_name": extra["atlan-argo-workflow-name"] or extra["workflow_id"],
+        "atlan_argo_workflow_node": extra["atlan-argo-workflow-node"]
+        or _text(extra_in.get("workflow_run_id")),
         "extra": extra if record.get("extra") is not None else None,
         "month": None if ts is None else dt.datetime.fromtimestamp(ts, tz=dt.UTC).month,
         "source_file": key,
         "source_etag": etag,
+        "extra_other": other,
     }
+
+
+def source_records(data: bytes, key: str) -> list[dict[str, Any]]:
+    """The records of one source file, read the plain way (no Arrow inference for JSON)."""
+    if key.endswith(".json.gz"):
+        lines = gzip.decompress(data).split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
+    return pq.read_table(io.BytesIO(data)).to_pylist()
 
 
 def expected_rows_for_days(store: ObjectStore, days: list[dt.date]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for day in days:
         for entry in list_day(store, day).entries:
-            table = pq.read_table(io.BytesIO(store.read(entry.key)))
-            rows.extend(expected_row(r, entry.key, entry.etag) for r in table.to_pylist())
+            rows.extend(expected_row(r, entry.key, entry.etag)
+                        for r in source_records(store.read(entry.key), entry.key))
     return sorted_rows(rows)
+
+
+def _canonical_row(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    if row["extra"] is not None:
+        row["extra"] = {k: canonical(v) for k, v in row["extra"].items()}
+    row["extra_other"] = sorted((k, canonical(v)) for k, v in row["extra_other"] or [])
+    return row
 
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -62,7 +108,7 @@ def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=_row_key)
+    return sorted((_canonical_row(r) for r in rows), key=_row_key)
 
 
 def table_rows(table: Table) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,7 +106,7 @@ def test_integer_timestamps_and_string_lines_are_cast():
         ({"timestamp": "yesterday", "extra": {"url": "u"}}, "timestamp"),
         ({"timestamp": TS, "line": "forty-two", "extra": {"url": "u"}}, "line"),
         ({"timestamp": TS, "line": 4.5, "extra": {"url": "u"}}, "line"),
-        ({"timestamp": TS, "extra": {"attempt": {"n": 1}}}, "extra.attempt"),
+        ({"timestamp": TS, "message": {"text": "m"}, "extra": {"url": "u"}}, "message"),
         ({"timestamp": TS, "extra": "not a struct"}, "extra"),
     ],
 )
@@ -125,12 +126,37 @@ def test_missing_required_column_fails_with_file_key(missing: str):
         normalize_table(_through_parquet([record]), "k.parquet", "e")
 
 
-def test_unknown_extra_keys_and_columns_are_reported():
+def test_every_other_extra_key_is_kept_in_extra_other_as_text():
     result = normalize_table(
         _through_parquet([{"timestamp": TS, "argo_workflow_run_id": None,
-                           "extra": {"url": "u", "in_workflow": True}}]), "k", "e")
-    assert result.ignored_extra_keys == ["in_workflow"]
+                           "extra": {"url": "u", "in_workflow": True, "retries": 3,
+                                     "http": {"status": 503, "path": "/x"}, "note": "plain"}}]),
+        "k", "e")
+    (row,) = result.table.to_pylist()
+    other = dict(row["extra_other"])
+    assert json.loads(other["http"]) == {"status": 503, "path": "/x"}
+    assert {k: v for k, v in other.items() if k != "http"} == {
+        "in_workflow": "true", "retries": "3", "note": "plain"}
+    assert result.other_extra_keys == ["http", "in_workflow", "note", "retries"]
     assert result.ignored_columns == ["argo_workflow_run_id"]
+
+
+def test_nested_value_of_a_known_child_becomes_json_text():
+    (row,) = _one([{"timestamp": TS, "extra": {"attempt": {"n": 1, "of": [1, 2]}}}])
+    assert json.loads(row["extra"]["attempt"]) == {"n": 1, "of": [1, 2]}
+
+
+def test_temporal_only_records_get_workflow_name_and_node_from_temporal_ids():
+    rows = _one([
+        {"timestamp": TS, "extra": {"workflow_id": "wf-temporal-1", "workflow_run_id": "run-9"}},
+        {"timestamp": TS, "extra": {"atlan-argo-workflow-name": "argo-1", "workflow_id": "w",
+                                    "atlan-argo-workflow-node": "argo-1-n", "workflow_run_id": "r"}},
+    ])
+    assert [(r["atlan_argo_workflow_name"], r["atlan_argo_workflow_node"]) for r in rows] == [
+        ("wf-temporal-1", "run-9"), ("argo-1", "argo-1-n")]
+    # the raw values stay where they were
+    assert rows[0]["extra"]["workflow_id"] == "wf-temporal-1"
+    assert dict(rows[0]["extra_other"]) == {"workflow_run_id": "run-9"}
 
 
 def test_sort_groups_partitions_and_orders_newest_first():

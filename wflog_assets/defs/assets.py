@@ -2,6 +2,8 @@
 
 
 import time
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 
 import dagster as dg
@@ -41,6 +43,15 @@ MANIFEST_TABLE_SCHEMA = dg.TableSchema(
 )
 
 
+REJECTED_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("key", "string"),
+        dg.TableColumn("line", "int", description="-1: the whole file"),
+        dg.TableColumn("reason", "string"),
+    ]
+)
+
+
 def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.MetadataValue]:
     preview = manifest.entries[:MANIFEST_PREVIEW_ROWS]
     return {
@@ -57,11 +68,21 @@ def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.Metadata
             schema=MANIFEST_TABLE_SCHEMA,
         ),
         "manifest_preview_rows": dg.MetadataValue.int(len(preview)),
+        "files_by_format": dg.MetadataValue.json(
+            dict(Counter(e.format for e in manifest.entries))),
+        "ignored_objects": _keys(list(manifest.ignored)),
     }
 
 
 def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
     """The three daily assets, sharing `partitions_def`."""
+    with warnings.catch_warnings():
+        # backfill_policy is beta in Dagster 1.13; we use it deliberately (one run per day)
+        warnings.filterwarnings("ignore", message=".*backfill_policy", category=dg.BetaWarning)
+        return _build_log_assets(partitions_def)
+
+
+def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
 
     @dg.asset(
         partitions_def=partitions_def,
@@ -79,6 +100,11 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
             f"{len(manifest.entries)} files, {manifest.total_bytes} bytes for "
             f"{manifest.day} in {log_source.describe()}"
         )
+        if manifest.ignored:
+            context.log.warning(
+                f"{len(manifest.ignored)} object(s) under the day are not chunk files "
+                f"(.parquet / .json.gz) and were not read: {list(manifest.ignored)[:20]}"
+            )
         return dg.MaterializeResult(
             value=manifest.to_arrow(),
             metadata=_manifest_metadata(manifest, log_source.describe()),
@@ -104,10 +130,11 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
         )
         tables = [f.table for f in files]
         rows = sort_for_table(pa.concat_tables(tables) if tables else empty_table())
-        ignored_extra = sorted({k for f in files for k in f.ignored_extra_keys})
+        other_extra = sorted({k for f in files for k in f.other_extra_keys})
         ignored_columns = sorted({c for f in files for c in f.ignored_columns})
-        if ignored_extra:
-            context.log.warning(f"extra keys outside the table schema: {ignored_extra}")
+        issues = [i for f in files for i in f.issues]
+        for issue in issues[:50]:
+            context.log.warning(f"rejected: {issue.key} line {issue.line}: {issue.reason}")
         metadata: dict[str, dg.MetadataValue] = {
             "rows": dg.MetadataValue.int(rows.num_rows),
             "source_files": dg.MetadataValue.int(len(files)),
@@ -116,7 +143,15 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
             ),
             "manifest_digest": dg.MetadataValue.text(manifest.digest),
             "ignored_top_level_columns": dg.MetadataValue.json(ignored_columns),
-            "ignored_extra_keys": dg.MetadataValue.json(ignored_extra),
+            "extra_other_keys": dg.MetadataValue.json(other_extra),
+            "files_by_reader": dg.MetadataValue.json(dict(Counter(f.reader for f in files))),
+            "rejected_lines": dg.MetadataValue.int(len(issues)),
+            "rejected": dg.MetadataValue.table(
+                records=[dg.TableRecord({"key": i.key, "line": i.line if i.line is not None else -1,
+                                         "reason": i.reason[:300]})
+                         for i in issues[:MANIFEST_PREVIEW_ROWS]],
+                schema=REJECTED_TABLE_SCHEMA,
+            ),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
         if rows.num_rows:

@@ -1,0 +1,168 @@
+"""The current writer's files: gzip-compressed JSON lines, one log record per line.
+
+Fast path: Arrow's JSON reader, block by block, over a streaming gzip decompressor; its
+inferred `extra` struct is mapped like a Parquet chunk's. Arrow refuses some files outright:
+a key whose JSON type changes between lines (`"attempt": 1` then `"attempt": "1"`), a line
+that is not JSON, a truncated gzip stream. Only for those files the lines are parsed one by
+one, so every good line still lands and every bad one is reported with its line number;
+the file is flagged `lines` in the metadata. A line without a numeric `timestamp` is rejected
+the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from wflog_assets.schema import SOURCE_STRING_COLUMNS, TIMESTAMP
+
+BLOCK_SIZE = 1 << 20
+FAST = "arrow"
+SLOW = "lines"
+_STRING = pa.large_string()
+
+
+@dataclass(frozen=True)
+class LineIssue:
+    """A line (or the whole file, line None) that could not be taken, and why."""
+
+    key: str
+    line: int | None
+    reason: str
+
+
+@dataclass
+class JsonLinesRead:
+    table: pa.Table
+    issues: list[LineIssue]
+    path: str  # FAST or SLOW
+
+
+def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
+    """Parse a `.json.gz` object into a table of records (`extra` as a struct)."""
+    try:
+        stream = pa.input_stream(pa.BufferReader(data), compression="gzip")
+        table = pj.read_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_SIZE))
+    except (pa.ArrowInvalid, OSError, EOFError):
+        return _read_line_by_line(data, key)
+    timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
+    if timestamps is None or timestamps.null_count or (not pa.types.is_floating(
+            timestamps.type) and not pa.types.is_integer(timestamps.type)):
+        return _read_line_by_line(data, key)  # find the lines without a usable timestamp
+    return JsonLinesRead(table=table, issues=[], path=FAST)
+
+
+def _gunzip(data: bytes) -> tuple[bytes, str | None]:
+    """Everything that decompresses, and why it stopped early (None if it did not)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data) + inflater.flush()
+    except zlib.error as exc:
+        return b"", f"not a gzip stream: {exc}"
+    if not inflater.eof:
+        return out, "truncated gzip stream: the file ends before the compressed data does"
+    return out, None
+
+
+def _scalar_text(value: Any) -> str | None:
+    """A JSON value as the text the table keeps (the same text the fast path produces)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(_drop_null_members(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _drop_null_members(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_null_members(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_null_members(v) for v in value]
+    return value
+
+
+def _read_line_by_line(data: bytes, key: str) -> JsonLinesRead:
+    raw, stopped = _gunzip(data)
+    issues: list[LineIssue] = []
+    lines = raw.split(b"\n")
+    if stopped is not None and lines and lines[-1]:
+        issues.append(LineIssue(key, len(lines), f"incomplete last line: {stopped}"))
+        lines = lines[:-1]
+    elif stopped is not None:
+        issues.append(LineIssue(key, None, stopped))
+    records: list[dict[str, Any]] = []
+    extra_keys: dict[str, None] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            issues.append(LineIssue(key, number, f"not JSON: {exc}"))
+            continue
+        if not isinstance(record, dict):
+            issues.append(LineIssue(key, number, "not a JSON object"))
+            continue
+        problem = _record_problem(record)
+        if problem is not None:
+            issues.append(LineIssue(key, number, problem))
+            continue
+        extra = record.get("extra")
+        if isinstance(extra, dict):
+            extra_keys.update(dict.fromkeys(extra))
+        records.append(record)
+    if not records and not issues:
+        issues.append(LineIssue(key, None, "empty file: no lines"))
+    return JsonLinesRead(table=_records_table(records, list(extra_keys)), issues=issues, path=SLOW)
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    ts = record.get(TIMESTAMP)
+    if ts is None:
+        return "no timestamp"
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return f"timestamp is not a number: {ts!r:.80}"
+    line = record.get("line")
+    if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
+        if not (isinstance(line, str) and line.strip().lstrip("-").isdigit()):
+            return f"line is not an integer: {line!r:.80}"
+    extra = record.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        return f"extra is not an object: {type(extra).__name__}"
+    return None
+
+
+def _records_table(records: list[dict[str, Any]], extra_keys: list[str]) -> pa.Table:
+    """Records with uniform column types: strings as strings, extra values as their text."""
+    n = len(records)
+    columns: dict[str, pa.Array] = {
+        TIMESTAMP: pa.array([float(r[TIMESTAMP]) for r in records], pa.float64()),
+        "line": pc.cast(pa.array([None if r.get("line") is None else int(r["line"])
+                                  for r in records], pa.int64()), pa.int64()),
+    }
+    for name in SOURCE_STRING_COLUMNS:
+        columns[name] = pa.array(
+            [None if r.get(name) is None else _scalar_text(r[name]) for r in records], _STRING)
+    children = [
+        pa.array([_scalar_text(r["extra"].get(k)) if isinstance(r.get("extra"), dict) else None
+                  for r in records], _STRING)
+        for k in extra_keys
+    ]
+    mask = pa.array([not isinstance(r.get("extra"), dict) for r in records], pa.bool_())
+    if extra_keys:
+        columns["extra"] = pa.StructArray.from_arrays(children, names=extra_keys, mask=mask)
+    else:
+        columns["extra"] = pa.array([{} if isinstance(r.get("extra"), dict) else None
+                                     for r in records], pa.struct([]))
+    assert all(len(c) == n for c in columns.values())
+    return pa.table(columns)
