@@ -33,8 +33,8 @@ def _quote(values: pa.Array) -> pa.Array:
     text = pc.cast(values, _STRING)
     for raw, escaped in _ESCAPES:
         text = pc.replace_substring(text, raw, escaped)
-    for char in _OTHER_CONTROL:
-        if pc.any(pc.match_substring(text, char)).as_py():
+    if pc.any(pc.match_substring_regex(text, "[\\x00-\\x07\\x0b\\x0e-\\x1f]")).as_py():
+        for char in _OTHER_CONTROL:
             text = pc.replace_substring(text, char, f"\\u{ord(char):04x}")
     return _join('"', text, '"')
 
@@ -59,13 +59,13 @@ def _struct_text(values: pa.StructArray) -> pa.Array:
     # Each present member is `"name":value,`; absent ones are "". (pyarrow's variadic join with
     # null_handling="skip" drops all-null rows, so it is not used.) A JSON value never ends
     # with a comma, so trimming trailing commas removes exactly the last separator.
-    body = pa.repeat(_lit(""), len(values))
+    members = [pa.repeat(_lit(""), len(values))]
     for i in range(values.type.num_fields):
         name = values.type.field(i).name
         child = json_text(pc.struct_field(values, [i]), top_level_strings_raw=False)
         member = _join(json.dumps(name, ensure_ascii=False) + ":", child, ",")
-        body = _join(body, pc.fill_null(member, _lit("")))
-    body = pc.utf8_rtrim(body, characters=",")
+        members.append(pc.fill_null(member, _lit("")))
+    body = pc.utf8_rtrim(_join(*members), characters=",")
     return pc.if_else(pc.is_null(values), pa.scalar(None, _STRING), _join("{", body, "}"))
 
 
