@@ -45,20 +45,27 @@ def _instance(home: Path):  # -> dg.DagsterInstance
     return dg.DagsterInstance.from_config(str(home))
 
 
-def materialize_days(days: Sequence[str], dagster_home: Path) -> list[dict[str, object]]:
-    """Run the ingest job for each day; return each day's workflow_logs metadata."""
-    from wflog_assets.definitions import INGEST_JOB, defs
+def materialize_days(days: Sequence[str], dagster_home: Path,
+                     layouts: bool = False) -> list[dict[str, object]]:
+    """Run the ingest job (and the layout study's) for each day; return workflow_logs metadata."""
+    from wflog_assets.definitions import INGEST_JOB, LAYOUT_JOB, defs
 
-    job = defs().resolve_job_def(INGEST_JOB)
+    definitions = defs()
+    jobs = [definitions.resolve_job_def(INGEST_JOB)]
+    if layouts:
+        jobs.append(definitions.resolve_job_def(LAYOUT_JOB))
     summaries = []
     with _instance(dagster_home) as instance:
         for day in days:
-            result = job.execute_in_process(partition_key=day, instance=instance,
-                                            run_config=QUIET_RUN_CONFIG)
-            if not result.success:
-                raise SystemExit(f"run for {day} failed")
-            for mat in result.asset_materializations_for_node("workflow_logs"):
-                summaries.append({"day": day, **{k: v.value for k, v in mat.metadata.items()}})
+            for job in jobs:
+                result = job.execute_in_process(partition_key=day, instance=instance,
+                                                run_config=QUIET_RUN_CONFIG)
+                if not result.success:
+                    raise SystemExit(f"run of {job.name} for {day} failed")
+                for mat in result.get_asset_materialization_events():
+                    meta = mat.materialization.metadata
+                    if "outcome" in meta:  # the tables: workflow_logs and the layout study's
+                        summaries.append({"day": day, **{k: v.value for k, v in meta.items()}})
     return summaries
 
 
@@ -68,29 +75,59 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     start = dt.date.fromisoformat(args.start)
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
     home = Path(args.dagster_home or settings.data_dir() / "dagster_home")
-    for summary in materialize_days(days, home):
+    for summary in materialize_days(days, home, layouts=args.layouts):
         print(_summary_line(summary))
     return 0
 
 
 def _summary_line(s: dict[str, object]) -> str:
     return (
-        f"{s['day']}: {s['outcome']:<9} rows_written={s['rows_written']:>7} "
+        f"{s['day']} {s['table']}: {s['outcome']:<9} rows_written={s['rows_written']:>7} "
         f"data_files={s['data_files_written']:>3} source_files={s['source_files_in_day']:>3} "
         f"snapshot={s['snapshot_id']} attempts={s['commit_attempts']}"
     )
 
 
-def _print_p0(workflow: str, node: str | None, limit: int) -> None:
-    from wflog_assets.defs import settings
-    from wflog_assets.query import p0_query
+def _instant(text: str | None) -> float | None:
+    """Unix seconds from `2025-12-01T10:00:00` (UTC unless an offset is given) or a number."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SystemExit(f"{text!r} is not a time: use ISO 8601 (2025-12-01T10:00) or Unix seconds") from exc
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
 
-    table = settings.iceberg_catalog().ensure_table()
-    result = p0_query(table, workflow, node=node, limit=limit)
-    print(f"P0 query: workflow={workflow} node={node} limit={limit}: "
-          f"{result.rows.num_rows} rows, {result.files_planned} files planned, "
-          f"{result.bytes_planned} bytes, {result.seconds * 1000:.0f} ms")
+
+def _layout_table(layout: str):  # -> pyiceberg Table
+    from wflog_assets.defs import settings
+    from wflog_assets.schema import LAYOUT_TABLE_SUFFIX
+
+    return settings.iceberg_catalog().ensure_table(layout, LAYOUT_TABLE_SUFFIX[layout])
+
+
+def _print_p0(workflow: str, node: str | None, limit: int, start: float | None = None,
+              end: float | None = None, columns: tuple[str, ...] | None = None,
+              layout: str = "wf_month") -> None:
+    from wflog_assets.query import DEFAULT_COLUMNS, p0_query
+
+    table = _layout_table(layout)
+    result = p0_query(table, workflow, node=node, start=start, end=end, limit=limit,
+                      columns=columns or DEFAULT_COLUMNS)
+    print(f"P0 query on {layout}: workflow={workflow} node={node} limit={limit}: "
+          f"{result.rows.num_rows} rows; {result.files_planned} files planned "
+          f"({result.bytes_planned} bytes), {result.files_read} read, "
+          f"{result.row_groups_read} row groups, {result.rows_scanned} rows scanned, "
+          f"{result.bytes_read} bytes read; {result.plan_seconds * 1000:.0f} ms planning, "
+          f"{result.seconds * 1000:.0f} ms in all")
     for row in result.rows.to_pylist():
+        if columns:
+            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+            continue
         stamp = dt.datetime.fromtimestamp(row["timestamp"], tz=dt.UTC).isoformat(
             timespec="milliseconds")
         message = textwrap.shorten(row["message"] or "", 70)
@@ -98,7 +135,56 @@ def _print_p0(workflow: str, node: str | None, limit: int) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    _print_p0(args.workflow, args.node, args.limit)
+    columns = tuple(c.strip() for c in args.columns.split(",")) if args.columns else None
+    _print_p0(args.workflow, args.node, args.limit, _instant(args.start), _instant(args.end),
+              columns, args.layout)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from wflog_assets.report import measure, pick_workflows, seed_comparison, write_report
+    from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUTS
+
+    tables = {layout: _layout_table(layout) for layout in LAYOUTS}
+    empty = [layout for layout, table in tables.items() if table.current_snapshot() is None]
+    if empty:
+        raise SystemExit(f"no data in the table(s) of {', '.join(empty)}: materialize "
+                         "workflow_logs and the layout_study assets first")
+    from wflog_assets.defs import settings
+    from wflog_assets.schema import LAYOUT_TABLE_SUFFIX
+
+    catalog = settings.iceberg_catalog()
+    loaded = catalog.load_catalog()
+    workflows = pick_workflows(tables[DEFAULT_LAYOUT], args.workflow or [])
+    figures = measure(lambda layout: loaded.load_table(catalog.identifier(
+        LAYOUT_TABLE_SUFFIX[layout])), workflows, repetitions=args.repetitions, limit=args.limit)
+    for path in write_report(figures, args.out):
+        print(f"wrote {path}")
+    print(seed_comparison(figures))
+    return 0
+
+
+def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
+    from wflog_assets.clickhouse import ExportFormatError, convert_export
+
+    try:
+        result = convert_export(args.export, _store(args.dest), rows_per_file=args.rows_per_file)
+    except (ExportFormatError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"export {args.export} (id {result.export_id}): {result.rows_read} rows read, "
+          f"{result.rows_written} written to {len(result.files)} chunk file(s) in "
+          f"{len(result.rows_by_day)} day(s), {result.rows_rejected} rejected")
+    for day, rows in sorted(result.rows_by_day.items()):
+        print(f"  {day}: {rows} rows")
+    if result.rejects:
+        print(f"rejected rows: {args.dest.rstrip('/')}/{result.rejects_key}", file=sys.stderr)
+        for reject in result.rejects[:10]:
+            print(f"  line {reject.line}: {reject.reason}", file=sys.stderr)
+        if not args.allow_rejects:
+            print("error: rows were rejected (see the rejects file); fix the export or pass "
+                  "--allow-rejects", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -153,13 +239,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     mat.add_argument("--days", type=int, default=1)
     mat.add_argument("--dagster-home", help="instance directory (default: $WFLOG_DATA_DIR/"
                      "dagster_home)")
+    mat.add_argument("--layouts", action="store_true",
+                     help="also load the days into the bucket layouts' tables (layout study)")
     mat.set_defaults(func=cmd_materialize)
 
     query = sub.add_parser("query", help="the P0 query: newest logs of one workflow")
     query.add_argument("--workflow", required=True)
     query.add_argument("--node")
     query.add_argument("--limit", type=int, default=20)
+    query.add_argument("--start", help="from this time (inclusive): ISO 8601, UTC, or Unix seconds")
+    query.add_argument("--end", help="until this time (exclusive)")
+    query.add_argument("--columns", help="comma-separated columns (default: timestamp, level, "
+                       "logger_name, atlan_argo_workflow_node, message)")
+    query.add_argument("--layout", default="wf_month", choices=("wf_month", "wf_bucket",
+                                                                 "wf_bucket_month"))
     query.set_defaults(func=cmd_query)
+
+    report = sub.add_parser("report", help="the layout study: P0 latency per partition layout")
+    report.add_argument("--out", default="layout-report",
+                        help="path stem: writes <out>.md, <out>.png and <out>.json")
+    report.add_argument("--workflow", action="append",
+                        help="a workflow to measure besides heaviest/median/tiny (repeatable)")
+    report.add_argument("--repetitions", type=int, default=5)
+    report.add_argument("--limit", type=int, default=100)
+    report.set_defaults(func=cmd_report)
+
+    convert = sub.add_parser("convert-clickhouse",
+                             help="ClickHouse CSV export -> chunk files in the source layout")
+    convert.add_argument("export", help="the export: .csv or .csv.gz, with header")
+    convert.add_argument("--dest", required=True,
+                         help="source root: directory or s3://bucket/prefix")
+    convert.add_argument("--rows-per-file", type=int, default=250_000)
+    convert.add_argument("--allow-rejects", action="store_true",
+                         help="exit 0 even if rows were rejected (they are still recorded)")
+    convert.set_defaults(func=cmd_convert_clickhouse)
 
     demo = sub.add_parser("demo", help="generate demo logs and ingest them (embedded default)")
     demo.set_defaults(func=cmd_demo)

@@ -8,10 +8,12 @@ import dagster as dg
 
 from wflog_assets.defs import settings
 from wflog_assets.defs.assets import build_log_assets
+from wflog_assets.defs.layout_study import build_layout_study
 from wflog_assets.defs.partitions import daily_partitions
 from wflog_assets.defs.sensors import build_source_sensor
 
 INGEST_JOB = "ingest_workflow_logs"
+LAYOUT_JOB = "load_layout_tables"
 
 
 def build_definitions(
@@ -28,8 +30,15 @@ def build_definitions(
         selection=dg.AssetSelection.assets(*assets),
         description="List, normalize and commit one day of workflow logs.",
     )
+    study = build_layout_study(partitions, assets)
+    layout_tables = dg.define_asset_job(
+        LAYOUT_JOB,
+        selection=dg.AssetSelection.assets(*study[:-1]),
+        description="Load staged days into the bucket layouts' tables (the layout study).",
+    )
     sensor = build_source_sensor(ingest, partitions, sensor_lookback_days, sensor_interval_s)
-    return dg.Definitions(assets=assets, jobs=[ingest], sensors=[sensor], resources=dict(resources))
+    return dg.Definitions(assets=[*assets, *study], jobs=[ingest, layout_tables],
+                          sensors=[sensor], resources=dict(resources))
 
 
 @dg.definitions

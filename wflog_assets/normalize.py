@@ -18,6 +18,7 @@ from wflog_assets.jsontext import json_text, string_map
 from wflog_assets.schema import (
     ARROW_SCHEMA,
     ARROW_SORT_KEYS,
+    DEFAULT_LAYOUT,
     EXTRA_ARROW_TYPE,
     EXTRA_FIELDS,
     EXTRA_OTHER,
@@ -30,6 +31,7 @@ from wflog_assets.schema import (
     WORKFLOW_NAME_FALLBACK,
     WORKFLOW_NODE,
     WORKFLOW_NODE_FALLBACK,
+    arrow_sort_keys,
 )
 
 REQUIRED_COLUMNS: tuple[str, ...] = (TIMESTAMP, "extra")
@@ -161,11 +163,12 @@ def _normalize_extra(
     return struct, other
 
 
-def sort_for_table(table: pa.Table) -> pa.Table:
-    """Order rows as the table wants them: by partition, then timestamp DESC (nulls last)."""
+def sort_for_table(table: pa.Table, layout: str = DEFAULT_LAYOUT) -> pa.Table:
+    """Order rows as a layout's table wants them: by partition, then timestamp DESC (nulls last)."""
     if table.num_rows == 0:
         return table
-    indices = pc.sort_indices(table, sort_keys=ARROW_SORT_KEYS)
+    keys = ARROW_SORT_KEYS if layout == DEFAULT_LAYOUT else arrow_sort_keys(layout)
+    indices = pc.sort_indices(table, sort_keys=keys)
     return table.take(indices)
 
 

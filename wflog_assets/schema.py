@@ -125,9 +125,33 @@ SORT_ORDER = SortOrder(
     )
 )
 
-# How staged rows are ordered before they are written: grouped by partition, newest first.
-ARROW_SORT_KEYS: list[tuple[str, str, str]] = [
-    (WORKFLOW_NAME, "ascending", "at_end"),
-    (MONTH, "ascending", "at_end"),
-    (TIMESTAMP, "descending", "at_end"),
-]
+# Each layout's tables: the production table (wf_month) keeps the configured name; the study's
+# other layouts get the layout as a suffix (`workflow_logs_wf_bucket`, ...).
+LAYOUT_TABLE_SUFFIX: dict[str, str] = {
+    layout: "" if layout == DEFAULT_LAYOUT else f"_{layout}" for layout in LAYOUTS
+}
+
+
+def arrow_sort_keys(layout: str = DEFAULT_LAYOUT) -> list[tuple[str, str, str]]:
+    """How rows are ordered before they are written to a layout's table.
+
+    Grouped by the identity-partition columns, then timestamp DESC (nulls last). The write
+    splits rows by partition keeping their order, so every data file is sorted timestamp DESC
+    (the declared sort order); in a bucket layout a file holds several workflows in that order.
+    """
+    spec = LAYOUTS[layout]
+    grouping = [
+        (TABLE_SCHEMA.find_column_name(f.source_id) or "", "ascending", "at_end")
+        for f in spec.fields if isinstance(f.transform, IdentityTransform)
+    ]
+    return [*grouping, (TIMESTAMP, "descending", "at_end")]
+
+
+# How staged rows are ordered: grouped by partition, newest first (the production layout).
+ARROW_SORT_KEYS: list[tuple[str, str, str]] = arrow_sort_keys(DEFAULT_LAYOUT)
+
+
+def describe_layout(layout: str) -> str:
+    """One line, e.g. `identity(atlan_argo_workflow_name) + identity(month)`."""
+    return " + ".join(f"{f.transform}({TABLE_SCHEMA.find_column_name(f.source_id)})"
+                      for f in LAYOUTS[layout].fields)

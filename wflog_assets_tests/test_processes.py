@@ -48,7 +48,7 @@ def test_eight_days_by_four_concurrent_processes_land_exactly(weed: WeedServer, 
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(outputs)
-    lines = [ln for out in outputs for ln in out.splitlines() if re.match(r"\d{4}-\d\d-\d\d: ", ln)]
+    lines = [ln for out in outputs for ln in out.splitlines() if re.match(r"\d{4}-\d\d-\d\d \S+: ", ln)]
     assert sorted(ln[:10] for ln in lines) == [d.isoformat() for d in days]
     assert all(" appended " in ln for ln in lines), lines
     attempts = [int(re.search(r"attempts=(\d+)", ln).group(1)) for ln in lines]

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
 from wflog_assets.normalize import empty_table, sort_for_table
-from wflog_assets.schema import TIMESTAMP, WORKFLOW_NAME
+from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX, TIMESTAMP, WORKFLOW_NAME
 from wflog_assets.source import Manifest, list_day, read_manifest
 from wflog_assets.table_writer import commit_day
 
@@ -72,6 +72,52 @@ def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.Metadata
             dict(Counter(e.format for e in manifest.entries))),
         "ignored_objects": _keys(list(manifest.ignored)),
     }
+
+
+def commit_layout_day(
+    context: dg.AssetExecutionContext,
+    iceberg: IcebergCatalogResource,
+    layout: str,
+    manifest: pa.Table,
+    rows: pa.Table,
+) -> dg.MaterializeResult:
+    """Commit one day's staged rows to `layout`'s table in one snapshot; describe the commit."""
+    started = time.monotonic()
+    day_manifest = Manifest.from_arrow(manifest)
+    suffix = LAYOUT_TABLE_SUFFIX[layout]
+    iceberg.ensure_table(layout, suffix)
+    catalog = iceberg.load_catalog()
+    if layout != DEFAULT_LAYOUT:  # staged rows are ordered for the production layout
+        rows = sort_for_table(rows, layout)
+    result = commit_day(
+        lambda: catalog.load_table(iceberg.identifier(suffix)), day_manifest, rows
+    )
+    context.log.info(
+        f"{result.day} -> {iceberg.identifier(suffix)}: {result.outcome}, {result.rows_written} "
+        f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
+    )
+    written_keys = set(result.files_added) | set(result.files_changed)
+    source_bytes = sum(e.size for e in day_manifest.entries if e.key in written_keys)
+    return dg.MaterializeResult(
+        metadata={
+            "table": dg.MetadataValue.text(iceberg.identifier(suffix)),
+            "layout": dg.MetadataValue.text(layout),
+            "outcome": dg.MetadataValue.text(result.outcome),
+            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
+            "rows_written": dg.MetadataValue.int(result.rows_written),
+            "rows_deleted": dg.MetadataValue.int(result.rows_deleted),
+            "data_files_written": dg.MetadataValue.int(result.data_files_written),
+            "source_files_ingested": dg.MetadataValue.int(len(written_keys)),
+            "source_files_in_day": dg.MetadataValue.int(len(day_manifest.entries)),
+            "source_files_added": _keys(result.files_added),
+            "source_files_changed": _keys(result.files_changed),
+            "source_files_removed": _keys(result.files_removed),
+            "source_bytes_ingested": dg.MetadataValue.int(source_bytes),
+            "manifest_digest": dg.MetadataValue.text(result.manifest_digest),
+            "commit_attempts": dg.MetadataValue.int(result.attempts),
+            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        }
+    )
 
 
 def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
@@ -177,38 +223,7 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
         """The Iceberg table of workflow logs: the day committed in one snapshot."""
-        started = time.monotonic()
-        day_manifest = Manifest.from_arrow(manifest)
-        iceberg.ensure_table()
-        catalog = iceberg.load_catalog()
-        result = commit_day(
-            lambda: catalog.load_table(iceberg.identifier()), day_manifest, normalized_log_batches
-        )
-        context.log.info(
-            f"{result.day}: {result.outcome}, {result.rows_written} rows written, "
-            f"{result.rows_deleted} deleted, snapshot {result.snapshot_id}"
-        )
-        written_keys = set(result.files_added) | set(result.files_changed)
-        source_bytes = sum(e.size for e in day_manifest.entries if e.key in written_keys)
-        return dg.MaterializeResult(
-            metadata={
-                "table": dg.MetadataValue.text(iceberg.identifier()),
-                "outcome": dg.MetadataValue.text(result.outcome),
-                "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
-                "rows_written": dg.MetadataValue.int(result.rows_written),
-                "rows_deleted": dg.MetadataValue.int(result.rows_deleted),
-                "data_files_written": dg.MetadataValue.int(result.data_files_written),
-                "source_files_ingested": dg.MetadataValue.int(len(written_keys)),
-                "source_files_in_day": dg.MetadataValue.int(len(day_manifest.entries)),
-                "source_files_added": _keys(result.files_added),
-                "source_files_changed": _keys(result.files_changed),
-                "source_files_removed": _keys(result.files_removed),
-                "source_bytes_ingested": dg.MetadataValue.int(source_bytes),
-                "manifest_digest": dg.MetadataValue.text(result.manifest_digest),
-                "commit_attempts": dg.MetadataValue.int(result.attempts),
-                "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-            }
-        )
+        return commit_layout_day(context, iceberg, DEFAULT_LAYOUT, manifest, normalized_log_batches)
 
     return [raw_log_chunks, normalized_log_batches, workflow_logs]
 

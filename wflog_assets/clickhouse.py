@@ -1,0 +1,312 @@
+"""ClickHouse CSV exports -> chunk files in the source layout (no Dagster here).
+
+An export (`Timestamp,SeverityText,TenantName,Body,WorkflowName,WorkflowNode`, with a header,
+optionally `.csv.gz`) is read by pyarrow's streaming CSV reader in fixed-size blocks, mapped
+with Arrow compute, grouped by the UTC day of each row, and written as Parquet chunk files
+shaped like the old log writer's:
+
+    <dest>/year=YYYY/month=MM/day=DD/chunk-ch<export id>-<seq>-part<first ts ms>.parquet
+
+so the daily assets and the sensor ingest them like any other chunk. Memory is bounded by the
+block size and `max_buffered_rows`, not by the export's size.
+
+Mapping: Timestamp (`YYYY-MM-DD HH:MM:SS[.fffffffff]`, UTC) -> `timestamp` (Unix seconds);
+SeverityText -> `level` (WARN -> WARNING, anything else kept as written); TenantName ->
+`logger_name`; Body -> `message`; WorkflowName -> `extra.atlan-argo-workflow-name` and
+`extra.trace_id`; WorkflowNode -> `extra.atlan-argo-workflow-node`. `\\N` and unquoted empty
+fields are null; a quoted `""` is an empty string.
+
+Bad rows are never guessed: a row with the wrong number of fields, or whose timestamp is empty
+or unparsable, goes to `<dest>/_rejects/<export id>.rejects.jsonl` with its physical line
+number in the export (1 = the header) and the reason. Same export, same output: file names
+and contents depend only on the export's bytes and the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from wflog_assets.source import ObjectStore, day_prefix
+
+COLUMNS: tuple[str, ...] = (
+    "Timestamp", "SeverityText", "TenantName", "Body", "WorkflowName", "WorkflowNode",
+)
+REJECTS_FOLDER = "_rejects"
+DEFAULT_ROWS_PER_FILE = 250_000
+BLOCK_SIZE = 8 << 20
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_FRACTION = r"^(\.[0-9]{1,9})?$"
+_SECONDS_PER_DAY = 86_400
+_STRING = pa.string()
+
+EXTRA_TYPE = pa.struct([
+    ("atlan-argo-workflow-name", _STRING),
+    ("atlan-argo-workflow-node", _STRING),
+    ("trace_id", _STRING),
+])
+CHUNK_SCHEMA = pa.schema([
+    ("timestamp", pa.float64()),
+    ("level", _STRING),
+    ("logger_name", _STRING),
+    ("message", _STRING),
+    ("extra", EXTRA_TYPE),
+])
+
+
+class ExportFormatError(ValueError):
+    """The export is not a ClickHouse CSV export with the expected header."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int  # physical line in the export where the row starts (1 = header)
+    reason: str
+    text: str  # the row as read: raw text, or its fields as JSON
+
+
+@dataclass
+class ConversionResult:
+    export_id: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    rows_by_day: dict[str, int] = field(default_factory=dict)
+    rejects_key: str | None = None
+
+    @property
+    def rows_rejected(self) -> int:
+        return len(self.rejects)
+
+
+def export_id(path: str | os.PathLike[str]) -> str:
+    """12 hex digits from the export's size and its first and last MiB (rename-proof, cheap)."""
+    size = os.path.getsize(path)
+    h = hashlib.sha256(f"wflog-clickhouse-v1\n{size}\n".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def parse_timestamps(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(Unix seconds as double, valid mask) for ClickHouse `YYYY-MM-DD HH:MM:SS[.f...]` text.
+
+    Computed as (whole seconds * 10^6 + microseconds) / 10^6 in float64: exact integers until
+    the one division, so up to 6 fractional digits give the correctly rounded double.
+    """
+    head = pc.utf8_slice_codeunits(text, 0, 19)
+    whole = pc.strptime(head, format=_TIME_FORMAT, unit="s", error_is_null=True)
+    rest = pc.utf8_slice_codeunits(text, 19, 40)
+    # strptime rolls 2025-02-30 over to March 2nd: the parsed time must print as written
+    separator_ok = pc.equal(pc.strftime(whole, format=_TIME_FORMAT), head)
+    fraction_ok = pc.match_substring_regex(rest, _FRACTION)
+    valid = pc.fill_null(pc.and_(pc.and_(pc.is_valid(whole), separator_ok), fraction_ok), False)
+    digits = pc.utf8_rpad(pc.utf8_slice_codeunits(rest, 1, 10), 9, "0")
+    nanos = pc.cast(pc.if_else(valid, digits, "000000000"), pa.int64())
+    seconds = pc.cast(pc.cast(whole, pa.int64()), pa.float64())
+    micros = pc.add(pc.multiply(seconds, 1e6), pc.divide(pc.cast(nanos, pa.float64()), 1e3))
+    return pc.if_else(valid, pc.divide(micros, 1e6), pa.scalar(None, pa.float64())), valid
+
+
+def _levels(values: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(values, "WARN"), pa.scalar("WARNING"), values)
+
+
+def to_chunk_rows(batch: pa.RecordBatch, timestamps: pa.Array) -> pa.Table:
+    """Map export columns to the chunk schema (timestamps already parsed)."""
+    name = batch.column("WorkflowName")
+    extra = pa.StructArray.from_arrays(
+        [name, batch.column("WorkflowNode"), name], fields=list(EXTRA_TYPE))
+    return pa.Table.from_arrays(
+        [timestamps, _levels(batch.column("SeverityText")), batch.column("TenantName"),
+         batch.column("Body"), extra],
+        schema=CHUNK_SCHEMA,
+    )
+
+
+class _LineTracker:
+    """Physical line numbers of records, from newlines inside fields and skipped rows' text.
+
+    pyarrow numbers records (1 = the header), not lines; a Body with newlines spans several.
+    """
+
+    def __init__(self) -> None:
+        self.next_line = 2  # line 1 is the header
+        self.next_record = 2
+        self.invalid: list[tuple[int, str, int]] = []  # (record number, raw text, fields)
+
+    def on_invalid(self, row: Any) -> str:
+        self.invalid.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    def lines_of(self, batch: pa.RecordBatch) -> tuple[pa.Array, list[Reject]]:
+        """Start line of each row of `batch`, and the rejects for rows skipped among them."""
+        n = batch.num_rows
+        if n == 0:
+            return pa.array([], pa.int64()), []
+        spans = pa.repeat(pa.scalar(1, pa.int64()), n)
+        for column in batch.columns:
+            spans = pc.add(spans, pc.fill_null(pc.count_substring(column, "\n"), 0))
+        starts = pc.add(pc.subtract(pc.cumulative_sum(spans), spans), self.next_line)
+        records = pa.array(range(self.next_record, self.next_record + n), pa.int64())
+        placed: list[Reject] = []
+        pending, self.invalid = sorted(self.invalid), []
+        for number, text, found in pending:
+            if number > records[-1].as_py():  # after this batch's last row
+                self.invalid.append((number, text, found))
+                continue
+            after = pc.greater_equal(records, number)
+            shift = pc.cast(after, pa.int64())
+            placed.append(_field_count_reject(starts[pc.index(after, True).as_py()].as_py(),
+                                              text, found))
+            records = pc.add(records, shift)
+            starts = pc.add(starts, pc.multiply(shift, 1 + text.count("\n")))
+        self.next_line = starts[-1].as_py() + spans[-1].as_py()
+        self.next_record = records[-1].as_py() + 1
+        return starts, placed
+
+    def finish(self) -> list[Reject]:
+        """Rejects for rows skipped after the last parsed row."""
+        placed = []
+        for _, text, found in sorted(self.invalid):
+            placed.append(_field_count_reject(self.next_line, text, found))
+            self.next_line += 1 + text.count("\n")
+        self.invalid = []
+        return placed
+
+
+def _field_count_reject(line: int, text: str, found: int) -> Reject:
+    return Reject(line, f"expected {len(COLUMNS)} fields, found {found}", text)
+
+
+class _DayFiles:
+    """Per-day row buffers flushed as deterministic chunk files."""
+
+    def __init__(self, store: ObjectStore, export: str, rows_per_file: int,
+                 max_buffered_rows: int, result: ConversionResult) -> None:
+        self.store, self.export, self.result = store, export, result
+        self.rows_per_file, self.max_buffered = rows_per_file, max_buffered_rows
+        self.buffers: dict[int, list[pa.Table]] = {}
+        self.counts: dict[int, int] = {}
+        self.seq: dict[int, int] = {}
+
+    def add(self, rows: pa.Table) -> None:
+        days = pc.cast(pc.floor(pc.divide(rows.column("timestamp"), _SECONDS_PER_DAY)), pa.int64())
+        for day in pc.unique(days).to_pylist():
+            part = rows.filter(pc.equal(days, day))
+            self.buffers.setdefault(day, []).append(part)
+            self.counts[day] = self.counts.get(day, 0) + part.num_rows
+            while self.counts[day] >= self.rows_per_file:
+                self._flush(day, self.rows_per_file)
+        while sum(self.counts.values()) > self.max_buffered:
+            self._flush(max(self.counts, key=lambda d: (self.counts[d], d)), None)
+
+    def close(self) -> None:
+        for day in sorted(self.counts):
+            if self.counts[day]:
+                self._flush(day, None)
+
+    def _flush(self, day: int, rows: int | None) -> None:
+        table = pa.concat_tables(self.buffers.pop(day))
+        take = table.num_rows if rows is None else rows
+        chunk, rest = table.slice(0, take), table.slice(take)
+        self.buffers[day] = [rest] if rest.num_rows else []
+        self.counts[day] = rest.num_rows
+        seq = self.seq.get(day, 0)
+        self.seq[day] = seq + 1
+        date = pa.scalar(day * _SECONDS_PER_DAY * 1000, pa.timestamp("ms")).as_py().date()
+        first_ms = int(chunk.column("timestamp")[0].as_py() * 1000)
+        key = f"{day_prefix(date)}chunk-ch{self.export}-{seq:05d}-part{first_ms}.parquet"
+        sink = io.BytesIO()
+        pq.write_table(chunk, sink, compression="zstd")
+        self.store.write(key, sink.getvalue())
+        self.result.files.append(key)
+        self.result.rows_written += chunk.num_rows
+        self.result.rows_by_day[date.isoformat()] = (
+            self.result.rows_by_day.get(date.isoformat(), 0) + chunk.num_rows)
+
+
+def _open(path: Path) -> pa.NativeFile:
+    compression = "gzip" if path.name.endswith(".gz") else None
+    return pa.input_stream(str(path), compression=compression)
+
+
+def _check_header(path: Path) -> None:
+    with _open(path) as stream:
+        first = stream.read(4096).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    names = [n.strip().strip('"') for n in first.split(",")]
+    if names != list(COLUMNS):
+        raise ExportFormatError(
+            f"{path}: header is {names}, expected {list(COLUMNS)}: export with "
+            "`FORMAT CSVWithNames` and these columns in this order")
+
+
+def convert_export(
+    path: str | os.PathLike[str],
+    store: ObjectStore,
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+    max_buffered_rows: int | None = None,
+    block_size: int = BLOCK_SIZE,
+    on_progress: Callable[[ConversionResult], None] | None = None,
+) -> ConversionResult:
+    """Convert one export into chunk files in `store`; rejects go to `_rejects/` in the store."""
+    if rows_per_file < 1:
+        raise ValueError(f"rows_per_file={rows_per_file}: use 1 or more")
+    source = Path(path)
+    _check_header(source)
+    result = ConversionResult(export_id=export_id(source))
+    lines = _LineTracker()
+    days = _DayFiles(store, result.export_id, rows_per_file,
+                     max_buffered_rows or 4 * rows_per_file, result)
+    reader = pcsv.open_csv(
+        _open(source),
+        read_options=pcsv.ReadOptions(use_threads=False, block_size=block_size),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True,
+                                        invalid_row_handler=lines.on_invalid),
+        convert_options=pcsv.ConvertOptions(
+            column_types=dict.fromkeys(COLUMNS, _STRING), null_values=["\\N", ""],
+            strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
+    for batch in reader:
+        starts, skipped = lines.lines_of(batch)
+        result.rejects.extend(skipped)
+        result.rows_read += batch.num_rows + len(skipped)
+        timestamps, valid = parse_timestamps(batch.column("Timestamp"))
+        if not pc.all(valid).as_py():
+            bad = pc.invert(valid)
+            for row, line in zip(batch.filter(bad).to_pylist(), starts.filter(bad).to_pylist(),
+                                 strict=True):
+                reason = ("empty timestamp" if row["Timestamp"] is None else
+                          f"unparsable timestamp {row['Timestamp']!r}: expected "
+                          "YYYY-MM-DD HH:MM:SS[.ffffff] (UTC)")
+                result.rejects.append(Reject(line, reason, json.dumps(row, ensure_ascii=False)))
+            batch, timestamps = batch.filter(valid), timestamps.filter(valid)
+        days.add(to_chunk_rows(batch, timestamps))
+        if on_progress is not None:
+            on_progress(result)
+    tail = lines.finish()
+    result.rejects.extend(tail)
+    result.rows_read += len(tail)
+    days.close()
+    if result.rejects:
+        result.rejects.sort(key=lambda r: r.line)
+        result.rejects_key = f"{REJECTS_FOLDER}/{result.export_id}.rejects.jsonl"
+        body = "".join(json.dumps({"line": r.line, "reason": r.reason, "row": r.text},
+                                  ensure_ascii=False) + "\n" for r in result.rejects)
+        store.write(result.rejects_key, body.encode())
+    return result
