@@ -272,7 +272,7 @@ def convert_export(
     result = ConversionResult(export_id=export_id(source))
     lines = _LineTracker()
     days = _DayFiles(store, result.export_id, rows_per_file,
-                     max_buffered_rows or 4 * rows_per_file, result)
+                     max_buffered_rows or 2 * rows_per_file, result)
     reader = pcsv.open_csv(
         _open(source),
         read_options=pcsv.ReadOptions(use_threads=False, block_size=block_size),

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wflog_assets.jsonlines import read_json_lines
-from wflog_assets.normalize import NormalizedFile, normalize_table
+from wflog_assets.normalize import NormalizationError, NormalizedFile, normalize_table
 
 PARQUET = "parquet"
 JSON_LINES = "jsonl.gz"
@@ -235,8 +235,31 @@ class S3ObjectStore:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
 
 
+@dataclass(frozen=True)
+class FileReject:
+    """A manifest file that gave no rows: the key, its version, and why."""
+
+    key: str
+    etag: str
+    reason: str
+
+
+@dataclass
+class DayRead:
+    """What reading a manifest gave: normalized files, and the files that could not be read."""
+
+    files: list[NormalizedFile]
+    rejected: list[FileReject]
+
+
 def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
-    """Read one chunk file (either format) and normalize it."""
+    """Read one chunk file (either format) and normalize it.
+
+    Raises `SourceReadError` or `NormalizationError` for a file that is not a usable chunk;
+    errors of the store itself (network, permissions) propagate and fail the run.
+    """
+    if entry.size == 0:
+        raise SourceReadError(entry.key, "empty object (0 bytes)")
     data = store.read(entry.key)
     if entry.format == JSON_LINES:
         parsed = read_json_lines(data, entry.key)
@@ -251,14 +274,30 @@ def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
     return normalize_table(table, entry.key, entry.etag)
 
 
+def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
+                    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile]
+                    ) -> NormalizedFile | FileReject:
+    try:
+        return reader(store, entry)
+    except SourceReadError as exc:
+        return FileReject(entry.key, entry.etag, exc.reason)
+    except NormalizationError as exc:
+        return FileReject(entry.key, entry.etag, f"column {exc.column!r}: {exc.reason}")
+
+
 def read_manifest(
     store: ObjectStore,
     manifest: Manifest,
     max_workers: int = 8,
     reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile] = read_chunk,
-) -> list[NormalizedFile]:
-    """Read and normalize every file of a manifest in parallel (Arrow releases the GIL)."""
+) -> DayRead:
+    """Read and normalize every file of a manifest in parallel (Arrow releases the GIL).
+
+    A file that is not a usable chunk is rejected (not read further) and the others go on.
+    """
     if not manifest.entries:
-        return []
+        return DayRead(files=[], rejected=[])
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(manifest.entries)))) as pool:
-        return list(pool.map(lambda e: reader(store, e), manifest.entries))
+        results = list(pool.map(lambda e: _read_or_reject(store, e, reader), manifest.entries))
+    return DayRead(files=[r for r in results if isinstance(r, NormalizedFile)],
+                   rejected=[r for r in results if isinstance(r, FileReject)])

@@ -22,7 +22,7 @@ def _day(backend: Backend, day: dt.date) -> tuple[Manifest, pa.Table]:
         backend.store.write(key, data)
     manifest = list_day(backend.store, day)
     files = read_manifest(backend.store, manifest)
-    return manifest, sort_for_table(pa.concat_tables([f.table for f in files]))
+    return manifest, sort_for_table(pa.concat_tables([f.table for f in files.files]))
 
 
 def test_a_plan_made_before_a_concurrent_same_day_commit_is_redone_not_duplicated(backend: Backend):

@@ -10,9 +10,18 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wflog_assets.checks import CHECKS, day_checks
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
-from wflog_assets.normalize import empty_table, sort_for_table
+from wflog_assets.normalize import sort_for_table
+from wflog_assets.quarantine import (
+    QUARANTINE_SUFFIX,
+    ensure_quarantine_table,
+    split_staged,
+    stage_day,
+    summarize,
+    write_quarantine,
+)
 from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX, TIMESTAMP, WORKFLOW_NAME
 from wflog_assets.source import Manifest, list_day, read_manifest
 from wflog_assets.table_writer import commit_day
@@ -52,6 +61,29 @@ REJECTED_TABLE_SCHEMA = dg.TableSchema(
 )
 
 
+QUARANTINE_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("key", "string"),
+        dg.TableColumn("reason", "string"),
+        dg.TableColumn("rows", "int", description="records kept out for this reason"),
+    ]
+)
+
+
+def _check_value(value: object) -> dg.MetadataValue:
+    if isinstance(value, bool):
+        return dg.MetadataValue.bool(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    if value is None:
+        return dg.MetadataValue.null()
+    if isinstance(value, str):
+        return dg.MetadataValue.text(value)
+    return dg.MetadataValue.json(value)
+
+
 def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.MetadataValue]:
     preview = manifest.entries[:MANIFEST_PREVIEW_ROWS]
     return {
@@ -84,6 +116,7 @@ def commit_layout_day(
     """Commit one day's staged rows to `layout`'s table in one snapshot; describe the commit."""
     started = time.monotonic()
     day_manifest = Manifest.from_arrow(manifest)
+    rows, _ = split_staged(rows)  # quarantined records never reach a layout's table
     suffix = LAYOUT_TABLE_SUFFIX[layout]
     iceberg.ensure_table(layout, suffix)
     catalog = iceberg.load_catalog()
@@ -168,49 +201,66 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         raw_log_chunks: pa.Table,
         log_source: LogSourceResource,
     ) -> dg.MaterializeResult[pa.Table]:
-        """The day's rows in the table schema, sorted by workflow, month, timestamp DESC."""
+        """The day's rows in the table schema, sorted, plus a record of everything kept out."""
         started = time.monotonic()
         manifest = Manifest.from_arrow(raw_log_chunks)
-        files = read_manifest(
+        read = read_manifest(
             log_source.object_store(), manifest, max_workers=log_source.read_workers
         )
-        tables = [f.table for f in files]
-        rows = sort_for_table(pa.concat_tables(tables) if tables else empty_table())
-        other_extra = sorted({k for f in files for k in f.other_extra_keys})
-        ignored_columns = sorted({c for f in files for c in f.ignored_columns})
-        issues = [i for f in files for i in f.issues]
-        for issue in issues[:50]:
-            context.log.warning(f"rejected: {issue.key} line {issue.line}: {issue.reason}")
+        staged = stage_day(read, manifest)
+        files = read.files
+        for reject in read.rejected[:50]:
+            context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")
+        for issue in staged.line_issues[:50]:
+            context.log.warning(f"line not ingested: {issue.key} line {issue.line}: {issue.reason}")
+        for row in staged.quarantined.slice(0, 50).to_pylist():
+            context.log.warning(f"quarantined: {row['source_file']}: {row['rows']} record(s): "
+                                f"{row['quarantine_reason']}")
+        good, _ = split_staged(staged.table)
+        rejected = [(r.key, -1, r.reason) for r in read.rejected] + [
+            (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues]
         metadata: dict[str, dg.MetadataValue] = {
-            "rows": dg.MetadataValue.int(rows.num_rows),
+            "rows": dg.MetadataValue.int(staged.accepted_rows),
             "source_files": dg.MetadataValue.int(len(files)),
+            "rejected_files": dg.MetadataValue.int(len(read.rejected)),
             "workflows": dg.MetadataValue.int(
-                pc.count_distinct(rows.column(WORKFLOW_NAME)).as_py() if rows.num_rows else 0
+                pc.count_distinct(good.column(WORKFLOW_NAME)).as_py() if good.num_rows else 0
             ),
             "manifest_digest": dg.MetadataValue.text(manifest.digest),
-            "ignored_top_level_columns": dg.MetadataValue.json(ignored_columns),
-            "extra_other_keys": dg.MetadataValue.json(other_extra),
+            "ignored_top_level_columns": dg.MetadataValue.json(
+                sorted({c for f in files for c in f.ignored_columns})),
+            "extra_other_keys": dg.MetadataValue.json(
+                sorted({k for f in files for k in f.other_extra_keys})),
             "files_by_reader": dg.MetadataValue.json(dict(Counter(f.reader for f in files))),
-            "rejected_lines": dg.MetadataValue.int(len(issues)),
+            "rejected_lines": dg.MetadataValue.int(len(staged.line_issues)),
             "rejected": dg.MetadataValue.table(
-                records=[dg.TableRecord({"key": i.key, "line": i.line if i.line is not None else -1,
-                                         "reason": i.reason[:300]})
-                         for i in issues[:MANIFEST_PREVIEW_ROWS]],
+                records=[dg.TableRecord({"key": k, "line": line, "reason": reason[:300]})
+                         for k, line, reason in rejected[:MANIFEST_PREVIEW_ROWS]],
                 schema=REJECTED_TABLE_SCHEMA,
+            ),
+            "quarantined_rows": dg.MetadataValue.int(
+                staged.table.num_rows - staged.accepted_rows),
+            "quarantine": dg.MetadataValue.table(
+                records=[dg.TableRecord({"key": r["source_file"], "reason": r[
+                    "quarantine_reason"][:300], "rows": r["rows"]})
+                    for r in staged.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()],
+                schema=QUARANTINE_TABLE_SCHEMA,
             ),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
-        if rows.num_rows:
-            bounds = pc.min_max(rows.column(TIMESTAMP)).as_py()
+        if good.num_rows:
+            bounds = pc.min_max(good.column(TIMESTAMP)).as_py()
             metadata["min_timestamp"] = dg.MetadataValue.float(bounds["min"])
             metadata["max_timestamp"] = dg.MetadataValue.float(bounds["max"])
-        return dg.MaterializeResult(value=rows, metadata=metadata)
+        return dg.MaterializeResult(value=staged.table, metadata=metadata)
 
     @dg.asset(
         partitions_def=partitions_def,
         backfill_policy=BACKFILL_POLICY,
         group_name=GROUP,
         kinds={"iceberg"},
+        check_specs=[dg.AssetCheckSpec(name, asset="workflow_logs", description=description)
+                     for name, (_, description) in CHECKS.items()],
         ins={
             "manifest": dg.AssetIn(key=raw_log_chunks.key),
             "normalized_log_batches": dg.AssetIn(key=normalized_log_batches.key),
@@ -223,7 +273,29 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
         """The Iceberg table of workflow logs: the day committed in one snapshot."""
-        return commit_layout_day(context, iceberg, DEFAULT_LAYOUT, manifest, normalized_log_batches)
+        committed = commit_layout_day(context, iceberg, DEFAULT_LAYOUT, manifest,
+                                      normalized_log_batches)
+        day = Manifest.from_arrow(manifest).day
+        good, quarantined = split_staged(normalized_log_batches)
+        catalog = iceberg.load_catalog()
+        quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
+        snapshot = write_quarantine(ensure_quarantine_table(catalog, quarantine_id), day,
+                                    quarantined)
+        staged = summarize(normalized_log_batches)
+        outcomes = day_checks(catalog.load_table(iceberg.identifier()), day, staged, good)
+        metadata = {
+            **(committed.metadata or {}),
+            "quarantine_table": dg.MetadataValue.text(quarantine_id),
+            "quarantined_records": dg.MetadataValue.int(quarantined.num_rows),
+            "quarantine_snapshot_id": dg.MetadataValue.text(str(snapshot)),
+        }
+        return dg.MaterializeResult(metadata=metadata, check_results=[
+            dg.AssetCheckResult(
+                check_name=o.name, passed=o.passed, description=o.description,
+                severity=dg.AssetCheckSeverity(o.severity),
+                metadata={k: _check_value(v) for k, v in o.metadata.items()},
+            ) for o in outcomes
+        ])
 
     return [raw_log_chunks, normalized_log_batches, workflow_logs]
 

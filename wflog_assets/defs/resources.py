@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import requests
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, field_validator
@@ -127,6 +128,10 @@ class S3LogSource(LogSourceResource):
 # --------------------------------------------------------------------------- catalog
 
 
+class CatalogUnavailableError(RuntimeError):
+    """The Iceberg catalog cannot be reached; nothing was committed."""
+
+
 class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     """A pyiceberg catalog and the table the logs go to."""
 
@@ -140,8 +145,19 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     def catalog_name(self) -> str:
         return "wflog"
 
+    def describe(self) -> str:
+        """Where the catalog is, for messages (never credentials)."""
+        return self.catalog_properties()["uri"]
+
     def load_catalog(self) -> Catalog:
-        return load_catalog(self.catalog_name(), **self.catalog_properties())
+        try:
+            return load_catalog(self.catalog_name(), **self.catalog_properties())
+        except requests.exceptions.ConnectionError as exc:
+            raise CatalogUnavailableError(
+                f"the Iceberg catalog at {self.describe()} cannot be reached "
+                f"({type(exc).__name__}: connection refused or reset); nothing was committed: "
+                "check WFLOG_CATALOG_URI and re-run the day when the catalog is back"
+            ) from exc
 
     def identifier(self, suffix: str = "") -> str:
         return f"{self.namespace}.{self.table_name}{suffix}"

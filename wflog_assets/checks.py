@@ -1,0 +1,146 @@
+"""Per-day checks of the table after a commit, with their evidence (no Dagster here).
+
+ERROR checks say the table is wrong for the day; WARN checks say the source had bad input
+that was kept out of the table (it is in the quarantine table) or looks suspicious.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import StartsWith
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.table import Table
+
+from wflog_assets.quarantine import StagedDay
+from wflog_assets.schema import (
+    LAYOUTS,
+    SORT_ORDER,
+    SOURCE_FILE,
+    TABLE_SCHEMA,
+    TIMESTAMP,
+    WORKFLOW_NAME,
+    WORKFLOW_NODE,
+)
+from wflog_assets.source import day_prefix
+
+ERROR = "ERROR"
+WARN = "WARN"
+DUPLICATE_KEY: tuple[str, ...] = (TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE, "level", "logger_name",
+                                  "message")
+EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    severity: str
+    description: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+CHECKS: dict[str, tuple[str, str]] = {
+    "row_count_parity": (ERROR, "Rows in the table for the day = rows accepted from its files."),
+    "no_null_workflow_names": (ERROR, "No row of the day lacks a workflow name."),
+    "timestamps_inside_day": (ERROR, "Every row of the day has a timestamp inside the UTC day."),
+    "schema_as_declared": (ERROR, "Schema, partition spec and sort order are the declared ones."),
+    "source_fully_ingested": (WARN, "No file, line or row of the day was rejected or quarantined."),
+    "no_duplicate_rows": (WARN, "No identical log row comes from two different files of the day."),
+}
+
+
+def _outcome(name: str, passed: bool, **metadata: object) -> CheckOutcome:
+    severity, description = CHECKS[name]
+    return CheckOutcome(name, passed, severity, description, metadata)
+
+
+def _day_rows(table: Table, day: dt.date) -> pa.Table:
+    return table.scan(row_filter=StartsWith(SOURCE_FILE, day_prefix(day)),
+                      selected_fields=(SOURCE_FILE, WORKFLOW_NAME, TIMESTAMP)).to_arrow()
+
+
+def _layout_matches(table: Table, layout: str) -> dict[str, object]:
+    schema = table.schema()
+    declared = schema_to_pyarrow(TABLE_SCHEMA, include_field_ids=False)
+    actual = schema_to_pyarrow(schema, include_field_ids=False)
+    spec = [(schema.find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields]
+    want_spec = [(TABLE_SCHEMA.find_column_name(f.source_id), str(f.transform))
+                 for f in LAYOUTS[layout].fields]
+    order = [(schema.find_column_name(f.source_id), str(f.direction), str(f.null_order))
+             for f in table.sort_order().fields]
+    want_order = [(TABLE_SCHEMA.find_column_name(f.source_id), str(f.direction), str(f.null_order))
+                  for f in SORT_ORDER.fields]
+    return {
+        "schema_matches": actual.equals(declared),
+        "missing_columns": [n for n in declared.names if n not in actual.names],
+        "extra_columns": [n for n in actual.names if n not in declared.names],
+        "partition_spec": [f"{t}({c})" for c, t in spec],
+        "expected_partition_spec": [f"{t}({c})" for c, t in want_spec],
+        "sort_order": [" ".join(x for x in o if x) for o in order],
+        "expected_sort_order": [" ".join(x for x in o if x) for o in want_order],
+    }
+
+
+def duplicate_rows(good: pa.Table) -> tuple[int, list[dict[str, object]]]:
+    """Rows whose DUPLICATE_KEY also occurs in another file: (extra copies, examples)."""
+    if good.num_rows == 0:
+        return 0, []
+    keys = good.select([*DUPLICATE_KEY, SOURCE_FILE])
+    groups = keys.group_by(list(DUPLICATE_KEY), use_threads=False).aggregate(
+        [(SOURCE_FILE, "count_distinct"), (SOURCE_FILE, "count"), (SOURCE_FILE, "distinct")])
+    dup = groups.filter(pc.greater(groups.column(f"{SOURCE_FILE}_count_distinct"), 1))
+    copies = pc.sum(pc.subtract(dup.column(f"{SOURCE_FILE}_count"), 1)).as_py() or 0
+    examples = [
+        {"timestamp": r[TIMESTAMP], "workflow": r[WORKFLOW_NAME],
+         "message": (r["message"] or "")[:200], "files": sorted(r[f"{SOURCE_FILE}_distinct"])}
+        for r in dup.slice(0, EXAMPLES).to_pylist()
+    ]
+    return int(copies), examples
+
+
+def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table,
+               layout: str = "wf_month") -> list[CheckOutcome]:
+    """The six checks for one day, after its commit."""
+    date = dt.date.fromisoformat(day)
+    rows = _day_rows(table, date)
+    start = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).timestamp()
+    end = start + 86_400
+    names = rows.column(WORKFLOW_NAME)
+    null_names = pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""), True)).as_py() or 0
+    ts = rows.column(TIMESTAMP)
+    outside = pc.sum(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)), True)
+                     ).as_py() or 0
+    bounds = pc.min_max(ts).as_py() if rows.num_rows else {"min": None, "max": None}
+    layout_facts = _layout_matches(table, layout)
+    quarantined = staged.quarantined
+    by_reason: dict[str, int] = {}
+    for r in quarantined.to_pylist():
+        reason = r["quarantine_reason"].split(":", 1)[0] if r["quarantine_reason"].startswith(
+            ("file:", "line ")) else r["quarantine_reason"]
+        reason = "bad line" if reason.startswith("line ") else reason
+        by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
+    copies, examples = duplicate_rows(good)
+    return [
+        _outcome("row_count_parity", rows.num_rows == staged.accepted_rows,
+                 table_rows=rows.num_rows, accepted_rows=staged.accepted_rows,
+                 quarantined_records=int(pc.sum(quarantined.column("rows")).as_py() or 0)),
+        _outcome("no_null_workflow_names", null_names == 0, rows_without_name=int(null_names)),
+        _outcome("timestamps_inside_day", outside == 0, rows_outside_day=int(outside),
+                 day_start=start, day_end=end, min_timestamp=bounds["min"],
+                 max_timestamp=bounds["max"]),
+        _outcome("schema_as_declared", bool(layout_facts["schema_matches"])
+                 and layout_facts["partition_spec"] == layout_facts["expected_partition_spec"]
+                 and layout_facts["sort_order"] == layout_facts["expected_sort_order"],
+                 **layout_facts),
+        _outcome("source_fully_ingested", quarantined.num_rows == 0,
+                 rejected_files=[{"key": f.key, "reason": f.reason[:300]}
+                                 for f in staged.rejected_files[:EXAMPLES * 10]],
+                 quarantined_by_reason=by_reason,
+                 quarantine=[{k: (v[:300] if isinstance(v, str) else v) for k, v in r.items()}
+                             for r in quarantined.slice(0, EXAMPLES * 10).to_pylist()]),
+        _outcome("no_duplicate_rows", copies == 0, duplicate_copies=copies, examples=examples),
+    ]

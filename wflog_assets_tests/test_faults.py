@@ -1,0 +1,131 @@
+"""Faults (flaky S3, catalog down, expired token) and secrets, against weed mini."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dagster as dg
+import pytest
+
+from wflog_assets.definitions import INGEST_JOB, build_definitions
+from wflog_assets.defs.resources import RestCatalogResource, S3LogSource, SourceS3Resource
+from wflog_assets.generate import GeneratorSettings, generate_day
+from wflog_assets_tests.conftest import START, Backend, rest_backend, rest_env
+from wflog_assets_tests.faults import FlakyProxy
+from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_tests.weed import WeedServer, free_ports
+
+DAY = dt.date(2025, 12, 9)
+SMALL = GeneratorSettings(rows_per_day=600, files_per_day=6, workflows_per_day=4)
+BIN = Path(sys.executable).parent
+
+
+def _write(backend: Backend) -> None:
+    for key, data in generate_day(DAY, SMALL):
+        backend.store.write(key, data)
+
+
+def _run(resources: dict[str, object], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    job = build_definitions(resources, START).resolve_job_def(INGEST_JOB)
+    return job.execute_in_process(partition_key=DAY.isoformat(), instance=instance,
+                                  raise_on_error=False)
+
+
+def test_flaky_s3_resets_and_503s_are_retried_and_the_day_lands_exactly(
+        weed: WeedServer, instance: dg.DagsterInstance):
+    backend = rest_backend(weed)
+    _write(backend)
+    s3_port = urlparse(weed.s3_endpoint).port
+    assert s3_port is not None
+    # every third connection is reset, every third answers 503, the rest are forwarded
+    proxy = FlakyProxy(s3_port, lambda n: ("reset", "503", "ok")[n % 3])
+    try:
+        source: S3LogSource = backend.resources["log_source"]
+        flaky = SourceS3Resource(endpoint_url=proxy.endpoint, region_name=weed.region,
+                                 path_style=True, aws_access_key_id=weed.access_key,
+                                 aws_secret_access_key=weed.secret_key, max_attempts=6)
+        resources = {**backend.resources,
+                     "log_source": S3LogSource(s3=flaky, bucket=source.bucket,
+                                               prefix=source.prefix, read_workers=4)}
+        result = _run(resources, instance)
+    finally:
+        proxy.close()
+    assert result.success
+    assert proxy.counts.get("reset", 0) >= 1 and proxy.counts.get("503", 0) >= 1
+    assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [DAY])
+
+
+def test_catalog_down_fails_clearly_writes_nothing_and_a_rerun_lands_exactly(
+        weed: WeedServer, instance: dg.DagsterInstance):
+    backend = rest_backend(weed)
+    _write(backend)
+    (dead_port,) = free_ports(1)
+    good: RestCatalogResource = backend.resources["iceberg"]
+    down = RestCatalogResource(**{**good.model_dump(), "uri": f"http://127.0.0.1:{dead_port}"})
+    result = _run({**backend.resources, "iceberg": down}, instance)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "workflow_logs"
+    message = str(failure.event_specific_data.error.to_string())
+    assert "CatalogUnavailableError" in message and "nothing was committed" in message
+    assert f"the Iceberg catalog at http://127.0.0.1:{dead_port} cannot be reached" in message
+    assert weed.secret_key not in message
+    # nothing was written: the real catalog has no table yet
+    assert not good.load_catalog().table_exists(good.identifier())
+    assert _run(backend.resources, instance).success
+    assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [DAY])
+
+
+def test_an_expired_catalog_token_is_refreshed(weed: WeedServer):
+    backend = rest_backend(weed)
+    backend.catalog.ensure_table()
+    catalog = backend.catalog.load_catalog()
+    manager = catalog._session.auth.auth_manager  # type: ignore[union-attr]
+    manager._token = "expired-" + uuid.uuid4().hex  # what a token past its lifetime becomes
+    table = catalog.load_table(backend.catalog.identifier())  # 401 -> refresh -> retried
+    assert table.schema().find_field("timestamp")
+    assert not manager._token.startswith("expired-")
+
+
+def _everything_under(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+def test_secrets_appear_nowhere_in_logs_metadata_or_instance_storage(
+        weed: WeedServer, tmp_path: Path):
+    run = uuid.uuid4().hex[:10]
+    backend = rest_backend(weed, run)
+    _write(backend)
+    home = tmp_path / "dagster_home"
+    env = {**os.environ, **rest_env(weed, run), "DAGSTER_HOME": str(home)}
+    ok = subprocess.run([str(BIN / "wflog-assets"), "materialize", "--start", DAY.isoformat(),
+                         "--dagster-home", str(home)], env=env, capture_output=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr.decode()[-3000:]
+    (dead_port,) = free_ports(1)
+    failing = subprocess.run(
+        [str(BIN / "wflog-assets"), "materialize", "--start", DAY.isoformat(), "--dagster-home",
+         str(home)], env={**env, "WFLOG_CATALOG_URI": f"http://127.0.0.1:{dead_port}"},
+        capture_output=True, timeout=300)
+    assert failing.returncode != 0
+    produced = ok.stdout + ok.stderr + failing.stdout + failing.stderr + _everything_under(home)
+    assert b"CatalogUnavailableError" in produced  # the failure was recorded
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_event_records(dg.EventRecordsFilter(
+            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+        assert records  # metadata is there to be searched
+        produced += repr([r.event_log_entry for r in records]).encode()
+    for secret in (weed.secret_key, f"{weed.access_key}:{weed.secret_key}"):
+        assert secret.encode() not in produced, secret
+    assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [DAY])
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
