@@ -1,4 +1,4 @@
-"""Faults (flaky S3, catalog down, expired token) and secrets, against weed mini."""
+"""Faults (flaky or slow S3, catalog down, expired token) and secrets, against weed mini."""
 
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ def _run(resources: dict[str, object], instance: dg.DagsterInstance) -> dg.Execu
                                   raise_on_error=False)
 
 
-def test_flaky_s3_resets_and_503s_are_retried_and_the_day_lands_exactly(
+def test_flaky_s3_resets_503s_and_slow_answers_are_retried_and_the_day_lands_exactly(
         weed: WeedServer, instance: dg.DagsterInstance):
     backend = rest_backend(weed)
     _write(backend)
     s3_port = urlparse(weed.s3_endpoint).port
     assert s3_port is not None
-    # every third connection is reset, every third answers 503, the rest are forwarded
-    proxy = FlakyProxy(s3_port, lambda n: ("reset", "503", "ok")[n % 3])
+    # connections in turn: reset, answered 503, forwarded after 0.5 s, forwarded
+    proxy = FlakyProxy(s3_port, lambda n: ("reset", "503", "slow", "ok")[n % 4], delay_s=0.5)
     try:
         source: S3LogSource = backend.resources["log_source"]
         flaky = SourceS3Resource(endpoint_url=proxy.endpoint, region_name=weed.region,
@@ -57,7 +57,7 @@ def test_flaky_s3_resets_and_503s_are_retried_and_the_day_lands_exactly(
     finally:
         proxy.close()
     assert result.success
-    assert proxy.counts.get("reset", 0) >= 1 and proxy.counts.get("503", 0) >= 1
+    assert all(proxy.counts.get(kind, 0) >= 1 for kind in ("reset", "503", "slow")), proxy.counts
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [DAY])
 
 
