@@ -105,9 +105,8 @@ def _instant(text: str | None) -> float | None:
 
 def _layout_table(layout: str):  # -> pyiceberg Table
     from wflog_assets.defs import settings
-    from wflog_assets.schema import LAYOUT_TABLE_SUFFIX
 
-    return settings.iceberg_catalog().ensure_table(layout, LAYOUT_TABLE_SUFFIX[layout])
+    return settings.iceberg_catalog().ensure_table(layout)
 
 
 def _print_p0(workflow: str, node: str | None, limit: int, start: float | None = None,
@@ -142,22 +141,20 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from wflog_assets.defs import settings
     from wflog_assets.report import measure, pick_workflows, seed_comparison, write_report
     from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUTS
 
-    tables = {layout: _layout_table(layout) for layout in LAYOUTS}
+    resource = settings.iceberg_catalog()
+    catalog = resource.load_catalog()
+    tables = {layout: resource.ensure_table(layout, catalog) for layout in LAYOUTS}
     empty = [layout for layout, table in tables.items() if table.current_snapshot() is None]
     if empty:
         raise SystemExit(f"no data in the table(s) of {', '.join(empty)}: materialize "
                          "workflow_logs and the layout_study assets first")
-    from wflog_assets.defs import settings
-    from wflog_assets.schema import LAYOUT_TABLE_SUFFIX
-
-    catalog = settings.iceberg_catalog()
-    loaded = catalog.load_catalog()
     workflows = pick_workflows(tables[DEFAULT_LAYOUT], args.workflow or [])
-    figures = measure(lambda layout: loaded.load_table(catalog.identifier(
-        LAYOUT_TABLE_SUFFIX[layout])), workflows, repetitions=args.repetitions, limit=args.limit)
+    figures = measure(lambda layout: catalog.load_table(resource.layout_identifier(layout)),
+                      workflows, repetitions=args.repetitions, limit=args.limit)
     for path in write_report(figures, args.out):
         print(f"wrote {path}")
     print(seed_comparison(figures))

@@ -23,7 +23,6 @@ from wflog_assets.normalize import sort_for_table
 from wflog_assets.query import P0Query, p0_query, workflow_row_counts
 from wflog_assets.schema import (
     ARROW_SCHEMA,
-    LAYOUT_TABLE_SUFFIX,
     LAYOUTS,
     SORT_ORDER,
     TABLE_SCHEMA,
@@ -52,8 +51,7 @@ def _load_days(backend: Backend, instance: dg.DagsterInstance, days: list[dt.dat
 
 
 def _layout_table(backend: Backend, layout: str):  # -> pyiceberg Table
-    return backend.catalog.load_catalog().load_table(
-        backend.catalog.identifier(LAYOUT_TABLE_SUFFIX[layout]))
+    return backend.catalog.load_catalog().load_table(backend.catalog.layout_identifier(layout))
 
 
 @pytest.fixture(scope="module")

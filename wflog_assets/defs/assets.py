@@ -9,12 +9,14 @@ from collections.abc import Sequence
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
 
 from wflog_assets.checks import CHECKS, day_checks
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.quarantine import (
+    QUARANTINE_REASON,
     QUARANTINE_SUFFIX,
     ensure_quarantine_table,
     split_staged,
@@ -22,7 +24,7 @@ from wflog_assets.quarantine import (
     summarize,
     write_quarantine,
 )
-from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX, TIMESTAMP, WORKFLOW_NAME
+from wflog_assets.schema import DEFAULT_LAYOUT, TIMESTAMP, WORKFLOW_NAME
 from wflog_assets.source import Manifest, list_day, read_manifest
 from wflog_assets.table_writer import commit_day
 
@@ -70,20 +72,6 @@ QUARANTINE_TABLE_SCHEMA = dg.TableSchema(
 )
 
 
-def _check_value(value: object) -> dg.MetadataValue:
-    if isinstance(value, bool):
-        return dg.MetadataValue.bool(value)
-    if isinstance(value, int):
-        return dg.MetadataValue.int(value)
-    if isinstance(value, float):
-        return dg.MetadataValue.float(value)
-    if value is None:
-        return dg.MetadataValue.null()
-    if isinstance(value, str):
-        return dg.MetadataValue.text(value)
-    return dg.MetadataValue.json(value)
-
-
 def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.MetadataValue]:
     preview = manifest.entries[:MANIFEST_PREVIEW_ROWS]
     return {
@@ -109,31 +97,28 @@ def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.Metadata
 def commit_layout_day(
     context: dg.AssetExecutionContext,
     iceberg: IcebergCatalogResource,
+    catalog: Catalog,
     layout: str,
     manifest: pa.Table,
     rows: pa.Table,
 ) -> dg.MaterializeResult:
-    """Commit one day's staged rows to `layout`'s table in one snapshot; describe the commit."""
+    """Commit one day's good rows (`split_staged`) to `layout`'s table in one snapshot."""
     started = time.monotonic()
     day_manifest = Manifest.from_arrow(manifest)
-    rows, _ = split_staged(rows)  # quarantined records never reach a layout's table
-    suffix = LAYOUT_TABLE_SUFFIX[layout]
-    iceberg.ensure_table(layout, suffix)
-    catalog = iceberg.load_catalog()
+    identifier = iceberg.layout_identifier(layout)
+    iceberg.ensure_table(layout, catalog)
     if layout != DEFAULT_LAYOUT:  # staged rows are ordered for the production layout
         rows = sort_for_table(rows, layout)
-    result = commit_day(
-        lambda: catalog.load_table(iceberg.identifier(suffix)), day_manifest, rows
-    )
+    result = commit_day(lambda: catalog.load_table(identifier), day_manifest, rows)
     context.log.info(
-        f"{result.day} -> {iceberg.identifier(suffix)}: {result.outcome}, {result.rows_written} "
+        f"{result.day} -> {identifier}: {result.outcome}, {result.rows_written} "
         f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
     )
     written_keys = set(result.files_added) | set(result.files_changed)
     source_bytes = sum(e.size for e in day_manifest.entries if e.key in written_keys)
     return dg.MaterializeResult(
         metadata={
-            "table": dg.MetadataValue.text(iceberg.identifier(suffix)),
+            "table": dg.MetadataValue.text(identifier),
             "layout": dg.MetadataValue.text(layout),
             "outcome": dg.MetadataValue.text(result.outcome),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
@@ -216,7 +201,9 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         for row in staged.quarantined.slice(0, 50).to_pylist():
             context.log.warning(f"quarantined: {row['source_file']}: {row['rows']} record(s): "
                                 f"{row['quarantine_reason']}")
-        good, _ = split_staged(staged.table)
+        accepted = pc.is_null(staged.table.column(QUARANTINE_REASON))
+        names = staged.table.column(WORKFLOW_NAME).filter(accepted)
+        stamps = staged.table.column(TIMESTAMP).filter(accepted)
         rejected = [(r.key, -1, r.reason) for r in read.rejected] + [
             (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues]
         metadata: dict[str, dg.MetadataValue] = {
@@ -224,7 +211,7 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             "source_files": dg.MetadataValue.int(len(files)),
             "rejected_files": dg.MetadataValue.int(len(read.rejected)),
             "workflows": dg.MetadataValue.int(
-                pc.count_distinct(good.column(WORKFLOW_NAME)).as_py() if good.num_rows else 0
+                pc.count_distinct(names).as_py() if len(names) else 0
             ),
             "manifest_digest": dg.MetadataValue.text(manifest.digest),
             "ignored_top_level_columns": dg.MetadataValue.json(
@@ -248,8 +235,8 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             ),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
-        if good.num_rows:
-            bounds = pc.min_max(good.column(TIMESTAMP)).as_py()
+        if len(stamps):
+            bounds = pc.min_max(stamps).as_py()
             metadata["min_timestamp"] = dg.MetadataValue.float(bounds["min"])
             metadata["max_timestamp"] = dg.MetadataValue.float(bounds["max"])
         return dg.MaterializeResult(value=staged.table, metadata=metadata)
@@ -273,16 +260,15 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
         """The Iceberg table of workflow logs: the day committed in one snapshot."""
-        committed = commit_layout_day(context, iceberg, DEFAULT_LAYOUT, manifest,
-                                      normalized_log_batches)
-        day = Manifest.from_arrow(manifest).day
-        good, quarantined = split_staged(normalized_log_batches)
         catalog = iceberg.load_catalog()
+        good, quarantined = split_staged(normalized_log_batches)
+        committed = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest, good)
+        day = Manifest.from_arrow(manifest).day
         quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
         snapshot = write_quarantine(ensure_quarantine_table(catalog, quarantine_id), day,
                                     quarantined)
         staged = summarize(normalized_log_batches)
-        outcomes = day_checks(catalog.load_table(iceberg.identifier()), day, staged, good)
+        outcomes = day_checks(catalog.load_table(iceberg.layout_identifier()), day, staged, good)
         metadata = {
             **(committed.metadata or {}),
             "quarantine_table": dg.MetadataValue.text(quarantine_id),
@@ -293,7 +279,7 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             dg.AssetCheckResult(
                 check_name=o.name, passed=o.passed, description=o.description,
                 severity=dg.AssetCheckSeverity(o.severity),
-                metadata={k: _check_value(v) for k, v in o.metadata.items()},
+                metadata=o.metadata,
             ) for o in outcomes
         ])
 

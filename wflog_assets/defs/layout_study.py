@@ -11,6 +11,7 @@ from pyiceberg.table import Table
 
 from wflog_assets.defs.assets import BACKFILL_POLICY, commit_layout_day
 from wflog_assets.defs.resources import IcebergCatalogResource
+from wflog_assets.quarantine import split_staged
 from wflog_assets.report import (
     figures_json,
     markdown_table,
@@ -20,7 +21,7 @@ from wflog_assets.report import (
     png_markdown,
     seed_comparison,
 )
-from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX, LAYOUTS, describe_layout
+from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUTS, describe_layout
 
 GROUP = "layout_study"
 
@@ -51,7 +52,8 @@ def _layout_asset(layout: str, partitions_def: dg.PartitionsDefinition,
     )
     def layout_table(context: dg.AssetExecutionContext, manifest: pa.Table, rows: pa.Table,
                      iceberg: IcebergCatalogResource) -> dg.MaterializeResult:
-        return commit_layout_day(context, iceberg, layout, manifest, rows)
+        good, _ = split_staged(rows)  # quarantined records never reach a layout's table
+        return commit_layout_day(context, iceberg, iceberg.load_catalog(), layout, manifest, good)
 
     return layout_table
 
@@ -79,7 +81,7 @@ def build_layout_study(
         catalog = iceberg.load_catalog()
 
         def load(layout: str) -> Table:
-            return catalog.load_table(iceberg.identifier(LAYOUT_TABLE_SUFFIX[layout]))
+            return catalog.load_table(iceberg.layout_identifier(layout))
 
         workflows = pick_workflows(load(DEFAULT_LAYOUT), config.workflows)
         context.log.info(f"measuring {len(workflows)} workflow(s) on {len(LAYOUTS)} layouts")

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
+from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
 from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets.table_writer import ensure_table
 
@@ -162,8 +163,13 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     def identifier(self, suffix: str = "") -> str:
         return f"{self.namespace}.{self.table_name}{suffix}"
 
-    def ensure_table(self, layout: str = "wf_month", suffix: str = "") -> Table:
-        return ensure_table(self.load_catalog(), self.identifier(suffix), layout)
+    def layout_identifier(self, layout: str = DEFAULT_LAYOUT) -> str:
+        """The table of a partition layout: the configured name for wf_month, suffixed otherwise."""
+        return self.identifier(LAYOUT_TABLE_SUFFIX[layout])
+
+    def ensure_table(self, layout: str = DEFAULT_LAYOUT, catalog: Catalog | None = None) -> Table:
+        """Create (or check) the layout's table; pass `catalog` to reuse one already loaded."""
+        return ensure_table(catalog or self.load_catalog(), self.layout_identifier(layout), layout)
 
 
 class SqliteCatalogResource(IcebergCatalogResource):
