@@ -10,10 +10,14 @@ from wflog_assets.defs import settings
 from wflog_assets.defs.assets import build_log_assets
 from wflog_assets.defs.layout_study import build_layout_study
 from wflog_assets.defs.partitions import daily_partitions
+from wflog_assets.defs.resources import IcebergCatalogResource
 from wflog_assets.defs.sensors import build_source_sensor
 
 INGEST_JOB = "ingest_workflow_logs"
 LAYOUT_JOB = "load_layout_tables"
+# Run tag naming the Iceberg table a run commits to: the production run queue limits runs per
+# table with it (wflog_assets/deploy/dagster.yaml, tag_concurrency_limits).
+TABLE_TAG = "wflog/iceberg_table"
 
 
 def build_definitions(
@@ -25,10 +29,13 @@ def build_definitions(
     """Assets, job, sensor and resources for one configuration (tests pass their own)."""
     partitions = daily_partitions(start_date)
     assets = build_log_assets(partitions)
+    catalog = resources.get("iceberg")
+    tags = {TABLE_TAG: catalog.identifier()} if isinstance(catalog, IcebergCatalogResource) else {}
     ingest = dg.define_asset_job(
         INGEST_JOB,
         selection=dg.AssetSelection.assets(*assets),
         description="List, normalize and commit one day of workflow logs.",
+        tags=tags,
     )
     study = build_layout_study(partitions, assets)
     layout_tables = dg.define_asset_job(
@@ -37,8 +44,12 @@ def build_definitions(
         description="Load staged days into the bucket layouts' tables (the layout study).",
     )
     sensor = build_source_sensor(ingest, partitions, sensor_lookback_days, sensor_interval_s)
+    # A day's steps form a chain (list -> normalize -> commit) with nothing to run in parallel,
+    # and the staged batches cross steps as Parquet files, not memory: running them in the run's
+    # own process saves two interpreter start-ups per run (bench/bench_scale_out.py).
     return dg.Definitions(assets=[*assets, *study], jobs=[ingest, layout_tables],
-                          sensors=[sensor], resources=dict(resources))
+                          sensors=[sensor], resources=dict(resources),
+                          executor=dg.in_process_executor)
 
 
 @dg.definitions

@@ -43,7 +43,14 @@ SUMMARY_DAY = "wflog.day"
 SUMMARY_DIGEST = "wflog.manifest-digest"
 SUMMARY_SOURCE_FILES = "wflog.source-files"
 
+# Full min/max bounds for `source_file`. The default metrics mode truncates strings to 16
+# characters ("year=2025/month="), which cannot tell days apart: every per-day scan (the
+# checkpoint, the checks) then planned and read every data file of the table, and each run got
+# slower as history grew (a 90-day backfill: 6 s runs at day 1, 95 s at day 50).
+SOURCE_FILE_METRICS = f"{TableProperties.METRICS_MODE_COLUMN_CONF_PREFIX}.{SOURCE_FILE}"
+
 DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
+    SOURCE_FILE_METRICS: "full",
     "write.parquet.compression-codec": "zstd",
     # Row groups of 32k rows: the P0 query prunes and stops early by row group, so a LIMIT 100
     # on a workflow of 400k rows reads one row group instead of the whole file.
@@ -76,6 +83,9 @@ def ensure_table(
         sort_order=SORT_ORDER,
         properties={**DEFAULT_TABLE_PROPERTIES, **(properties or {})},
     )
+    if table.properties.get(SOURCE_FILE_METRICS) != "full":  # made by an earlier version
+        with table.transaction() as tx:
+            tx.set_properties({SOURCE_FILE_METRICS: "full"})
     missing = [f.name for f in TABLE_SCHEMA.fields if f.name not in table.schema().column_names]
     if missing:  # a table made by an earlier version: add the new optional columns
         with table.update_schema() as update:

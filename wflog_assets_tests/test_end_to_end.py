@@ -4,14 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from wflog_assets.definitions import TABLE_TAG
 from wflog_assets.defs.sensors import DIGEST_TAG, SENSOR_NAME
 from wflog_assets.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend, rest_backend, rest_env
+from wflog_assets_tests.dagster_stack import DagsterStack, until
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
-from wflog_assets_tests.weed import WeedServer, free_ports
+from wflog_assets_tests.weed import WeedServer
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 ASSETS = ["raw_log_chunks", "normalized_log_batches", "workflow_logs"]
 SMALL = GeneratorSettings(rows_per_day=500, files_per_day=2, workflows_per_day=4)
 DAYS = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(3)]
@@ -42,78 +35,12 @@ telemetry:
 """
 
 
-class Dagster:
-    """A webserver and a daemon as separate processes, and a GraphQL client."""
-
-    def __init__(self, home: Path, env: dict[str, str]):
-        (port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{port}/graphql"
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-        env = {**env, "DAGSTER_HOME": str(home)}
-        workspace = ["-w", str(ROOT / "workspace.yaml")]
-        self.procs = [
-            subprocess.Popen([str(BIN / "dagster-webserver"), *workspace, "-h", "127.0.0.1",
-                              "-p", str(port)], cwd=ROOT, env=env, start_new_session=True,
-                             stdout=open(home / "webserver.log", "wb"), stderr=subprocess.STDOUT),
-            subprocess.Popen([str(BIN / "dagster-daemon"), "run", *workspace], cwd=ROOT, env=env,
-                             start_new_session=True, stdout=open(home / "daemon.log", "wb"),
-                             stderr=subprocess.STDOUT),
-        ]
-
-    def query(self, text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps({"query": text, "variables": variables or {}}).encode()
-        request = urllib.request.Request(self.url, data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            payload = json.load(response)
-        assert "errors" not in payload, payload
-        return payload["data"]
-
-    def wait_ready(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert all(p.poll() is None for p in self.procs), "a Dagster process exited"
-            try:
-                data = self.query("{ workspaceOrError { ... on Workspace { locationEntries {"
-                                  " name locationOrLoadError { __typename } } } } }")
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
-                    self.location = entries[0]["name"]
-                    return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(1)
-        raise TimeoutError("dagster-webserver did not load the code location")
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
-def _until(what: str, check, timeout_s: float = 300, every_s: float = 2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
-def stack(weed: WeedServer, tmp_path: Path) -> Iterator[tuple[Dagster, Backend]]:
+def stack(weed: WeedServer, tmp_path: Path) -> Iterator[tuple[DagsterStack, Backend]]:
     run = uuid.uuid4().hex[:10]
     backend = rest_backend(weed, run)
     env = {**os.environ, **rest_env(weed, run), "WFLOG_SENSOR_INTERVAL_S": "5"}
-    dagster = Dagster(tmp_path / "dagster_home", env)
+    dagster = DagsterStack(tmp_path / "dagster_home", env, DAGSTER_YAML)
     try:
         dagster.wait_ready()
         yield dagster, backend
@@ -127,29 +54,13 @@ def _write(backend: Backend, day: dt.date) -> None:
         backend.store.write(key, data)
 
 
-def test_ui_backfill_then_sensor_run_for_a_new_day(stack: tuple[Dagster, Backend]):
+def test_ui_backfill_then_sensor_run_for_a_new_day(stack: tuple[DagsterStack, Backend]):
     dagster, backend = stack
     for day in DAYS:
         _write(backend, day)
 
-    launched = dagster.query(
-        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-        {"params": {"partitionNames": [d.isoformat() for d in DAYS],
-                    "assetSelection": [{"path": [a]} for a in ASSETS]}},
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def backfill_done() -> str | None:
-        status = dagster.query(
-            "query($id: String!) { partitionBackfillOrError(backfillId: $id) {"
-            " ... on PartitionBackfill { status } } }", {"id": backfill_id},
-        )["partitionBackfillOrError"]["status"]
-        assert status not in ("FAILED", "COMPLETED_FAILED", "CANCELED"), status
-        return status if status in ("COMPLETED", "COMPLETED_SUCCESS") else None
-
-    _until("the backfill", backfill_done, timeout_s=420)
+    backfill_id = dagster.launch_asset_backfill(ASSETS, [d.isoformat() for d in DAYS])
+    dagster.wait_backfill(backfill_id, timeout_s=420)
     stats = dagster.query("{ assetNodes { assetKey { path } partitionStats { numMaterialized } } }")
     materialized = {n["assetKey"]["path"][-1]: n["partitionStats"]["numMaterialized"]
                     for n in stats["assetNodes"] if n["assetKey"]["path"][-1] in ASSETS}
@@ -174,8 +85,9 @@ def test_ui_backfill_then_sensor_run_for_a_new_day(stack: tuple[Dagster, Backend
         assert all(r["status"] not in ("FAILURE", "CANCELED") for r in runs), runs
         return next((r for r in runs if r["status"] == "SUCCESS"), None)
 
-    run = _until("the sensor's run for the new day", new_day_run, timeout_s=300)
+    run = until("the sensor's run for the new day", new_day_run, timeout_s=300)
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["dagster/sensor_name"] == SENSOR_NAME
+    assert tags[TABLE_TAG] == backend.catalog.identifier()  # the run queue's per-table limit key
     assert DIGEST_TAG in tags
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [*DAYS, NEW_DAY])

@@ -6,11 +6,13 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
+from pyiceberg.expressions import StartsWith
 
 from wflog_assets.generate import GeneratorSettings, generate_day
 from wflog_assets.normalize import sort_for_table
-from wflog_assets.source import Manifest, list_day, read_manifest
-from wflog_assets.table_writer import commit_day
+from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.source import Manifest, day_prefix, list_day, read_manifest
+from wflog_assets.table_writer import SOURCE_FILE_METRICS, commit_day
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 
@@ -71,3 +73,31 @@ def test_the_same_day_from_four_threads_lands_once(backend: Backend):
         outcomes = sorted(r.outcome for r in pool.map(commit, range(4)))
     assert outcomes == ["appended", "unchanged", "unchanged", "unchanged"]
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [day])
+
+
+def test_a_days_checkpoint_scan_plans_only_that_days_data_files(backend: Backend):
+    """`source_file` keeps full bounds: the per-day scans (checkpoint, checks) must not read
+    every data file of the table, or each run gets slower as history grows."""
+    days = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(3)]
+    backend.catalog.ensure_table()
+    for day in days:
+        assert commit_day(backend.table, *_day(backend, day)).outcome == "appended"
+    table = backend.table()
+    for day in days:
+        planned = {t.file.file_path for t in
+                   table.scan(row_filter=StartsWith(SOURCE_FILE, day_prefix(day))).plan_files()}
+        snapshot = next(s for s in table.snapshots() if s.summary.get("wflog.day") == day.isoformat())
+        added = {entry.data_file.file_path for m in snapshot.manifests(table.io)
+                 if m.added_snapshot_id == snapshot.snapshot_id
+                 for entry in m.fetch_manifest_entry(table.io)}
+        assert planned == added, day
+
+
+def test_an_existing_table_gets_full_source_file_bounds_for_new_writes(backend: Backend):
+    catalog = backend.catalog.load_catalog()
+    identifier = backend.catalog.identifier()
+    catalog.create_namespace_if_not_exists(backend.catalog.namespace)
+    catalog.create_table(identifier, schema=TABLE_SCHEMA, partition_spec=LAYOUTS["wf_month"],
+                         sort_order=SORT_ORDER)  # as an earlier version of this project made it
+    table = backend.catalog.ensure_table()
+    assert table.properties[SOURCE_FILE_METRICS] == "full"
