@@ -75,6 +75,8 @@ def main() -> int:
           f"| {report.runs_succeeded}/{report.runs_failed}/{report.runs_retried} "
           f"| {report.conflicts_retried} of {report.commit_attempts} attempts "
           f"| {rss.get('median', 0):.0f} / {rss.get('max', 0):.0f} MiB ({rss.get('processes', 0)} runs) |")
+    print(f"run duration, median of the first / last tenth of runs: {report.run_s_first_tenth:.1f} s / "
+          f"{report.run_s_last_tenth:.1f} s")
     print()
     ok = (report.rows_per_day_ok and report.duplicate_rows == 0
           and report.days_succeeded == report.days

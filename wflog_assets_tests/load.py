@@ -60,6 +60,10 @@ class LoadReport:
     wall_s: float = 0.0  # backfill launched -> backfill COMPLETED
     first_run_s: float = 0.0  # backfill launched -> first run started (the backfill daemon's tick)
     runs_span_s: float = 0.0  # first run started -> last run ended
+    # median run duration (start -> end) of the first and the last tenth of successful runs:
+    # equal when a run's cost does not grow with the table's history
+    run_s_first_tenth: float = 0.0
+    run_s_last_tenth: float = 0.0
     runs: int = 0
     runs_succeeded: int = 0
     runs_failed: int = 0
@@ -277,6 +281,12 @@ def _collect(instance: dg.DagsterInstance, backfill_id: str, table_id: str,
     if starts and ends:
         report.first_run_s = round(min(starts) - launched_at, 1)
         report.runs_span_s = round(max(ends) - min(starts), 1)
+    done = sorted((r.start_time, r.end_time - r.start_time) for r in records
+                  if r.start_time and r.end_time and r.dagster_run.status == dg.DagsterRunStatus.SUCCESS)
+    if done:
+        tenth = max(1, len(done) // 10)
+        report.run_s_first_tenth = round(statistics.median(d for _, d in done[:tenth]), 1)
+        report.run_s_last_tenth = round(statistics.median(d for _, d in done[-tenth:]), 1)
     runs = [r.dagster_run for r in records]
     report.runs = len(runs)
     report.runs_succeeded = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
