@@ -196,7 +196,7 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     ))
 
 
-def _without_library_retries(table: Table) -> Table:
+def without_library_retries(table: Table) -> Table:
     """Make conflicts come back to `commit_day` instead of being rebased by pyiceberg.
 
     pyiceberg re-applies a conflicting append on top of the new table state by itself
@@ -208,7 +208,7 @@ def _without_library_retries(table: Table) -> Table:
     return table
 
 
-def _delete_files(table: Table, files: list[DataFile]) -> None:
+def delete_files(table: Table, files: list[DataFile]) -> None:
     for data_file in files:
         try:
             table.io.delete(data_file.file_path)
@@ -239,7 +239,7 @@ def commit_day(
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
             time.sleep(base_backoff_s * 2 ** (attempt - 2) * (1 + random.random()))
-        table = _without_library_retries(load_table())
+        table = without_library_retries(load_table())
         previous = last_day_snapshot(table, manifest.day)
         if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
             if isinstance(last_error, CommitStateUnknownException) and last_plan is not None:
@@ -254,9 +254,18 @@ def commit_day(
         if previous is None and not manifest.entries and not committed:
             return CommitResult(day=manifest.day, outcome="empty", snapshot_id=None,
                                 manifest_digest=manifest.digest, attempts=attempt)
+        if committed and not plan.write_keys and not plan.rewrite_keys:
+            # the rows already match the files (the day's snapshot was expired, or compaction
+            # rewrote its files): nothing to write, and no empty snapshot either
+            current = previous or table.current_snapshot()
+            return CommitResult(
+                day=manifest.day, outcome="unchanged",
+                snapshot_id=current.snapshot_id if current else None,
+                manifest_digest=manifest.digest, attempts=attempt,
+            )
         key = (plan.write_keys, table.metadata.default_spec_id, table.metadata.current_schema_id)
         if key != written_for:
-            _delete_files(table, written)
+            delete_files(table, written)
             to_write = _rows_of(rows, plan.write_keys)
             written, written_for = write_data_files(table, to_write), key
             rows_to_write = to_write.num_rows
@@ -281,7 +290,7 @@ def commit_day(
             last_error = exc  # may have landed: the digest check above tells
             continue
         return _result(load_table(), manifest, plan, previous, rows_to_write, attempt)
-    _delete_files(load_table(), written)
+    delete_files(load_table(), written)
     raise CommitRetriesExhaustedError(
         f"day {manifest.day}: commit still conflicting after {max_attempts} attempts: {last_error}"
     )

@@ -1,0 +1,135 @@
+"""Keep a year of daily commits fast: compact a month's files per partition, expire old
+snapshots (no Dagster import).
+
+Each day lands as at least one data file per (workflow, month) partition it touches, so a
+workflow that logs every day of a month ends up with ~30 files in its partition, and every
+commit adds a manifest. `compact_month` rewrites each partition of one month that holds more
+than one data file into one file (or several where the rows exceed the table's target file
+size), sorted `timestamp DESC`, in **one** commit that replaces exactly the files it read: the
+rows, their lineage columns and so the checkpoint stay the same. A commit that loses the race
+against an ingest run is re-planned from the fresh table, never rebased.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual, LessThan
+from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import FileScanTask, Table
+from pyiceberg.typedef import Record
+
+from wflog_assets.normalize import sort_for_table
+from wflog_assets.schema import MONTH, TIMESTAMP
+from wflog_assets.table_writer import delete_files, without_library_retries, write_data_files
+
+SUMMARY_MAINTENANCE = "wflog.maintenance"
+SUMMARY_MONTH = "wflog.month"
+
+
+class CompactionConflictError(RuntimeError):
+    """Concurrent commits kept touching the month being compacted beyond the retry budget."""
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    month: str  # YYYY-MM
+    partitions: int  # partitions of the month in the table
+    partitions_compacted: int
+    files_before: int  # data files of the compacted partitions before
+    files_after: int
+    rows: int  # rows rewritten (equal before and after)
+    snapshot_id: int | None  # None: nothing to compact
+    attempts: int
+
+
+def month_filter(year: int, month: int) -> And:
+    """Rows of one calendar month (UTC): the `month` partition value and the timestamp range,
+    since `month` alone (1-12) does not tell years apart."""
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    days = calendar.monthrange(year, month)[1]
+    end = start + dt.timedelta(days=days)
+    return And(EqualTo(MONTH, month), GreaterThanOrEqual(TIMESTAMP, start.timestamp()),
+               LessThan(TIMESTAMP, end.timestamp()))
+
+
+def _partition_key(record: Record) -> tuple[object, ...]:
+    return tuple(record[i] for i in range(len(record)))
+
+
+def _plan(table: Table, year: int, month: int) -> dict[tuple[object, ...], list[FileScanTask]]:
+    groups: dict[tuple[object, ...], list[FileScanTask]] = defaultdict(list)
+    for task in table.scan(row_filter=month_filter(year, month)).plan_files():
+        groups[(task.file.spec_id, *_partition_key(task.file.partition))].append(task)
+    return groups
+
+
+def _read(table: Table, tasks: list[FileScanTask]) -> pa.Table:
+    """The rows of these files, projected onto the current schema (older files may lack newer
+    columns), every row: no filter, whatever the scan that planned them matched."""
+    whole = [FileScanTask(t.file, delete_files=t.delete_files) for t in tasks]
+    return ArrowScan(table.metadata, table.io, table.schema(), row_filter=AlwaysTrue()).to_table(whole)
+
+
+def compact_month(load_table: Callable[[], Table], year: int, month: int, max_attempts: int = 6,
+                  base_backoff_s: float = 0.2) -> CompactionResult:
+    """Rewrite every partition of the month that has more than one data file into one sorted
+    file (split only past the target file size), in one commit."""
+    label = f"{year:04d}-{month:02d}"
+    last_error: Exception | None = None
+    written: list[DataFile] = []
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            time.sleep(base_backoff_s * 2 ** (attempt - 2) * (1 + random.random()))
+        table = without_library_retries(load_table())
+        groups = _plan(table, year, month)
+        todo = {key: tasks for key, tasks in groups.items()
+                if len(tasks) > 1 and not any(t.delete_files for t in tasks)}
+        if not todo:
+            delete_files(table, written)
+            return CompactionResult(label, len(groups), 0, 0, 0, 0, None, attempt)
+        delete_files(table, written)  # files of a plan that lost the race
+        written, old, rows = [], [], 0
+        for tasks in todo.values():
+            data = sort_for_table(_read(table, tasks))
+            rows += data.num_rows
+            written.extend(write_data_files(table, data))
+            old.extend(t.file for t in tasks)
+        try:
+            tx = table.transaction()
+            with tx.update_snapshot(snapshot_properties={SUMMARY_MAINTENANCE: "compact",
+                                                         SUMMARY_MONTH: label}).overwrite() as rewrite:
+                for data_file in old:
+                    rewrite.delete_data_file(data_file)
+                for data_file in written:
+                    rewrite.append_data_file(data_file)
+            tx.commit_transaction()
+        except CommitFailedException as exc:
+            last_error = exc
+            continue
+        snapshot = load_table().current_snapshot()
+        return CompactionResult(label, len(groups), len(todo), len(old), len(written), rows,
+                                snapshot.snapshot_id if snapshot else None, attempt)
+    delete_files(load_table(), written)
+    raise CompactionConflictError(
+        f"compacting {label}: commit still conflicting after {max_attempts} attempts: {last_error}")
+
+
+def expire_snapshots(table: Table, older_than: dt.datetime) -> int:
+    """Expire snapshots older than `older_than` (never the current one); returns how many."""
+    current = table.current_snapshot()
+    old = [s.snapshot_id for s in table.snapshots()
+           if s.timestamp_ms < older_than.timestamp() * 1000
+           and (current is None or s.snapshot_id != current.snapshot_id)]
+    if old:
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+    return len(old)

@@ -1,0 +1,94 @@
+"""Compaction of a month and snapshot expiry, on the SQLite catalog and the REST catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from wflog_assets.generate import GeneratorSettings, generate_day
+from wflog_assets.maintenance import SUMMARY_MAINTENANCE, compact_month, expire_snapshots
+from wflog_assets.normalize import sort_for_table
+from wflog_assets.source import Manifest, list_day, read_manifest
+from wflog_assets.table_writer import commit_day
+from wflog_assets_tests.conftest import Backend
+from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+
+SMALL = GeneratorSettings(rows_per_day=600, files_per_day=3, workflows_per_day=4)
+DECEMBER = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(3)]
+NOVEMBER = dt.date(2025, 11, 30)
+
+
+def _ingest_file_by_file(backend: Backend, day: dt.date) -> None:
+    """Each chunk as if it arrived late: one commit per file, so every partition of the day
+    ends up with one data file per chunk (the chunks share the day's workflows)."""
+    for key, data in generate_day(day, SMALL):
+        backend.store.write(key, data)
+    full = list_day(backend.store, day)
+    rows = sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, full).files))
+    for n in range(1, len(full.entries) + 1):
+        partial = Manifest.build(full.day, full.entries[:n])
+        keys = pa.array([e.key for e in partial.entries])
+        subset = rows.filter(pc.is_in(rows["source_file"], value_set=keys))
+        assert commit_day(backend.table, partial, subset).outcome == "appended"
+
+
+def _files_per_partition(table, month: int) -> Counter:
+    return Counter(tuple(t.file.partition) for t in table.scan().plan_files()
+                   if t.file.partition[1] == month)
+
+
+def test_compacting_a_month_keeps_rows_and_order_and_leaves_one_file_per_partition(backend: Backend):
+    backend.catalog.ensure_table()
+    for day in [NOVEMBER, *DECEMBER]:
+        _ingest_file_by_file(backend, day)
+    before = table_rows(backend.table())
+    assert max(_files_per_partition(backend.table(), 12).values()) == 3  # one per chunk
+    november = _files_per_partition(backend.table(), 11)
+
+    result = compact_month(backend.table, 2025, 12)
+
+    table = backend.table()
+    assert table_rows(table) == before == expected_rows_for_days(backend.store, [NOVEMBER, *DECEMBER])
+    after = _files_per_partition(table, 12)
+    assert set(after.values()) == {1}
+    assert (result.partitions, result.partitions_compacted, result.files_after) == (
+        len(after), len(after), len(after))
+    assert result.files_before == 3 * len(after)
+    assert result.rows == sum(1 for r in before if r["month"] == 12)
+    assert _files_per_partition(table, 11) == november  # another month is not touched
+    assert table.current_snapshot().summary[SUMMARY_MAINTENANCE] == "compact"
+    for task in table.scan().plan_files():
+        if task.file.partition[1] != 12:
+            continue
+        with table.io.new_input(task.file.file_path).open() as f:
+            stamps = pq.read_table(f, columns=["timestamp"]).column("timestamp").to_pylist()
+        assert stamps == sorted(stamps, reverse=True), task.file.file_path
+    # nothing left to do, and the checkpoint still knows every day is committed
+    assert compact_month(backend.table, 2025, 12).snapshot_id is None
+    for day in DECEMBER:
+        manifest = list_day(backend.store, day)
+        rows = sort_for_table(pa.concat_tables(
+            f.table for f in read_manifest(backend.store, manifest).files))
+        assert commit_day(backend.table, manifest, rows).outcome == "unchanged"
+
+
+def test_expiring_snapshots_keeps_the_current_one_and_the_checkpoint(backend: Backend):
+    backend.catalog.ensure_table()
+    for day in DECEMBER:
+        _ingest_file_by_file(backend, day)
+    compact_month(backend.table, 2025, 12)
+    table = backend.table()
+    current = table.current_snapshot().snapshot_id
+    expired = expire_snapshots(table, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    table = backend.table()
+    assert expired == 3 * len(DECEMBER) and [s.snapshot_id for s in table.snapshots()] == [current]
+    assert table_rows(table) == expected_rows_for_days(backend.store, DECEMBER)
+    # the day snapshots are gone: the checkpoint reads the rows' lineage instead
+    manifest = list_day(backend.store, DECEMBER[0])
+    rows = sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, manifest).files))
+    assert commit_day(backend.table, manifest, rows).outcome == "unchanged"
+    assert [s.snapshot_id for s in backend.table().snapshots()] == [current]  # no empty commit
