@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from wflog_assets.defs.maintenance import MAINTENANCE_JOB
 from wflog_assets.generate import GeneratorSettings, generate_day
 from wflog_assets.maintenance import SUMMARY_MAINTENANCE, compact_month, expire_snapshots
 from wflog_assets.normalize import sort_for_table
@@ -92,3 +94,28 @@ def test_expiring_snapshots_keeps_the_current_one_and_the_checkpoint(backend: Ba
     rows = sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, manifest).files))
     assert commit_day(backend.table, manifest, rows).outcome == "unchanged"
     assert [s.snapshot_id for s in backend.table().snapshots()] == [current]  # no empty commit
+
+
+def test_maintenance_asset_compacts_the_month_and_expires_snapshots(backend: Backend,
+                                                                    instance: dg.DagsterInstance):
+    backend.catalog.ensure_table()
+    for day in DECEMBER:
+        _ingest_file_by_file(backend, day)
+    before = table_rows(backend.table())
+    job = backend.definitions().resolve_job_def(MAINTENANCE_JOB)
+    result = job.execute_in_process(
+        partition_key="2025-12-01", instance=instance,
+        run_config={"ops": {"workflow_logs_maintenance": {
+            "config": {"expire_snapshots_older_than_days": 0}}}},
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("workflow_logs_maintenance")
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["month"] == "2025-12"
+    assert meta["partitions_compacted"] == meta["partitions"] == meta["files_after"] > 0
+    assert meta["files_before"] == 3 * meta["files_after"]
+    assert meta["rows_rewritten"] == len(before)
+    assert (meta["snapshots_expired"], meta["snapshots_kept"]) == (3 * len(DECEMBER), 1)
+    table = backend.table()
+    assert str(table.current_snapshot().snapshot_id) == meta["snapshot_id"]
+    assert table_rows(table) == before

@@ -26,3 +26,15 @@ def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitions
 
 def partition_day(partition_key: str) -> dt.date:
     return dt.date.fromisoformat(partition_key)
+
+
+def monthly_partitions(start_date: str = DEFAULT_START_DATE) -> dg.MonthlyPartitionsDefinition:
+    """Whole UTC months from the month of `start_date` on (the same start as the days), for
+    month-wide maintenance; a month becomes a partition once it has ended."""
+    first = daily_partitions(start_date).start.date().replace(day=1)
+    return dg.MonthlyPartitionsDefinition(start_date=first.isoformat(), timezone="UTC")
+
+
+def partition_month(partition_key: str) -> tuple[int, int]:
+    day = dt.date.fromisoformat(partition_key)
+    return day.year, day.month

@@ -1,0 +1,83 @@
+"""Monthly maintenance of the production table: compaction and snapshot expiry."""
+
+import datetime as dt
+import time
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from wflog_assets.defs.partitions import partition_month
+from wflog_assets.defs.resources import IcebergCatalogResource
+from wflog_assets.maintenance import compact_month, expire_snapshots
+
+GROUP = "maintenance"
+MAINTENANCE_JOB = "maintain_workflow_logs"
+
+
+class MaintenanceConfig(dg.Config):
+    """How a month's maintenance run treats the table."""
+
+    expire_snapshots_older_than_days: int = Field(
+        default=7, ge=0,
+        description="Snapshots older than this many days are expired after compaction (the "
+                    "current one never is); 0 expires every older snapshot. Time travel reaches "
+                    "back this far.",
+    )
+
+
+def build_maintenance(
+    monthly: dg.MonthlyPartitionsDefinition, workflow_logs: dg.AssetsDefinition,
+    run_tags: dict[str, str],
+) -> tuple[dg.AssetsDefinition, Any, dg.ScheduleDefinition]:  # Any: define_asset_job's type
+    """The maintenance asset, its job (runs tagged like the ingest runs: they commit to the same
+    table) and a schedule on the 2nd of each month for the month before (off until started)."""
+
+    @dg.asset(
+        partitions_def=monthly,
+        group_name=GROUP,
+        kinds={"iceberg"},
+        deps=[workflow_logs],
+    )
+    def workflow_logs_maintenance(
+        context: dg.AssetExecutionContext, config: MaintenanceConfig, iceberg: IcebergCatalogResource,
+    ) -> dg.MaterializeResult:
+        """The month's files compacted to one sorted file per partition; old snapshots expired."""
+        started = time.monotonic()
+        year, month = partition_month(context.partition_key)
+        catalog = iceberg.load_catalog()
+        iceberg.ensure_table(catalog=catalog)
+        identifier = iceberg.layout_identifier()
+        result = compact_month(lambda: catalog.load_table(identifier), year, month)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=config.expire_snapshots_older_than_days)
+        table = catalog.load_table(identifier)
+        expired = expire_snapshots(table, cutoff)
+        table = catalog.load_table(identifier)
+        context.log.info(
+            f"{identifier} {result.month}: {result.partitions_compacted} of {result.partitions} "
+            f"partitions compacted ({result.files_before} -> {result.files_after} files, "
+            f"{result.rows} rows), {expired} snapshots expired")
+        return dg.MaterializeResult(metadata={
+            "month": dg.MetadataValue.text(result.month),
+            "partitions": dg.MetadataValue.int(result.partitions),
+            "partitions_compacted": dg.MetadataValue.int(result.partitions_compacted),
+            "files_before": dg.MetadataValue.int(result.files_before),
+            "files_after": dg.MetadataValue.int(result.files_after),
+            "rows_rewritten": dg.MetadataValue.int(result.rows),
+            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
+            "commit_attempts": dg.MetadataValue.int(result.attempts),
+            "snapshots_expired": dg.MetadataValue.int(expired),
+            "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
+            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        })
+
+    job = dg.define_asset_job(
+        MAINTENANCE_JOB, selection=dg.AssetSelection.assets(workflow_logs_maintenance),
+        description="Compact a month of the workflow_logs table and expire old snapshots.",
+        tags=run_tags,
+    )
+    schedule = dg.build_schedule_from_partitioned_job(
+        job, hour_of_day=3, day_of_month=2,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    return workflow_logs_maintenance, job, schedule
