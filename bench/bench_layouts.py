@@ -46,6 +46,13 @@ def day_rows(day: dt.date, rng: random.Random, scale: float) -> pa.Table:
         name = f"atlan-{rng.choice(('snowflake', 'tableau', 'postgres', 'dbt'))}-" \
                f"{1_600_000_000 + rng.randrange(10**8)}-cron-{int(t0) + rng.randrange(86_400)}"
         counts[name] = max(20, round(40_000 * scale / rank ** 1.3))
+    return rows_for_counts(day, counts, rng)
+
+
+def rows_for_counts(day: dt.date, counts: dict[str, int], rng: random.Random) -> pa.Table:
+    """Normalized rows of one day (one source file): `counts[workflow]` rows per workflow, at
+    random times of the day, two nodes per workflow. Shared with bench_year.py."""
+    t0 = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
     names, stamps, nodes, messages, levels = [], [], [], [], []
     for name, n in counts.items():
         node_names = [f"{name}-{step}-{rng.randrange(10**9)}" for step in ("fetch", "transform")]
