@@ -81,17 +81,22 @@ def main() -> int:
     parser.add_argument("--heavy-rows", type=int, default=1200)
     parser.add_argument("--tail", type=int, default=20, help="short workflow runs per day")
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--merge-manifests", type=int, default=0, metavar="N",
+                        help="set commit.manifest-merge.enabled with min-count-to-merge N (0: off)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wflog-bench-year-"))
     catalog = SqlCatalog("bench", uri=f"sqlite:///{work}/catalog.db", warehouse=work.as_uri())
-    ensure_table(catalog, IDENTIFIER)
+    merge = {"commit.manifest-merge.enabled": "true",
+             "commit.manifest.min-count-to-merge": str(args.merge_manifests)} if args.merge_manifests else {}
+    ensure_table(catalog, IDENTIFIER, properties=merge)
     rng = random.Random(7)
     first_day = dt.date(2025, 1, 1)
     commit_s = [commit(catalog, first_day + dt.timedelta(days=i), rng, args) for i in range(args.days)]
     tenth = max(1, args.days // 10)
     figures: dict[str, object] = {
         "days": args.days,
+        "table_properties": merge,
         "commit_s_first": round(commit_s[0], 3),
         "commit_s_first_tenth_median": round(statistics.median(commit_s[:tenth]), 3),
         "commit_s_last_tenth_median": round(statistics.median(commit_s[-tenth:]), 3),

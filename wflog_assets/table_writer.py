@@ -35,6 +35,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
+from pyiceberg.utils.properties import property_as_bool
 
 from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.source import Manifest, day_prefix
@@ -208,6 +209,11 @@ def without_library_retries(table: Table) -> Table:
     return table
 
 
+def _merges_manifests(table: Table) -> bool:
+    return property_as_bool(table.metadata.properties, TableProperties.MANIFEST_MERGE_ENABLED,
+                            TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT)
+
+
 def delete_files(table: Table, files: list[DataFile]) -> None:
     for data_file in files:
         try:
@@ -279,7 +285,10 @@ def commit_day(
             tx = table.transaction()
             if plan.rewrite_keys:
                 tx.delete(In(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
-            with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            snapshot = tx.update_snapshot(snapshot_properties=properties)
+            # honour commit.manifest-merge.enabled as Iceberg's own appends do: merged manifests
+            # keep planning (and so every later commit) from growing with the table's history
+            with (snapshot.merge_append() if _merges_manifests(table) else snapshot.fast_append()) as append:
                 for data_file in written:
                     append.append_data_file(data_file)
             tx.commit_transaction()

@@ -12,7 +12,7 @@ from wflog_assets.generate import GeneratorSettings, generate_day
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.source import Manifest, day_prefix, list_day, read_manifest
-from wflog_assets.table_writer import SOURCE_FILE_METRICS, commit_day
+from wflog_assets.table_writer import SOURCE_FILE_METRICS, commit_day, ensure_table
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 
@@ -101,3 +101,16 @@ def test_an_existing_table_gets_full_source_file_bounds_for_new_writes(backend: 
                          sort_order=SORT_ORDER)  # as an earlier version of this project made it
     table = backend.catalog.ensure_table()
     assert table.properties[SOURCE_FILE_METRICS] == "full"
+
+
+def test_commits_merge_manifests_when_the_table_asks_for_it(backend: Backend):
+    catalog = backend.catalog.load_catalog()
+    ensure_table(catalog, backend.catalog.identifier(), properties={
+        "commit.manifest-merge.enabled": "true", "commit.manifest.min-count-to-merge": "3"})
+    days = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(6)]
+    for day in days:
+        assert commit_day(backend.table, *_day(backend, day)).outcome == "appended"
+    table = backend.table()
+    assert len(table.current_snapshot().manifests(table.io)) < 3  # fast appends leave 6
+    assert table_rows(table) == expected_rows_for_days(backend.store, days)
+    assert [s.summary.get("wflog.day") for s in table.snapshots()] == [d.isoformat() for d in days]
