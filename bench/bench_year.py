@@ -5,7 +5,8 @@
 One commit per day through the project's writer (`commit_day`, the assets' path) into the
 embedded SQLite catalog on local disk: a heavy workflow that logs every day (1,200 rows a day:
 ~438k in a year, the seed's P0 example) and a tail of short runs. Prints the commit time of the
-first and last days, then the P0 query of the heavy workflow (all its rows, the seed's measure,
+first and last days (with `--monthly`, the maintenance also runs at every month's end during the
+year, as its schedule would), then the P0 query of the heavy workflow (all its rows, the seed's measure,
 and LIMIT 100), cold, before and after compacting every month (`compact_month`) and expiring
 old snapshots (`expire_snapshots`), and one more day's commit after maintenance.
 No thresholds: figures, each next to its own baseline from the same run.
@@ -83,6 +84,9 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--merge-manifests", type=int, default=0, metavar="N",
                         help="set commit.manifest-merge.enabled with min-count-to-merge N (0: off)")
+    parser.add_argument("--monthly", action="store_true",
+                        help="run the maintenance (compact the month, expire snapshots) at each "
+                             "month's end during the year, as the schedule would")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wflog-bench-year-"))
@@ -92,11 +96,21 @@ def main() -> int:
     ensure_table(catalog, IDENTIFIER, properties=merge)
     rng = random.Random(7)
     first_day = dt.date(2025, 1, 1)
-    commit_s = [commit(catalog, first_day + dt.timedelta(days=i), rng, args) for i in range(args.days)]
+    commit_s, monthly_s = [], []
+    for i in range(args.days):
+        day = first_day + dt.timedelta(days=i)
+        commit_s.append(commit(catalog, day, rng, args))
+        if args.monthly and (day + dt.timedelta(days=1)).day == 1:  # the schedule, at month end
+            started = time.perf_counter()
+            compact_month(lambda: catalog.load_table(IDENTIFIER), day.year, day.month)
+            expire_snapshots(catalog.load_table(IDENTIFIER), dt.datetime.now(dt.UTC))
+            monthly_s.append(time.perf_counter() - started)
     tenth = max(1, args.days // 10)
     figures: dict[str, object] = {
         "days": args.days,
         "table_properties": merge,
+        "monthly_maintenance": args.monthly,
+        "monthly_maintenance_s_median": round(statistics.median(monthly_s), 2) if monthly_s else None,
         "commit_s_first": round(commit_s[0], 3),
         "commit_s_first_tenth_median": round(statistics.median(commit_s[:tenth]), 3),
         "commit_s_last_tenth_median": round(statistics.median(commit_s[-tenth:]), 3),
@@ -120,6 +134,9 @@ def main() -> int:
     figures["commit_s_after_maintenance"] = round(commit(catalog, next_day, rng, args), 3)
 
     b, a = figures["before"], figures["after"]
+    if monthly_s:
+        print(f"monthly maintenance during the year: {len(monthly_s)} runs, median "
+              f"{statistics.median(monthly_s):.2f} s")
     print(f"{args.days} daily commits: first {figures['commit_s_first']:.3f} s, median of the first "
           f"tenth {figures['commit_s_first_tenth_median']:.3f} s, of the last tenth "
           f"{figures['commit_s_last_tenth_median']:.3f} s "

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import StartsWith
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
@@ -25,7 +24,7 @@ from wflog_assets.schema import (
     WORKFLOW_NAME,
     WORKFLOW_NODE,
 )
-from wflog_assets.source import day_prefix
+from wflog_assets.table_writer import day_filter
 
 ERROR = "ERROR"
 WARN = "WARN"
@@ -59,7 +58,7 @@ def _outcome(name: str, passed: bool, **metadata: object) -> CheckOutcome:
 
 
 def _day_rows(table: Table, day: dt.date) -> pa.Table:
-    return table.scan(row_filter=StartsWith(SOURCE_FILE, day_prefix(day)),
+    return table.scan(row_filter=day_filter(day),
                       selected_fields=(SOURCE_FILE, WORKFLOW_NAME, TIMESTAMP)).to_arrow()
 
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
-from pyiceberg.expressions import In, StartsWith
+from pyiceberg.expressions import And, EqualTo, In, StartsWith
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
@@ -37,7 +37,7 @@ from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 from pyiceberg.utils.properties import property_as_bool
 
-from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.source import Manifest, day_prefix
 
 SUMMARY_DAY = "wflog.day"
@@ -167,10 +167,15 @@ def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
     return None
 
 
+def day_filter(day: dt.date) -> And:
+    """The rows of one day: its source files, and (a partition field, so whole manifests of
+    other months are skipped unread) its month, which every row of the day has."""
+    return And(EqualTo(MONTH, day.month), StartsWith(SOURCE_FILE, day_prefix(day)))
+
+
 def committed_versions(table: Table, day: str) -> dict[str, str]:
     """source_file -> source_etag of the rows the table holds for `day`."""
-    prefix = day_prefix(dt.date.fromisoformat(day))
-    scan = table.scan(row_filter=StartsWith(SOURCE_FILE, prefix),
+    scan = table.scan(row_filter=day_filter(dt.date.fromisoformat(day)),
                       selected_fields=(SOURCE_FILE, SOURCE_ETAG))
     versions: dict[str, str] = {}
     for batch in scan.to_arrow_batch_reader():
