@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import random
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +24,10 @@ from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual, 
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
-from pyiceberg.typedef import Record
 
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.schema import MONTH, TIMESTAMP
-from wflog_assets.table_writer import delete_files, without_library_retries, write_data_files
+from wflog_assets.table_writer import backoff, delete_files, without_library_retries, write_data_files
 
 SUMMARY_MAINTENANCE = "wflog.maintenance"
 SUMMARY_MONTH = "wflog.month"
@@ -62,14 +59,10 @@ def month_filter(year: int, month: int) -> And:
                LessThan(TIMESTAMP, end.timestamp()))
 
 
-def _partition_key(record: Record) -> tuple[object, ...]:
-    return tuple(record[i] for i in range(len(record)))
-
-
 def _plan(table: Table, year: int, month: int) -> dict[tuple[object, ...], list[FileScanTask]]:
     groups: dict[tuple[object, ...], list[FileScanTask]] = defaultdict(list)
     for task in table.scan(row_filter=month_filter(year, month)).plan_files():
-        groups[(task.file.spec_id, *_partition_key(task.file.partition))].append(task)
+        groups[(task.file.spec_id, *task.file.partition)].append(task)
     return groups
 
 
@@ -88,17 +81,15 @@ def compact_month(load_table: Callable[[], Table], year: int, month: int, max_at
     last_error: Exception | None = None
     written: list[DataFile] = []
     for attempt in range(1, max_attempts + 1):
-        if attempt > 1:
-            time.sleep(base_backoff_s * 2 ** (attempt - 2) * (1 + random.random()))
+        backoff(attempt, base_backoff_s)
         table = without_library_retries(load_table())
+        delete_files(table, written)  # files of a plan that lost the race
+        written, old, rows = [], [], 0
         groups = _plan(table, year, month)
         todo = {key: tasks for key, tasks in groups.items()
                 if len(tasks) > 1 and not any(t.delete_files for t in tasks)}
         if not todo:
-            delete_files(table, written)
             return CompactionResult(label, len(groups), 0, 0, 0, 0, None, attempt)
-        delete_files(table, written)  # files of a plan that lost the race
-        written, old, rows = [], [], 0
         for tasks in todo.values():
             data = sort_for_table(_read(table, tasks))
             rows += data.num_rows

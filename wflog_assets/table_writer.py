@@ -202,6 +202,12 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     ))
 
 
+def backoff(attempt: int, base_s: float) -> None:
+    """Before a retry (attempt 2, 3, ...): jittered exponential wait from `base_s`."""
+    if attempt > 1:
+        time.sleep(base_s * 2 ** (attempt - 2) * (1 + random.random()))
+
+
 def without_library_retries(table: Table) -> Table:
     """Make conflicts come back to `commit_day` instead of being rebased by pyiceberg.
 
@@ -248,8 +254,7 @@ def commit_day(
     last_previous: Snapshot | None = None
     rows_to_write = 0
     for attempt in range(1, max_attempts + 1):
-        if attempt > 1:
-            time.sleep(base_backoff_s * 2 ** (attempt - 2) * (1 + random.random()))
+        backoff(attempt, base_backoff_s)
         table = without_library_retries(load_table())
         previous = last_day_snapshot(table, manifest.day)
         if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:

@@ -103,13 +103,15 @@ class DagsterStack:
             " ... on PartitionBackfill { status } } }", {"id": backfill_id},
         )["partitionBackfillOrError"]["status"]
 
-    def wait_backfill(self, backfill_id: str, timeout_s: float) -> str:
-        def done() -> str | None:
-            status = self.backfill_status(backfill_id)
-            assert status not in ("FAILED", "COMPLETED_FAILED", "CANCELED"), status
-            return status if status in ("COMPLETED", "COMPLETED_SUCCESS") else None
+    def backfill_finished(self, backfill_id: str) -> bool:
+        """True once the backfill completed; a failed or canceled backfill is an error."""
+        status = self.backfill_status(backfill_id)
+        if status in ("FAILED", "COMPLETED_FAILED", "CANCELED"):
+            raise AssertionError(f"backfill {backfill_id} ended {status}; see {self.home}")
+        return status in ("COMPLETED", "COMPLETED_SUCCESS")
 
-        return until("the backfill", done, timeout_s=timeout_s)
+    def wait_backfill(self, backfill_id: str, timeout_s: float) -> bool:
+        return until("the backfill", lambda: self.backfill_finished(backfill_id), timeout_s=timeout_s)
 
     def stop(self) -> None:
         """Stop the webserver and every daemon started, with what they spawned (process groups)."""

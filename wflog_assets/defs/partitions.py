@@ -36,5 +36,5 @@ def monthly_partitions(start_date: str = DEFAULT_START_DATE) -> dg.MonthlyPartit
 
 
 def partition_month(partition_key: str) -> tuple[int, int]:
-    day = dt.date.fromisoformat(partition_key)
-    return day.year, day.month
+    first = partition_day(partition_key)
+    return first.year, first.month
