@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
+from wflog_assets.day_writer import SortedRun, partition_blocks
 from wflog_assets.quarantine import StagedDay
 from wflog_assets.schema import (
     LAYOUTS,
@@ -57,9 +58,33 @@ def _outcome(name: str, passed: bool, **metadata: object) -> CheckOutcome:
     return CheckOutcome(name, passed, severity, description, metadata)
 
 
-def _day_rows(table: Table, day: dt.date) -> pa.Table:
-    return table.scan(row_filter=day_filter(day),
-                      selected_fields=(SOURCE_FILE, WORKFLOW_NAME, TIMESTAMP)).to_arrow()
+@dataclass
+class _DayFacts:
+    rows: int = 0
+    null_names: int = 0
+    outside: int = 0
+    min_ts: float | None = None
+    max_ts: float | None = None
+
+
+def _day_facts(table: Table, day: dt.date, start: float, end: float) -> _DayFacts:
+    """Counts over the day's rows in the table, one batch at a time (bounded memory)."""
+    scan = table.scan(row_filter=day_filter(day), selected_fields=(WORKFLOW_NAME, TIMESTAMP))
+    facts = _DayFacts()
+    for batch in scan.to_arrow_batch_reader():
+        if batch.num_rows == 0:
+            continue
+        names, ts = batch.column(WORKFLOW_NAME), batch.column(TIMESTAMP)
+        facts.rows += batch.num_rows
+        facts.null_names += pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""),
+                                                True)).as_py() or 0
+        facts.outside += pc.sum(pc.fill_null(pc.or_(pc.less(ts, start),
+                                                    pc.greater_equal(ts, end)), True)).as_py() or 0
+        bounds = pc.min_max(ts).as_py()
+        if bounds["min"] is not None:
+            facts.min_ts = min(x for x in (facts.min_ts, bounds["min"]) if x is not None)
+            facts.max_ts = max(x for x in (facts.max_ts, bounds["max"]) if x is not None)
+    return facts
 
 
 def _layout_matches(table: Table, layout: str) -> dict[str, object]:
@@ -84,36 +109,40 @@ def _layout_matches(table: Table, layout: str) -> dict[str, object]:
     }
 
 
-def duplicate_rows(good: pa.Table) -> tuple[int, list[dict[str, object]]]:
-    """Rows whose DUPLICATE_KEY also occurs in another file: (extra copies, examples)."""
-    if good.num_rows == 0:
-        return 0, []
-    keys = good.select([*DUPLICATE_KEY, SOURCE_FILE])
-    groups = keys.group_by(list(DUPLICATE_KEY), use_threads=False).aggregate(
-        [(SOURCE_FILE, "count_distinct"), (SOURCE_FILE, "count"), (SOURCE_FILE, "distinct")])
-    dup = groups.filter(pc.greater(groups.column(f"{SOURCE_FILE}_count_distinct"), 1))
-    copies = pc.sum(pc.subtract(dup.column(f"{SOURCE_FILE}_count"), 1)).as_py() or 0
-    examples = [
-        {"timestamp": r[TIMESTAMP], "workflow": r[WORKFLOW_NAME],
-         "message": (r["message"] or "")[:200], "files": sorted(r[f"{SOURCE_FILE}_distinct"])}
-        for r in dup.slice(0, EXAMPLES).to_pylist()
-    ]
+def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str, object]]]:
+    """Rows whose DUPLICATE_KEY also occurs in another file: (extra copies, examples).
+
+    Sorted runs are merged a block at a time; a block holds every row of its timestamps, and
+    rows sharing a DUPLICATE_KEY share the timestamp, so no duplicate spans two blocks.
+    """
+    blocks = [good] if isinstance(good, pa.Table) else (b for _, b in partition_blocks(good))
+    copies, examples = 0, []
+    for block in blocks:
+        if block.num_rows == 0:
+            continue
+        keys = block.select([*DUPLICATE_KEY, SOURCE_FILE])
+        groups = keys.group_by(list(DUPLICATE_KEY), use_threads=False).aggregate(
+            [(SOURCE_FILE, "count_distinct"), (SOURCE_FILE, "count"), (SOURCE_FILE, "distinct")])
+        dup = groups.filter(pc.greater(groups.column(f"{SOURCE_FILE}_count_distinct"), 1))
+        if dup.num_rows == 0:
+            continue
+        copies += pc.sum(pc.subtract(dup.column(f"{SOURCE_FILE}_count"), 1)).as_py() or 0
+        examples.extend(
+            {"timestamp": r[TIMESTAMP], "workflow": r[WORKFLOW_NAME],
+             "message": (r["message"] or "")[:200], "files": sorted(r[f"{SOURCE_FILE}_distinct"])}
+            for r in dup.slice(0, EXAMPLES - len(examples)).to_pylist())
     return int(copies), examples
 
 
-def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table,
+def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[SortedRun],
                layout: str = "wf_month") -> list[CheckOutcome]:
     """The six checks for one day, after its commit."""
     date = dt.date.fromisoformat(day)
-    rows = _day_rows(table, date)
     start = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).timestamp()
     end = start + 86_400
-    names = rows.column(WORKFLOW_NAME)
-    null_names = pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""), True)).as_py() or 0
-    ts = rows.column(TIMESTAMP)
-    outside = pc.sum(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)), True)
-                     ).as_py() or 0
-    bounds = pc.min_max(ts).as_py() if rows.num_rows else {"min": None, "max": None}
+    facts = _day_facts(table, date, start, end)
+    null_names, outside = facts.null_names, facts.outside
+    bounds = {"min": facts.min_ts, "max": facts.max_ts}
     layout_facts = _layout_matches(table, layout)
     quarantined = staged.quarantined
     by_reason: dict[str, int] = {}
@@ -124,8 +153,8 @@ def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table,
         by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
     copies, examples = duplicate_rows(good)
     return [
-        _outcome("row_count_parity", rows.num_rows == staged.accepted_rows,
-                 table_rows=rows.num_rows, accepted_rows=staged.accepted_rows,
+        _outcome("row_count_parity", facts.rows == staged.accepted_rows,
+                 table_rows=facts.rows, accepted_rows=staged.accepted_rows,
                  quarantined_records=int(pc.sum(quarantined.column("rows")).as_py() or 0)),
         _outcome("no_null_workflow_names", null_names == 0, rows_without_name=int(null_names)),
         _outcome("timestamps_inside_day", outside == 0, rows_outside_day=int(outside),

@@ -93,7 +93,7 @@ def compact_month(load_table: Callable[[], Table], year: int, month: int, max_at
         for tasks in todo.values():
             data = sort_for_table(_read(table, tasks))
             rows += data.num_rows
-            written.extend(write_data_files(table, data))
+            written.extend(write_data_files(table, data).data_files)
             old.extend(t.file for t in tasks)
         try:
             tx = table.transaction()

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 
 from wflog_assets.jsonlines import read_json_lines
 from wflog_assets.normalize import NormalizationError, NormalizedFile, normalize_table
+from wflog_assets.phases import PhaseTimes
 
 PARQUET = "parquet"
 JSON_LINES = "jsonl.gz"
@@ -274,15 +276,37 @@ def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
     return normalize_table(table, entry.key, entry.etag)
 
 
+class _TimedStore:
+    """An object store whose reads are timed and counted as the `fetch` phase."""
+
+    def __init__(self, store: ObjectStore, times: PhaseTimes) -> None:
+        self._store, self._times = store, times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def read(self, key: str) -> bytes:
+        started = time.perf_counter()
+        data = self._store.read(key)
+        self._times.add("fetch", time.perf_counter() - started, len(data))
+        return data
+
+
 def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
-                    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile]
-                    ) -> NormalizedFile | FileReject:
+                    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile],
+                    times: PhaseTimes | None = None) -> NormalizedFile | FileReject:
+    started = time.perf_counter()
     try:
-        return reader(store, entry)
+        if times is None:
+            return reader(store, entry)
+        return reader(_TimedStore(store, times), entry)
     except SourceReadError as exc:
         return FileReject(entry.key, entry.etag, exc.reason)
     except NormalizationError as exc:
         return FileReject(entry.key, entry.etag, f"column {exc.column!r}: {exc.reason}")
+    finally:
+        if times is not None:
+            times.add("fetch_and_normalize", time.perf_counter() - started)
 
 
 def read_manifest(
@@ -290,6 +314,7 @@ def read_manifest(
     manifest: Manifest,
     max_workers: int = 8,
     reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile] = read_chunk,
+    times: PhaseTimes | None = None,
 ) -> DayRead:
     """Read and normalize every file of a manifest in parallel (Arrow releases the GIL).
 
@@ -298,6 +323,7 @@ def read_manifest(
     if not manifest.entries:
         return DayRead(files=[], rejected=[])
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(manifest.entries)))) as pool:
-        results = list(pool.map(lambda e: _read_or_reject(store, e, reader), manifest.entries))
+        results = list(pool.map(lambda e: _read_or_reject(store, e, reader, times),
+                                manifest.entries))
     return DayRead(files=[r for r in results if isinstance(r, NormalizedFile)],
                    rejected=[r for r in results if isinstance(r, FileReject)])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 from pyiceberg.expressions import And, EqualTo, In, StartsWith
-from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
@@ -37,6 +36,9 @@ from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 from pyiceberg.utils.properties import property_as_bool
 
+from wflog_assets import day_writer
+from wflog_assets.day_writer import MemoryRun, SortedRun, WrittenFiles
+from wflog_assets.phases import PhaseTimes
 from wflog_assets.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.source import Manifest, day_prefix
 
@@ -157,6 +159,7 @@ class CommitResult:
     files_changed: list[str] = field(default_factory=list)
     files_removed: list[str] = field(default_factory=list)
     attempts: int = 1
+    times: dict[str, float] = field(default_factory=dict)  # seconds: plan, write, commit
 
 
 def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
@@ -189,17 +192,30 @@ def committed_versions(table: Table, day: str) -> dict[str, str]:
     return versions
 
 
-def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
-    """Write `rows` as data files of `table` (split by partition), without committing them."""
-    if rows.num_rows == 0:
-        return []
-    _check_pyarrow_schema_compatible(
-        table.metadata.schema(), provided_schema=rows.schema,
-        format_version=table.metadata.format_version,
-    )
-    return list(_dataframe_to_data_files(
-        table_metadata=table.metadata, df=rows, io=table.io, write_uuid=uuid.uuid4()
-    ))
+def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
+                     only_keys: tuple[str, ...] | None = None) -> WrittenFiles:
+    """Write `rows` (a table, or a day's sorted runs) as data files of `table`, not committed.
+
+    One file per partition (more only past the target file size), rows in the table's sort
+    order. `only_keys`: write only the rows of these source files.
+    """
+    metadata = table.metadata
+    if isinstance(rows, pa.Table):
+        if rows.num_rows == 0:
+            return WrittenFiles()
+        _check_pyarrow_schema_compatible(metadata.schema(), provided_schema=rows.schema,
+                                         format_version=metadata.format_version)
+        runs: list[SortedRun] = [MemoryRun.of(rows, metadata.spec(), metadata.schema())]
+    else:
+        runs = rows
+    keep = None
+    if only_keys is not None:
+        wanted = pa.array(only_keys)
+
+        def keep(block: pa.Table) -> pa.Array:
+            column = block.column(SOURCE_FILE)
+            return pc.is_in(column, value_set=wanted.cast(column.type))
+    return day_writer.write_data_files(metadata, table.io, runs, keep)
 
 
 def backoff(attempt: int, base_s: float) -> None:
@@ -236,7 +252,7 @@ def delete_files(table: Table, files: list[DataFile]) -> None:
 def commit_day(
     load_table: Callable[[], Table],
     manifest: Manifest,
-    rows: pa.Table,
+    rows: pa.Table | list[SortedRun],
     max_attempts: int = 8,
     base_backoff_s: float = 0.2,
 ) -> CommitResult:
@@ -253,6 +269,7 @@ def commit_day(
     last_plan: DayPlan | None = None
     last_previous: Snapshot | None = None
     rows_to_write = 0
+    times = PhaseTimes()
     for attempt in range(1, max_attempts + 1):
         backoff(attempt, base_backoff_s)
         table = without_library_retries(load_table())
@@ -265,7 +282,8 @@ def commit_day(
                 day=manifest.day, outcome="unchanged", snapshot_id=previous.snapshot_id,
                 manifest_digest=manifest.digest, attempts=attempt,
             )
-        committed = committed_versions(table, manifest.day)
+        with times.timed("plan"):
+            committed = committed_versions(table, manifest.day)
         plan = plan_day(committed, manifest)
         if previous is None and not manifest.entries and not committed:
             return CommitResult(day=manifest.day, outcome="empty", snapshot_id=None,
@@ -282,15 +300,21 @@ def commit_day(
         key = (plan.write_keys, table.metadata.default_spec_id, table.metadata.current_schema_id)
         if key != written_for:
             delete_files(table, written)
-            to_write = _rows_of(rows, plan.write_keys)
-            written, written_for = write_data_files(table, to_write), key
-            rows_to_write = to_write.num_rows
+            if not plan.write_keys:
+                files = WrittenFiles()
+            else:
+                every_file = set(plan.write_keys) == set(manifest.versions())
+                with times.timed("write"):
+                    files = write_data_files(table, rows,
+                                             only_keys=None if every_file else plan.write_keys)
+            written, written_for, rows_to_write = files.data_files, key, files.rows
         properties = {
             SUMMARY_DAY: manifest.day,
             SUMMARY_DIGEST: manifest.digest,
             SUMMARY_SOURCE_FILES: str(len(manifest.entries)),
         }
         last_plan, last_previous = plan, previous
+        commit_started = time.perf_counter()
         try:
             tx = table.transaction()
             if plan.rewrite_keys:
@@ -308,19 +332,15 @@ def commit_day(
         except CommitStateUnknownException as exc:
             last_error = exc  # may have landed: the digest check above tells
             continue
-        return _result(load_table(), manifest, plan, previous, rows_to_write, attempt)
+        finally:
+            times.add("commit", time.perf_counter() - commit_started)
+        result = _result(load_table(), manifest, plan, previous, rows_to_write, attempt)
+        result.times = times.as_dict()
+        return result
     delete_files(load_table(), written)
     raise CommitRetriesExhaustedError(
         f"day {manifest.day}: commit still conflicting after {max_attempts} attempts: {last_error}"
     )
-
-
-def _rows_of(rows: pa.Table, keys: tuple[str, ...]) -> pa.Table:
-    if rows.num_rows == 0 or not keys:
-        return rows.slice(0, 0)
-    mask = pc.is_in(rows.column(SOURCE_FILE), value_set=pa.array(keys, rows.schema.field(
-        SOURCE_FILE).type))
-    return rows.filter(mask)
 
 
 def _summary_int(snapshot: Snapshot, key: str) -> int:

@@ -1,6 +1,9 @@
 """The daily asset graph: raw_log_chunks -> normalized_log_batches -> workflow_logs."""
 
 
+import atexit
+import shutil
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -8,24 +11,22 @@ from collections.abc import Sequence
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 
 from wflog_assets.checks import CHECKS, day_checks
+from wflog_assets.day_writer import SortedRun
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.quarantine import (
-    QUARANTINE_REASON,
     QUARANTINE_SUFFIX,
     ensure_quarantine_table,
-    split_staged,
-    stage_day,
-    summarize,
     write_quarantine,
 )
-from wflog_assets.schema import DEFAULT_LAYOUT, TIMESTAMP, WORKFLOW_NAME
-from wflog_assets.source import Manifest, list_day, read_manifest
+from wflog_assets.schema import DEFAULT_LAYOUT
+from wflog_assets.source import Manifest, list_day
+from wflog_assets.staging import StagedRuns, stage_in_pieces
 from wflog_assets.table_writer import commit_day
 
 GROUP = "workflow_logs"
@@ -100,14 +101,14 @@ def commit_layout_day(
     catalog: Catalog,
     layout: str,
     manifest: pa.Table,
-    rows: pa.Table,
+    rows: pa.Table | list[SortedRun],
 ) -> dg.MaterializeResult:
-    """Commit one day's good rows (`split_staged`) to `layout`'s table in one snapshot."""
+    """Commit one day's good rows (a table, or sorted runs) to `layout`'s table in one snapshot."""
     started = time.monotonic()
     day_manifest = Manifest.from_arrow(manifest)
     identifier = iceberg.layout_identifier(layout)
     iceberg.ensure_table(layout, catalog)
-    if layout != DEFAULT_LAYOUT:  # staged rows are ordered for the production layout
+    if isinstance(rows, pa.Table) and layout != DEFAULT_LAYOUT:  # ordered for production
         rows = sort_for_table(rows, layout)
     result = commit_day(lambda: catalog.load_table(identifier), day_manifest, rows)
     context.log.info(
@@ -133,6 +134,7 @@ def commit_layout_day(
             "source_bytes_ingested": dg.MetadataValue.int(source_bytes),
             "manifest_digest": dg.MetadataValue.text(result.manifest_digest),
             "commit_attempts": dg.MetadataValue.int(result.attempts),
+            "phase_seconds": dg.MetadataValue.json(result.times),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
     )
@@ -185,61 +187,57 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         context: dg.AssetExecutionContext,
         raw_log_chunks: pa.Table,
         log_source: LogSourceResource,
-    ) -> dg.MaterializeResult[pa.Table]:
-        """The day's rows in the table schema, sorted, plus a record of everything kept out."""
+    ) -> dg.MaterializeResult[StagedRuns]:
+        """The day's rows in the table schema as sorted runs, plus everything kept out."""
         started = time.monotonic()
         manifest = Manifest.from_arrow(raw_log_chunks)
-        read = read_manifest(
-            log_source.object_store(), manifest, max_workers=log_source.read_workers
+        spill = tempfile.mkdtemp(prefix="wflog-spill-")
+        atexit.register(shutil.rmtree, spill, ignore_errors=True)
+        staged = stage_in_pieces(
+            log_source.object_store(), manifest, pafs.LocalFileSystem(), spill,
+            max_workers=log_source.read_workers, piece_bytes=log_source.piece_mb * 1024 * 1024,
         )
-        staged = stage_day(read, manifest)
-        files = read.files
-        for reject in read.rejected[:50]:
+        summary = staged.summary()
+        for reject in staged.rejected[:50]:
             context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")
         for issue in staged.line_issues[:50]:
             context.log.warning(f"line not ingested: {issue.key} line {issue.line}: {issue.reason}")
-        for row in staged.quarantined.slice(0, 50).to_pylist():
+        for row in summary.quarantined.slice(0, 50).to_pylist():
             context.log.warning(f"quarantined: {row['source_file']}: {row['rows']} record(s): "
                                 f"{row['quarantine_reason']}")
-        accepted = pc.is_null(staged.table.column(QUARANTINE_REASON))
-        names = staged.table.column(WORKFLOW_NAME).filter(accepted)
-        stamps = staged.table.column(TIMESTAMP).filter(accepted)
-        rejected = [(r.key, -1, r.reason) for r in read.rejected] + [
+        rejected = [(r.key, -1, r.reason) for r in staged.rejected] + [
             (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues]
         metadata: dict[str, dg.MetadataValue] = {
             "rows": dg.MetadataValue.int(staged.accepted_rows),
-            "source_files": dg.MetadataValue.int(len(files)),
-            "rejected_files": dg.MetadataValue.int(len(read.rejected)),
-            "workflows": dg.MetadataValue.int(
-                pc.count_distinct(names).as_py() if len(names) else 0
-            ),
+            "source_files": dg.MetadataValue.int(staged.source_files),
+            "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
+            "workflows": dg.MetadataValue.int(len(staged.workflows)),
             "manifest_digest": dg.MetadataValue.text(manifest.digest),
-            "ignored_top_level_columns": dg.MetadataValue.json(
-                sorted({c for f in files for c in f.ignored_columns})),
-            "extra_other_keys": dg.MetadataValue.json(
-                sorted({k for f in files for k in f.other_extra_keys})),
-            "files_by_reader": dg.MetadataValue.json(dict(Counter(f.reader for f in files))),
+            "ignored_top_level_columns": dg.MetadataValue.json(sorted(staged.ignored_columns)),
+            "extra_other_keys": dg.MetadataValue.json(sorted(staged.other_extra_keys)),
+            "files_by_reader": dg.MetadataValue.json(staged.files_by_reader),
             "rejected_lines": dg.MetadataValue.int(len(staged.line_issues)),
             "rejected": dg.MetadataValue.table(
                 records=[dg.TableRecord({"key": k, "line": line, "reason": reason[:300]})
                          for k, line, reason in rejected[:MANIFEST_PREVIEW_ROWS]],
                 schema=REJECTED_TABLE_SCHEMA,
             ),
-            "quarantined_rows": dg.MetadataValue.int(
-                staged.table.num_rows - staged.accepted_rows),
+            "quarantined_rows": dg.MetadataValue.int(staged.kept_out.num_rows),
             "quarantine": dg.MetadataValue.table(
                 records=[dg.TableRecord({"key": r["source_file"], "reason": r[
                     "quarantine_reason"][:300], "rows": r["rows"]})
-                    for r in staged.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()],
+                    for r in summary.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()],
                 schema=QUARANTINE_TABLE_SCHEMA,
             ),
+            "sorted_runs": dg.MetadataValue.int(len(staged.runs)),
+            "source_bytes_read": dg.MetadataValue.int(staged.times.bytes.get("fetch", 0)),
+            "phase_seconds": dg.MetadataValue.json(staged.times.as_dict()),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
-        if len(stamps):
-            bounds = pc.min_max(stamps).as_py()
-            metadata["min_timestamp"] = dg.MetadataValue.float(bounds["min"])
-            metadata["max_timestamp"] = dg.MetadataValue.float(bounds["max"])
-        return dg.MaterializeResult(value=staged.table, metadata=metadata)
+        if staged.min_timestamp is not None:
+            metadata["min_timestamp"] = dg.MetadataValue.float(staged.min_timestamp)
+            metadata["max_timestamp"] = dg.MetadataValue.float(staged.max_timestamp)
+        return dg.MaterializeResult(value=staged, metadata=metadata)
 
     @dg.asset(
         partitions_def=partitions_def,
@@ -256,19 +254,21 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
     def workflow_logs(
         context: dg.AssetExecutionContext,
         manifest: pa.Table,
-        normalized_log_batches: pa.Table,
+        normalized_log_batches: StagedRuns,
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
         """The Iceberg table of workflow logs: the day committed in one snapshot."""
         catalog = iceberg.load_catalog()
-        good, quarantined = split_staged(normalized_log_batches)
-        committed = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest, good)
+        staged_runs = normalized_log_batches
+        quarantined = staged_runs.kept_out
+        committed = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest,
+                                      staged_runs.runs)
         day = Manifest.from_arrow(manifest).day
         quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
         snapshot = write_quarantine(ensure_quarantine_table(catalog, quarantine_id), day,
                                     quarantined)
-        staged = summarize(normalized_log_batches)
-        outcomes = day_checks(catalog.load_table(iceberg.layout_identifier()), day, staged, good)
+        outcomes = day_checks(catalog.load_table(iceberg.layout_identifier()), day,
+                              staged_runs.summary(), staged_runs.runs)
         metadata = {
             **(committed.metadata or {}),
             "quarantine_table": dg.MetadataValue.text(quarantine_id),

@@ -11,7 +11,6 @@ from pyiceberg.table import Table
 
 from wflog_assets.defs.assets import BACKFILL_POLICY, commit_layout_day
 from wflog_assets.defs.resources import IcebergCatalogResource
-from wflog_assets.quarantine import split_staged
 from wflog_assets.report import (
     figures_json,
     markdown_table,
@@ -22,6 +21,7 @@ from wflog_assets.report import (
     seed_comparison,
 )
 from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUTS, describe_layout
+from wflog_assets.staging import StagedRuns
 
 GROUP = "layout_study"
 
@@ -50,10 +50,12 @@ def _layout_asset(layout: str, partitions_def: dg.PartitionsDefinition,
         description=f"The day's rows in the {layout} table ({describe_layout(layout)}), "
         "one commit per day.",
     )
-    def layout_table(context: dg.AssetExecutionContext, manifest: pa.Table, rows: pa.Table,
+    def layout_table(context: dg.AssetExecutionContext, manifest: pa.Table, rows: StagedRuns,
                      iceberg: IcebergCatalogResource) -> dg.MaterializeResult:
-        good, _ = split_staged(rows)  # quarantined records never reach a layout's table
-        return commit_layout_day(context, iceberg, iceberg.load_catalog(), layout, manifest, good)
+        # the good rows only (quarantined records never reach a layout's table), in memory:
+        # the study re-sorts them for its layout
+        return commit_layout_day(context, iceberg, iceberg.load_catalog(), layout, manifest,
+                                 rows.good_rows())
 
     return layout_table
 

@@ -7,7 +7,10 @@ always `dg.EnvVar`s, so they are resolved at run time and never shown in the UI.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from pyiceberg.table import Table
 
 from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
 from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
+from wflog_assets.staging import LISTING, StagedRuns, load_staged, save_staged
 from wflog_assets.table_writer import ensure_table
 
 
@@ -80,6 +84,11 @@ class LogSourceResource(dg.ConfigurableResource, ABC):
 
     read_workers: int = Field(
         default=8, ge=1, le=64, description="Files read and normalized in parallel."
+    )
+    piece_mb: int = Field(
+        default=32, ge=1, le=65536,
+        description="Source MB read, normalized and sorted at a time (one sorted run each): "
+        "bounds a run's memory whatever the size of the day. ~32 MB of Parquet is ~0.5 M rows.",
     )
 
     @abstractmethod
@@ -267,11 +276,18 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else "all"
         return f"{base}/{asset}/{partition}.parquet"
 
-    def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
-        if not isinstance(obj, pa.Table):
-            raise TypeError(f"{type(self).__name__} stages pyarrow Tables, got {type(obj)}")
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table | StagedRuns) -> None:
         fs, base = self._fs_and_base()
         path = self._path(context, base)
+        if isinstance(obj, StagedRuns):  # a day's sorted runs: a folder per partition
+            folder = path.removesuffix(".parquet")
+            save_staged(obj, fs, folder)
+            context.add_output_metadata({"staged_path": self.root.rstrip("/") + folder[len(base):],
+                                         "staged_runs": len(obj.runs)})
+            return
+        if not isinstance(obj, pa.Table):
+            raise TypeError(f"{type(self).__name__} stages pyarrow Tables or StagedRuns, "
+                            f"got {type(obj)}")
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         if isinstance(fs, pafs.LocalFileSystem):  # S3 uploads are atomic by themselves
             tmp = f"{path}.tmp-{os.getpid()}"
@@ -281,6 +297,12 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
             pq.write_table(obj, path, filesystem=fs, row_group_size=128 * 1024)
         context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base):]})
 
-    def load_input(self, context: dg.InputContext) -> pa.Table:
+    def load_input(self, context: dg.InputContext) -> pa.Table | StagedRuns:
         fs, base = self._fs_and_base()
-        return ds.dataset(self._path(context, base), filesystem=fs, format="parquet").to_table()
+        path = self._path(context, base)
+        folder = path.removesuffix(".parquet")
+        if fs.get_file_info(f"{folder}/{LISTING}").type == pafs.FileType.File:
+            local = tempfile.mkdtemp(prefix="wflog-runs-")
+            atexit.register(shutil.rmtree, local, ignore_errors=True)
+            return load_staged(fs, folder, local)
+        return ds.dataset(path, filesystem=fs, format="parquet").to_table()
