@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
-from wflog_assets.day_writer import SortedRun, partition_blocks
+from wflog_assets.day_writer import MemoryRun, SortedRun, partition_blocks
 from wflog_assets.quarantine import StagedDay
 from wflog_assets.schema import (
     LAYOUTS,
@@ -109,34 +109,62 @@ def _layout_matches(table: Table, layout: str) -> dict[str, object]:
     }
 
 
-def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str, object]]]:
-    """Rows whose DUPLICATE_KEY also occurs in another file: (extra copies, examples).
+class DuplicateFinder:
+    """Rows whose DUPLICATE_KEY also occurs in another file, fed block by block.
 
-    Sorted runs are merged a block at a time; a block holds every row of its timestamps, and
-    rows sharing a DUPLICATE_KEY share the timestamp, so no duplicate spans two blocks.
+    Blocks come from the merge (`partition_blocks`): ordered by timestamp DESC, with every row
+    of a timestamp in one block. Rows sharing a DUPLICATE_KEY share the timestamp, so only rows
+    whose timestamp repeats within the block are grouped (most timestamps are unique).
     """
-    blocks = [good] if isinstance(good, pa.Table) else (b for _, b in partition_blocks(good))
-    copies, examples = 0, []
-    for block in blocks:
-        if block.num_rows == 0:
-            continue
-        keys = block.select([*DUPLICATE_KEY, SOURCE_FILE])
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.copies = 0
+        self.examples: list[dict[str, object]] = []
+
+    def add(self, block: pa.Table) -> None:
+        self.rows += block.num_rows
+        if block.num_rows < 2:
+            return
+        ts = block.column(TIMESTAMP).combine_chunks()
+        same = pc.equal(ts.slice(1), ts.slice(0, len(ts) - 1))  # ts[i + 1] == ts[i]
+        if not pc.any(same).as_py():
+            return
+        false = pa.array([False])
+        tied = pc.or_(pa.concat_arrays([same, false]), pa.concat_arrays([false, same]))
+        keys = block.filter(pc.fill_null(tied, False)).select([*DUPLICATE_KEY, SOURCE_FILE])
         groups = keys.group_by(list(DUPLICATE_KEY), use_threads=False).aggregate(
             [(SOURCE_FILE, "count_distinct"), (SOURCE_FILE, "count"), (SOURCE_FILE, "distinct")])
         dup = groups.filter(pc.greater(groups.column(f"{SOURCE_FILE}_count_distinct"), 1))
         if dup.num_rows == 0:
-            continue
-        copies += pc.sum(pc.subtract(dup.column(f"{SOURCE_FILE}_count"), 1)).as_py() or 0
-        examples.extend(
+            return
+        self.copies += pc.sum(pc.subtract(dup.column(f"{SOURCE_FILE}_count"), 1)).as_py() or 0
+        self.examples.extend(
             {"timestamp": r[TIMESTAMP], "workflow": r[WORKFLOW_NAME],
              "message": (r["message"] or "")[:200], "files": sorted(r[f"{SOURCE_FILE}_distinct"])}
-            for r in dup.slice(0, EXAMPLES - len(examples)).to_pylist())
-    return int(copies), examples
+            for r in dup.slice(0, max(0, EXAMPLES - len(self.examples))).to_pylist())
+
+
+def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str, object]]]:
+    """(extra copies, examples) of rows that also occur in another file of the day."""
+    finder = DuplicateFinder()
+    if isinstance(good, pa.Table):
+        runs: list[SortedRun] = [MemoryRun.of(good, LAYOUTS["wf_month"], TABLE_SCHEMA)]
+    else:
+        runs = good
+    for _, block in partition_blocks(runs):
+        finder.add(block)
+    return int(finder.copies), finder.examples
 
 
 def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[SortedRun],
-               layout: str = "wf_month") -> list[CheckOutcome]:
-    """The six checks for one day, after its commit."""
+               layout: str = "wf_month", seen: DuplicateFinder | None = None
+               ) -> list[CheckOutcome]:
+    """The six checks for one day, after its commit.
+
+    `seen`: a finder that was fed the day's good rows (by the write); without it, or if it saw
+    a different number of rows (a partial or repeated write), `good` is read once more.
+    """
     date = dt.date.fromisoformat(day)
     start = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).timestamp()
     end = start + 86_400
@@ -151,7 +179,10 @@ def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[
             ("file:", "line ")) else r["quarantine_reason"]
         reason = "bad line" if reason.startswith("line ") else reason
         by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
-    copies, examples = duplicate_rows(good)
+    if seen is not None and seen.rows == staged.accepted_rows:
+        copies, examples = int(seen.copies), seen.examples
+    else:
+        copies, examples = duplicate_rows(good)
     return [
         _outcome("row_count_parity", facts.rows == staged.accepted_rows,
                  table_rows=facts.rows, accepted_rows=staged.accepted_rows,

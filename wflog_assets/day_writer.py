@@ -4,10 +4,10 @@ pyiceberg 0.12 writes a partitioned `append` from one in-memory table (a `Record
 refused for partitioned tables, apache/iceberg-python#2152), filters that whole table once per
 partition value, and needs ~0.9 KiB of memory per row. Here instead:
 
-- rows arrive in *pieces* (a few source files at a time); each piece is ordered by
+- rows arrive in *pieces* (a bounded number of rows at a time); each piece is ordered by
   (partition values, timestamp DESC, nulls last) and kept as a **sorted run**: the piece itself
-  (`MemoryRun`), or an Arrow IPC file on any pyarrow filesystem (`write_run` / `IpcRun`), with
-  an index of where each partition's rows are;
+  (`MemoryRun`), or an Arrow IPC file (zstd) on any pyarrow filesystem (`write_run` /
+  `IpcRun`), with an index of where each partition's rows are;
 - `write_data_files` merges, partition by partition, the runs' slices of that partition
   (a k-way merge on the timestamp, one block at a time) into a rolling Parquet writer: one data
   file per partition unless it passes `write.target-file-size-bytes`, row groups of
@@ -38,6 +38,7 @@ from pyiceberg.io.pyarrow import (
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
     pyarrow_to_schema,
+    schema_to_pyarrow,
 )
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey, PartitionSpec
@@ -174,7 +175,7 @@ class MemoryRun:
 
 def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
               filesystem: pafs.FileSystem, path: str) -> dict[PartitionValues, int]:
-    """Sort a piece and spill it as an Arrow IPC file (lz4) with its partition index."""
+    """Sort a piece and spill it as an Arrow IPC file (zstd) with its partition index."""
     rows, slices = sort_piece(rows, spec, schema)
     index, batch_no = [], 0
     batches: list[pa.RecordBatch] = []
@@ -184,7 +185,7 @@ def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
                       rows.column(TIMESTAMP)[offset].as_py()])
         batch_no += len(chunk)
         batches.extend(chunk)
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
     metadata = {RUN_INDEX_KEY: json.dumps(index).encode()}
     with filesystem.open_output_stream(path) as sink, pa.ipc.new_file(
             sink, rows.schema, options=options, metadata=metadata) as writer:
@@ -298,9 +299,20 @@ def partition_blocks(runs: Iterable[SortedRun]) -> Iterator[tuple[PartitionValue
 
 
 def _sorted_block(blocks: list[pa.Table]) -> pa.Table:
-    block = pa.concat_tables(blocks)
+    """One DESC-sorted block of several: concatenated in order when their ranges do not
+    overlap (runs of different hours), else sorted."""
     if len(blocks) == 1:
-        return block
+        return blocks[0]
+    ranges = []
+    for block in blocks:
+        bounds = pc.min_max(block.column(TIMESTAMP)).as_py()
+        ranges.append((bounds["max"], bounds["min"], block))
+    if all(r[0] is not None for r in ranges) and not any(b.column(TIMESTAMP).null_count
+                                                         for b in blocks):
+        ranges.sort(key=lambda r: r[0], reverse=True)
+        if all(ranges[i][1] >= ranges[i + 1][0] for i in range(len(ranges) - 1)):
+            return pa.concat_tables([r[2] for r in ranges])
+    block = pa.concat_tables(blocks)
     return block.take(pc.sort_indices(block, sort_keys=[(TIMESTAMP, "descending", "at_end")]))
 
 
@@ -313,15 +325,14 @@ class WrittenFiles:
     partitions: int = 0
 
 
-class _RollingWriter:
-    """One partition's data files: row groups of a fixed size, a new file past the target size."""
+class _FileSettings:
+    """What every data file of one write shares: schemas, table properties, locations."""
 
-    def __init__(self, metadata: TableMetadata, io: FileIO, key: PartitionKey | None,
-                 new_name: Callable[[], str]) -> None:
+    def __init__(self, metadata: TableMetadata) -> None:
         table_schema = metadata.schema()
         sanitized = sanitize_column_names(table_schema)
+        self.metadata = metadata
         self.file_schema = sanitized if sanitized != table_schema else table_schema
-        self.metadata, self.io, self.key, self.new_name = metadata, io, key, new_name
         props = metadata.properties
         self.row_group = property_as_int(props, TableProperties.PARQUET_ROW_GROUP_LIMIT,
                                          TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT) or 1
@@ -330,49 +341,96 @@ class _RollingWriter:
         self.kwargs = _get_parquet_writer_kwargs(props)
         self.location = load_location_provider(table_location=metadata.location,
                                                table_properties=props)
+        self.format_model = FileFormatFactory.get(FileFormat.PARQUET)
+        self.stats_plan = compute_statistics_plan(self.file_schema, props)
+        self.column_ids = parquet_path_to_id_mapping(self.file_schema)
+        self._task_schemas: dict[pa.Schema, Schema] = {}
+        self.arrow_schema = schema_to_pyarrow(self.file_schema, include_field_ids=True)
+        self.table_names = [f.name for f in table_schema.fields]
+
+    def to_file(self, rows: pa.Table) -> pa.Table:
+        """`rows` as the file stores them: the table's field ids and (sanitized) names.
+
+        Rows already of the table's types are relabelled without copying; anything else goes
+        through pyiceberg's own projection.
+        """
+        if rows.column_names == self.table_names:
+            try:
+                return pa.Table.from_arrays(
+                    [_relabel(rows.column(i), f.type) for i, f in enumerate(self.arrow_schema)],
+                    schema=self.arrow_schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                pass
+        task = self._task_schemas.get(rows.schema)
+        if task is None:
+            task = self._task_schemas[rows.schema] = pyarrow_to_schema(
+                rows.schema, name_mapping=self.metadata.schema().name_mapping,
+                format_version=self.metadata.format_version)
+        return pa.Table.from_batches([
+            _to_requested_schema(requested_schema=self.file_schema, file_schema=task, batch=b,
+                                 include_field_ids=True, format_model=self.format_model)
+            for b in rows.to_batches()])
+
+
+def _relabel(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """The same values under `target`'s field names (and field-id metadata)."""
+    if column.type == target or not pa.types.is_struct(target):
+        return column
+    if not pa.types.is_struct(column.type) or column.type.num_fields != target.num_fields:
+        raise TypeError(f"cannot relabel {column.type} as {target}")
+    fields = list(target)
+    chunks = []
+    for chunk in column.chunks:
+        children = [_relabel(pa.chunked_array([chunk.field(i)]), f.type).combine_chunks()
+                    for i, f in enumerate(fields)]
+        mask = pc.is_null(chunk) if chunk.null_count else None
+        chunks.append(pa.StructArray.from_arrays(children, fields=fields, mask=mask))
+    return pa.chunked_array(chunks, type=target)
+
+
+class _RollingWriter:
+    """One partition's data files: row groups of a fixed size, a new file past the target size."""
+
+    def __init__(self, settings: _FileSettings, io: FileIO, key: PartitionKey | None,
+                 new_name: Callable[[], str]) -> None:
+        self.settings, self.io, self.key, self.new_name = settings, io, key, new_name
+        self.metadata = settings.metadata
+        self.row_group = settings.row_group
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self.files: list[DataFile] = []
         self._open: tuple[str, Any, Any, pq.ParquetWriter] | None = None
-        self._task_schema: Schema | None = None
 
     def add(self, block: pa.Table) -> None:
         if block.num_rows == 0:
             return
         self.pending.append(block)
         self.pending_rows += block.num_rows
-        while self.pending_rows >= self.row_group:
-            self._flush(self.row_group)
+        if self.pending_rows >= self.row_group:
+            self._flush(self.pending_rows - self.pending_rows % self.row_group)
 
     def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self.pending).combine_chunks()
-        group, rest = table.slice(0, rows), table.slice(rows)
+        """Write the first `rows` pending rows (whole row groups, but at the end)."""
+        table = pa.concat_tables(self.pending)  # chunks as they are: no copy
+        rest = table.slice(rows)
         self.pending = [rest] if rest.num_rows else []
         self.pending_rows = rest.num_rows
-        self._write(group)
+        for offset in range(0, rows, self.row_group):  # the target size is checked per group
+            self._write(table.slice(offset, min(self.row_group, rows - offset)))
 
     def _write(self, group: pa.Table) -> None:
-        if self._task_schema is None:
-            self._task_schema = pyarrow_to_schema(
-                group.schema, name_mapping=self.metadata.schema().name_mapping,
-                format_version=self.metadata.format_version)
-        batches = [_to_requested_schema(requested_schema=self.file_schema,
-                                        file_schema=self._task_schema, batch=b,
-                                        include_field_ids=True,
-                                        format_model=FileFormatFactory.get(FileFormat.PARQUET))
-                   for b in group.to_batches()]
-        table = pa.Table.from_batches(batches)
+        table = self.settings.to_file(group)
         if self._open is None:
-            path = self.location.new_data_location(data_file_name=self.new_name(),
-                                                   partition_key=self.key)
+            path = self.settings.location.new_data_location(data_file_name=self.new_name(),
+                                                            partition_key=self.key)
             output = self.io.new_output(path)
             stream = output.create(overwrite=True)
             writer = pq.ParquetWriter(stream, schema=table.schema, store_decimal_as_integer=True,
-                                      **self.kwargs)
+                                      **self.settings.kwargs)
             self._open = (path, output, stream, writer)
         _, _, stream, writer = self._open
-        writer.write_table(table, row_group_size=max(self.row_group, table.num_rows))
-        if stream.tell() >= self.target:
+        writer.write_table(table, row_group_size=self.row_group)
+        if stream.tell() >= self.settings.target:
             self._close_file()
 
     def _close_file(self) -> None:
@@ -384,8 +442,8 @@ class _RollingWriter:
         stream.close()
         statistics = data_file_statistics_from_parquet_metadata(
             parquet_metadata=writer.writer.metadata,
-            stats_columns=compute_statistics_plan(self.file_schema, self.metadata.properties),
-            parquet_column_mapping=parquet_path_to_id_mapping(self.file_schema),
+            stats_columns=self.settings.stats_plan,
+            parquet_column_mapping=self.settings.column_ids,
         )
         self.files.append(DataFile.from_args(
             content=DataFileContent.DATA,
@@ -413,9 +471,14 @@ def write_data_files(
     io: FileIO,
     runs: Iterable[SortedRun],
     keep: Callable[[pa.Table], pa.Array] | None = None,
+    observe: Callable[[pa.Table], None] | None = None,
 ) -> WrittenFiles:
-    """Write the rows of `runs` (those `keep` selects, if given) as data files, not committed."""
+    """Write the rows of `runs` (those `keep` selects, if given) as data files, not committed.
+
+    `observe` sees every merged block (before `keep`): checks ride along the one pass.
+    """
     spec, schema = metadata.spec(), metadata.schema()
+    settings = _FileSettings(metadata)
     write_uuid = uuid.uuid4()
     counter = iter(range(1 << 62))
 
@@ -430,7 +493,9 @@ def write_data_files(
             if writer is not None:
                 out.data_files.extend(writer.finish())
             key = _partition_key(spec, schema, values) if spec.fields else None
-            writer, current = _RollingWriter(metadata, io, key, new_name), values
+            writer, current = _RollingWriter(settings, io, key, new_name), values
+        if observe is not None:
+            observe(block)
         if keep is not None:
             block = block.filter(keep(block))
         out.rows += block.num_rows

@@ -171,7 +171,7 @@ def split_staged(staged: pa.Table) -> tuple[pa.Table, pa.Table]:
         return staged, STAGED_SCHEMA.empty_table()
     reason = staged.column(QUARANTINE_REASON)
     if reason.null_count == len(reason):  # nothing kept out: no copy of the rows
-        return staged.drop_columns([QUARANTINE_REASON]), staged.slice(0, 0)
+        return staged.drop_columns([QUARANTINE_REASON]), staged.schema.empty_table()
     good = staged.filter(pc.is_null(reason)).drop_columns([QUARANTINE_REASON])
     return good, staged.filter(pc.is_valid(reason))
 

@@ -276,7 +276,7 @@ def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
     return normalize_table(table, entry.key, entry.etag)
 
 
-class _TimedStore:
+class TimedStore:
     """An object store whose reads are timed and counted as the `fetch` phase."""
 
     def __init__(self, store: ObjectStore, times: PhaseTimes) -> None:
@@ -292,6 +292,37 @@ class _TimedStore:
         return data
 
 
+def read_chunk_parts(store: ObjectStore, entry: ManifestEntry,
+                     part_rows: int) -> Iterator[NormalizedFile]:
+    """A chunk file normalized `part_rows` rows at a time (Parquet), so a big file is never
+    whole in memory as rows (only as its compressed bytes, downloaded once).
+
+    JSON lines files are parsed whole (one part). Raises like `read_chunk`, possibly after
+    some parts were yielded (the caller must then drop those).
+    """
+    if entry.format == JSON_LINES:
+        yield read_chunk(store, entry)
+        return
+    if entry.size == 0:
+        raise SourceReadError(entry.key, "empty object (0 bytes)")
+    data = store.read(entry.key)
+    try:
+        batches = pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=part_rows)
+        first = True
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                if first:  # a file with no rows still says what it is (and may be rejected)
+                    empty = pq.read_schema(io.BytesIO(data)).empty_table()
+                    yield normalize_table(empty, entry.key, entry.etag)
+                return
+            first = False
+            yield normalize_table(pa.Table.from_batches([batch]), entry.key, entry.etag)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceReadError(entry.key, f"not a readable Parquet file: {exc}") from exc
+
+
 def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
                     reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile],
                     times: PhaseTimes | None = None) -> NormalizedFile | FileReject:
@@ -299,7 +330,7 @@ def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
     try:
         if times is None:
             return reader(store, entry)
-        return reader(_TimedStore(store, times), entry)
+        return reader(TimedStore(store, times), entry)
     except SourceReadError as exc:
         return FileReject(entry.key, entry.etag, exc.reason)
     except NormalizationError as exc:

@@ -193,7 +193,8 @@ def committed_versions(table: Table, day: str) -> dict[str, str]:
 
 
 def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
-                     only_keys: tuple[str, ...] | None = None) -> WrittenFiles:
+                     only_keys: tuple[str, ...] | None = None,
+                     observe: Callable[[pa.Table], None] | None = None) -> WrittenFiles:
     """Write `rows` (a table, or a day's sorted runs) as data files of `table`, not committed.
 
     One file per partition (more only past the target file size), rows in the table's sort
@@ -215,7 +216,7 @@ def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
         def keep(block: pa.Table) -> pa.Array:
             column = block.column(SOURCE_FILE)
             return pc.is_in(column, value_set=wanted.cast(column.type))
-    return day_writer.write_data_files(metadata, table.io, runs, keep)
+    return day_writer.write_data_files(metadata, table.io, runs, keep, observe)
 
 
 def backoff(attempt: int, base_s: float) -> None:
@@ -255,6 +256,7 @@ def commit_day(
     rows: pa.Table | list[SortedRun],
     max_attempts: int = 8,
     base_backoff_s: float = 0.2,
+    observe: Callable[[pa.Table], None] | None = None,
 ) -> CommitResult:
     """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
 
@@ -306,7 +308,8 @@ def commit_day(
                 every_file = set(plan.write_keys) == set(manifest.versions())
                 with times.timed("write"):
                     files = write_data_files(table, rows,
-                                             only_keys=None if every_file else plan.write_keys)
+                                             only_keys=None if every_file else plan.write_keys,
+                                             observe=observe)
             written, written_for, rows_to_write = files.data_files, key, files.rows
         properties = {
             SUMMARY_DAY: manifest.day,

@@ -7,14 +7,14 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 
-from wflog_assets.checks import CHECKS, day_checks
+from wflog_assets.checks import CHECKS, DuplicateFinder, day_checks
 from wflog_assets.day_writer import SortedRun
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
@@ -102,6 +102,7 @@ def commit_layout_day(
     layout: str,
     manifest: pa.Table,
     rows: pa.Table | list[SortedRun],
+    observe: Callable[[pa.Table], None] | None = None,
 ) -> dg.MaterializeResult:
     """Commit one day's good rows (a table, or sorted runs) to `layout`'s table in one snapshot."""
     started = time.monotonic()
@@ -110,7 +111,8 @@ def commit_layout_day(
     iceberg.ensure_table(layout, catalog)
     if isinstance(rows, pa.Table) and layout != DEFAULT_LAYOUT:  # ordered for production
         rows = sort_for_table(rows, layout)
-    result = commit_day(lambda: catalog.load_table(identifier), day_manifest, rows)
+    result = commit_day(lambda: catalog.load_table(identifier), day_manifest, rows,
+                        observe=observe)
     context.log.info(
         f"{result.day} -> {identifier}: {result.outcome}, {result.rows_written} "
         f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
@@ -195,7 +197,8 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         atexit.register(shutil.rmtree, spill, ignore_errors=True)
         staged = stage_in_pieces(
             log_source.object_store(), manifest, pafs.LocalFileSystem(), spill,
-            max_workers=log_source.read_workers, piece_bytes=log_source.piece_mb * 1024 * 1024,
+            max_workers=log_source.read_workers, piece_rows=log_source.piece_rows,
+            part_rows=log_source.part_rows,
         )
         summary = staged.summary()
         for reject in staged.rejected[:50]:
@@ -261,14 +264,15 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         catalog = iceberg.load_catalog()
         staged_runs = normalized_log_batches
         quarantined = staged_runs.kept_out
+        seen = DuplicateFinder()  # fed by the write's own pass over the rows
         committed = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest,
-                                      staged_runs.runs)
+                                      staged_runs.readable(), observe=seen.add)
         day = Manifest.from_arrow(manifest).day
         quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
         snapshot = write_quarantine(ensure_quarantine_table(catalog, quarantine_id), day,
                                     quarantined)
         outcomes = day_checks(catalog.load_table(iceberg.layout_identifier()), day,
-                              staged_runs.summary(), staged_runs.runs)
+                              staged_runs.summary(), staged_runs.readable(), seen=seen)
         metadata = {
             **(committed.metadata or {}),
             "quarantine_table": dg.MetadataValue.text(quarantine_id),

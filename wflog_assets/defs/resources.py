@@ -31,7 +31,14 @@ from pyiceberg.table import Table
 
 from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
 from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
-from wflog_assets.staging import LISTING, StagedRuns, load_staged, save_staged
+from wflog_assets.staging import (
+    DEFAULT_PART_ROWS,
+    DEFAULT_PIECE_ROWS,
+    LISTING,
+    StagedRuns,
+    load_staged,
+    save_staged,
+)
 from wflog_assets.table_writer import ensure_table
 
 
@@ -83,12 +90,18 @@ class LogSourceResource(dg.ConfigurableResource, ABC):
     """Where the chunk files are: `<root>/year=YYYY/month=MM/day=DD/[hour=HH/]chunk-*.parquet`."""
 
     read_workers: int = Field(
-        default=8, ge=1, le=64, description="Files read and normalized in parallel."
+        default=4, ge=1, le=64,
+        description="Files read and normalized in parallel (each holds its compressed bytes "
+        "and up to two parts of `part_rows` rows in memory).",
     )
-    piece_mb: int = Field(
-        default=32, ge=1, le=65536,
-        description="Source MB read, normalized and sorted at a time (one sorted run each): "
-        "bounds a run's memory whatever the size of the day. ~32 MB of Parquet is ~0.5 M rows.",
+    piece_rows: int = Field(
+        default=DEFAULT_PIECE_ROWS, ge=256, le=64 * 1024 * 1024,
+        description="Rows screened, sorted and spilled as one sorted run at a time: with "
+        "`part_rows` and `read_workers` it bounds memory, whatever the size of the day.",
+    )
+    part_rows: int = Field(
+        default=DEFAULT_PART_ROWS, ge=256, le=16 * 1024 * 1024,
+        description="Rows of a Parquet file decoded and normalized at a time.",
     )
 
     @abstractmethod
@@ -253,9 +266,11 @@ class RestCatalogResource(IcebergCatalogResource):
 
 
 class ArrowStagingIOManager(dg.ConfigurableIOManager):
-    """Stages Arrow tables as Parquet files (locally or on S3), one file per asset partition.
+    """Stages Arrow tables as Parquet files and a day's sorted runs as a folder of run files
+    (locally or on S3), one per asset partition.
 
-    Loading returns a `pyarrow.Table` read back from that file, so nothing is pickled.
+    Loading returns a `pyarrow.Table` read back from that file, or the `StagedRuns` (runs on S3
+    downloaded once into a local temporary directory), so nothing is pickled.
     """
 
     root: str = Field(description="Local directory or s3://bucket/prefix for staged files.")
