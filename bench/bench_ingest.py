@@ -165,11 +165,12 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "source_bytes": normalized["source_bytes_read"], "sorted_runs": normalized["sorted_runs"],
         "phases": {
             "list (raw_log_chunks step)": steps.get("raw_log_chunks", 0.0),
-            "read+normalize, wall": read.get("read_and_normalize_wall", 0.0),
+            "stage (read, normalize, screen, sort, spill), wall": read.get("stage_wall", 0.0),
             "  fetch, summed over threads": read.get("fetch", 0.0),
             "  fetch+normalize, summed over threads": read.get("fetch_and_normalize", 0.0),
-            "screen+sort": read.get("screen_and_sort", 0.0),
-            "spill runs": read.get("spill", 0.0),
+            "  screen+sort (main thread)": read.get("screen_and_sort", 0.0),
+            "  spill runs (main thread)": read.get("spill", 0.0),
+            "  main thread waiting for parts": read.get("wait_for_parts", 0.0),
             "normalized_log_batches step": steps.get("normalized_log_batches", 0.0),
             "plan (checkpoint scan)": table["phase_seconds"].get("plan", 0.0),
             "merge+write data files": table["phase_seconds"].get("write", 0.0),
@@ -240,6 +241,8 @@ def main() -> None:
                         help="the day size that also runs the per-file-commit baseline (0: none)")
     parser.add_argument("--source", choices=("local", "s3"), default="local")
     parser.add_argument("--piece-rows", type=int, default=64 * 1024)
+    parser.add_argument("--modes", default="bound,assets,download,per_file",
+                        help="which to run (download: --source s3 only)")
     parser.add_argument("--work", default=None, help="work directory (default: a temp dir)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -281,20 +284,28 @@ def main() -> None:
                 extra = _upload(weed, source, rows)
             print(f"\n== {rows:,} rows in {args.files} files, {mb:.0f} MB ({args.source}) ==",
                   flush=True)
-            modes = ["bound", "assets"] + (["download"] if weed is not None else []) + (
-                ["per_file"] if rows == args.per_file_rows else [])
+            wanted = args.modes.split(",")
+            modes = [m for m in ("bound", "assets") if m in wanted] + (
+                ["download"] if weed is not None and "download" in wanted else []) + (
+                ["per_file"] if rows == args.per_file_rows and "per_file" in wanted else [])
             day: dict[str, Any] = {"rows": rows, "files": args.files, "source_mb": round(mb, 1)}
             for mode in modes:
                 work = base / f"work-{rows}-{mode}-{time.time_ns()}"
                 day[mode] = run_child(mode, args, source, work, extra)
-                _print(mode, day[mode], day["bound"]["seconds"], rows)
-            a, b = day["assets"]["seconds"], day["bound"]["seconds"]
-            day["assets_vs_bound"] = round(a / b, 2)
-            print(f"   assets / bound = {a / b:.2f}x"
-                  + (f"; per-file commits / assets = {day['per_file']['seconds'] / a:.1f}x"
-                     if "per_file" in day else ""))
-            if "per_file" in day:
-                day["per_file_vs_assets"] = round(day["per_file"]["seconds"] / a, 2)
+                _print(mode, day[mode], day["bound"]["seconds"] if "bound" in day else None, rows)
+            if "bound" in day and "assets" in day:
+                a, b = day["assets"]["seconds"], day["bound"]["seconds"]
+                day["assets_vs_bound"] = round(a / b, 2)
+                print(f"   assets / bound = {a / b:.2f}x")
+            if "per_file" in day and "assets" in day:
+                day["per_file_vs_assets"] = round(day["per_file"]["seconds"] /
+                                                  day["assets"]["seconds"], 2)
+                print(f"   per-file commits / assets = {day['per_file_vs_assets']:.2f}x")
+            if "download" in day and "assets" in day:
+                fetched = day["assets"]["phases"]["  fetch, summed over threads"]
+                print(f"   plain download {day['download']['seconds']:.2f} s "
+                      f"({day['download']['bytes'] / 1e6:.0f} MB); the assets' fetch phase "
+                      f"{fetched:.2f} s summed over {WORKERS} threads")
             results.append(day)
     finally:
         if weed is not None:
@@ -319,10 +330,11 @@ def _upload(weed: Any, source: Path, rows: int) -> list[str]:
     return ["--s3", json.dumps(s3), "--bucket", weed.source_bucket, "--prefix", prefix]
 
 
-def _print(mode: str, f: dict[str, Any], bound: float, rows: int) -> None:
+def _print(mode: str, f: dict[str, Any], bound: float | None, rows: int) -> None:
     rate = f"{rows / f['seconds']:>10,.0f} rows/s" if f.get("rows") else " " * 17
     startup = f", start-up {f['startup_seconds']:.1f} s" if "startup_seconds" in f else ""
-    print(f"  {mode:<9} {f['seconds']:7.2f} s {rate}  {f['seconds'] / bound:5.2f}x bound  "
+    ratio = f"{f['seconds'] / bound:5.2f}x bound" if bound else " " * 11
+    print(f"  {mode:<9} {f['seconds']:7.2f} s {rate}  {ratio}  "
           f"peak RSS {f['peak_rss_mib']:>5} MiB  data files {f.get('data_files', 0)}{startup}")
     for phase, seconds in f.get("phases", {}).items():
         print(f"      {phase:<44} {seconds:7.2f} s")

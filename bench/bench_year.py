@@ -7,8 +7,9 @@ embedded SQLite catalog on local disk: a heavy workflow that logs every day (1,2
 ~438k in a year, the seed's P0 example) and a tail of short runs. Prints the commit time of the
 first and last days (with `--monthly`, the maintenance also runs at every month's end during the
 year, as its schedule would), then the P0 query of the heavy workflow (all its rows, the seed's measure,
-and LIMIT 100), cold, before and after compacting every month (`compact_month`) and expiring
-old snapshots (`expire_snapshots`), and one more day's commit after maintenance.
+and LIMIT 100), cold, before and after compacting every month (`compact_month`), merging the
+manifests (`rewrite_manifests`) and expiring old snapshots (`expire_snapshots`), and one more
+day's commit after maintenance.
 No thresholds: figures, each next to its own baseline from the same run.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from bench_layouts import rows_for_counts
 from pyiceberg.catalog.sql import SqlCatalog
 
-from wflog_assets.maintenance import compact_month, expire_snapshots
+from wflog_assets.maintenance import compact_month, expire_snapshots, rewrite_manifests
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.query import p0_query
 from wflog_assets.source import Manifest, ManifestEntry
@@ -103,6 +104,7 @@ def main() -> int:
         if args.monthly and (day + dt.timedelta(days=1)).day == 1:  # the schedule, at month end
             started = time.perf_counter()
             compact_month(lambda: catalog.load_table(IDENTIFIER), day.year, day.month)
+            rewrite_manifests(lambda: catalog.load_table(IDENTIFIER))
             expire_snapshots(catalog.load_table(IDENTIFIER), dt.datetime.now(dt.UTC))
             monthly_s.append(time.perf_counter() - started)
     tenth = max(1, args.days // 10)
@@ -122,12 +124,15 @@ def main() -> int:
     months = sorted({((first_day + dt.timedelta(days=i)).year, (first_day + dt.timedelta(days=i)).month)
                      for i in range(args.days)})
     results = [compact_month(lambda: catalog.load_table(IDENTIFIER), y, m) for y, m in months]
+    rewritten = rewrite_manifests(lambda: catalog.load_table(IDENTIFIER))
     compacted_s = time.perf_counter() - started
     expired = expire_snapshots(catalog.load_table(IDENTIFIER), dt.datetime.now(dt.UTC))
     figures["maintenance"] = {
         "months": len(months), "seconds": round(compacted_s, 1),
         "files_before": sum(r.files_before for r in results),
-        "files_after": sum(r.files_after for r in results), "snapshots_expired": expired}
+        "files_after": sum(r.files_after for r in results), "snapshots_expired": expired,
+        "manifests_before": rewritten.manifests_before,
+        "manifests_after": rewritten.manifests_after}
     figures["after"] = {**table_shape(catalog), "p0_all": p0(catalog, None, args.repetitions),
                         "p0_limit100": p0(catalog, 100, args.repetitions)}
     next_day = first_day + dt.timedelta(days=args.days)

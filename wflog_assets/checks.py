@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.table import Table
+from pyiceberg.conversions import from_bytes
+from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import FileScanTask, Table
+from pyiceberg.types import DoubleType, StringType
 
 from wflog_assets.day_writer import MemoryRun, SortedRun, partition_blocks
 from wflog_assets.quarantine import StagedDay
@@ -25,6 +28,7 @@ from wflog_assets.schema import (
     WORKFLOW_NAME,
     WORKFLOW_NODE,
 )
+from wflog_assets.source import day_prefix
 from wflog_assets.table_writer import day_filter
 
 ERROR = "ERROR"
@@ -68,23 +72,75 @@ class _DayFacts:
 
 
 def _day_facts(table: Table, day: dt.date, start: float, end: float) -> _DayFacts:
-    """Counts over the day's rows in the table, one batch at a time (bounded memory)."""
-    scan = table.scan(row_filter=day_filter(day), selected_fields=(WORKFLOW_NAME, TIMESTAMP))
+    """Counts over the day's rows in the table, in bounded memory.
+
+    A data file that holds only this day's rows (its full `source_file` bounds both start with
+    the day's prefix, as every file a day's commit writes does) is counted from its column
+    statistics: record count, null counts, timestamp and name bounds. Any other file (written
+    before full bounds, or compacted with other days) is read, one batch at a time.
+    """
+    schema = table.schema()
+    ids = {name: schema.find_field(name).field_id for name in (SOURCE_FILE, WORKFLOW_NAME, TIMESTAMP)}
+    prefix = day_prefix(day)
     facts = _DayFacts()
-    for batch in scan.to_arrow_batch_reader():
-        if batch.num_rows == 0:
-            continue
-        names, ts = batch.column(WORKFLOW_NAME), batch.column(TIMESTAMP)
-        facts.rows += batch.num_rows
-        facts.null_names += pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""),
-                                                True)).as_py() or 0
-        facts.outside += pc.sum(pc.fill_null(pc.or_(pc.less(ts, start),
-                                                    pc.greater_equal(ts, end)), True)).as_py() or 0
-        bounds = pc.min_max(ts).as_py()
-        if bounds["min"] is not None:
-            facts.min_ts = min(x for x in (facts.min_ts, bounds["min"]) if x is not None)
-            facts.max_ts = max(x for x in (facts.max_ts, bounds["max"]) if x is not None)
+    to_read: list[FileScanTask] = []
+    for task in table.scan(row_filter=day_filter(day)).plan_files():
+        if not _count_from_statistics(task.file, ids, prefix, start, end, facts):
+            to_read.append(task)
+    if not to_read:
+        return facts
+    projected = schema.select(WORKFLOW_NAME, TIMESTAMP)
+    scan = ArrowScan(table.metadata, table.io, projected, row_filter=day_filter(day))
+    for task in to_read:
+        for batch in scan.to_record_batches([task]):
+            _count_batch(batch, start, end, facts)
     return facts
+
+
+def _bound(bounds: dict[int, bytes] | None, field_id: int, type_: object) -> object:
+    raw = (bounds or {}).get(field_id)
+    return None if raw is None else from_bytes(type_, raw)  # type: ignore[arg-type]
+
+
+def _count_from_statistics(data_file: DataFile, ids: dict[str, int], prefix: str, start: float,
+                           end: float, facts: _DayFacts) -> bool:
+    """Add a whole-day file's facts from its statistics; False if they cannot tell."""
+    lower, upper = data_file.lower_bounds, data_file.upper_bounds
+    first = _bound(lower, ids[SOURCE_FILE], StringType())
+    last = _bound(upper, ids[SOURCE_FILE], StringType())
+    nulls = data_file.null_value_counts or {}
+    if not (isinstance(first, str) and isinstance(last, str) and first.startswith(prefix)
+            and last.startswith(prefix)) or nulls.get(ids[SOURCE_FILE], 1):
+        return False
+    name_low = _bound(lower, ids[WORKFLOW_NAME], StringType())
+    ts_low = _bound(lower, ids[TIMESTAMP], DoubleType())
+    ts_high = _bound(upper, ids[TIMESTAMP], DoubleType())
+    if name_low is None or ts_low is None or ts_high is None:
+        return False
+    if not str(name_low) or str(name_low)[0] <= " ":  # may hold blank names: read the file
+        return False
+    if not start <= float(ts_low) <= float(ts_high) < end or nulls.get(ids[TIMESTAMP], 1):
+        return False  # some rows outside the day (or no timestamp): read the file to count them
+    facts.rows += data_file.record_count
+    facts.null_names += nulls.get(ids[WORKFLOW_NAME], 0)
+    facts.min_ts = min(x for x in (facts.min_ts, float(ts_low)) if x is not None)
+    facts.max_ts = max(x for x in (facts.max_ts, float(ts_high)) if x is not None)
+    return True
+
+
+def _count_batch(batch: pa.RecordBatch, start: float, end: float, facts: _DayFacts) -> None:
+    if batch.num_rows == 0:
+        return
+    names, ts = batch.column(WORKFLOW_NAME), batch.column(TIMESTAMP)
+    facts.rows += batch.num_rows
+    facts.null_names += pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""),
+                                            True)).as_py() or 0
+    facts.outside += pc.sum(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)),
+                                         True)).as_py() or 0
+    bounds = pc.min_max(ts).as_py()
+    if bounds["min"] is not None:
+        facts.min_ts = min(x for x in (facts.min_ts, bounds["min"]) if x is not None)
+        facts.max_ts = max(x for x in (facts.max_ts, bounds["max"]) if x is not None)
 
 
 def _layout_matches(table: Table, layout: str) -> dict[str, object]:

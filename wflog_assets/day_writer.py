@@ -6,7 +6,7 @@ partition value, and needs ~0.9 KiB of memory per row. Here instead:
 
 - rows arrive in *pieces* (a bounded number of rows at a time); each piece is ordered by
   (partition values, timestamp DESC, nulls last) and kept as a **sorted run**: the piece itself
-  (`MemoryRun`), or an Arrow IPC file (zstd) on any pyarrow filesystem (`write_run` /
+  (`MemoryRun`), or an Arrow IPC file (lz4) on any pyarrow filesystem (`write_run` /
   `IpcRun`), with an index of where each partition's rows are;
 - `write_data_files` merges, partition by partition, the runs' slices of that partition
   (a k-way merge on the timestamp, one block at a time) into a rolling Parquet writer: one data
@@ -175,7 +175,7 @@ class MemoryRun:
 
 def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
               filesystem: pafs.FileSystem, path: str) -> dict[PartitionValues, int]:
-    """Sort a piece and spill it as an Arrow IPC file (zstd) with its partition index."""
+    """Sort a piece and spill it as an Arrow IPC file (lz4) with its partition index."""
     rows, slices = sort_piece(rows, spec, schema)
     index, batch_no = [], 0
     batches: list[pa.RecordBatch] = []
@@ -185,7 +185,7 @@ def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
                       rows.column(TIMESTAMP)[offset].as_py()])
         batch_no += len(chunk)
         batches.extend(chunk)
-    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
     metadata = {RUN_INDEX_KEY: json.dumps(index).encode()}
     with filesystem.open_output_stream(path) as sink, pa.ipc.new_file(
             sink, rows.schema, options=options, metadata=metadata) as writer:

@@ -124,3 +124,45 @@ def expire_snapshots(table: Table, older_than: dt.datetime) -> int:
     if old:
         table.maintenance.expire_snapshots().by_ids(old).commit()
     return len(old)
+
+
+@dataclass(frozen=True)
+class ManifestRewrite:
+    manifests_before: int
+    manifests_after: int
+    snapshot_id: int | None  # None: nothing to rewrite
+
+
+def rewrite_manifests(load_table: Callable[[], Table], max_attempts: int = 6,
+                      base_backoff_s: float = 0.5) -> ManifestRewrite:
+    """Merge the current snapshot's data manifests into as few as the target size allows.
+
+    pyiceberg 0.12 has no rewrite-manifests action; a merge append that adds no file, with the
+    merge forced on (`commit.manifest.min-count-to-merge` 2, in memory only), rewrites them in
+    one commit (summary `wflog.maintenance=rewrite-manifests`). Every commit adds a manifest;
+    without this a day's scan plans one manifest per day of history that its filter cannot skip.
+    """
+    last_error: Exception | None = None
+    for attempt in range(1, max_attempts + 1):
+        backoff(attempt, base_backoff_s)
+        table = without_library_retries(load_table())
+        snapshot = table.current_snapshot()
+        before = len(snapshot.manifests(table.io)) if snapshot else 0
+        if before < 2:
+            return ManifestRewrite(before, before, None)
+        properties = {**table.metadata.properties, "commit.manifest-merge.enabled": "true",
+                      "commit.manifest.min-count-to-merge": "2"}
+        table.metadata = table.metadata.model_copy(update={"properties": properties})
+        try:
+            with table.transaction() as tx, tx.update_snapshot(
+                    snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"}).merge_append():
+                pass
+        except CommitFailedException as exc:
+            last_error = exc
+            continue
+        table = load_table()
+        current = table.current_snapshot()
+        return ManifestRewrite(before, len(current.manifests(table.io)) if current else 0,
+                               current.snapshot_id if current else None)
+    raise CompactionConflictError(
+        f"rewriting manifests: commit still conflicting after {max_attempts} attempts: {last_error}")

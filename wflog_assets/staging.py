@@ -2,7 +2,7 @@
 
 `stage_in_pieces` reads the manifest's files in parallel, `part_rows` rows at a time, takes
 them in key order into pieces of `piece_rows` rows, screens each piece (`quarantine.stage_day`)
-and spills its good rows as one sorted run (`day_writer.write_run`, Arrow IPC + zstd) into a
+and spills its good rows as one sorted run (`day_writer.write_run`, Arrow IPC + lz4) into a
 directory. Only one piece is in memory at a time; what was kept out (quarantined rows, rejected
 files and lines) is collected, since it is small unless the day is bad, and then it must be
 kept anyway.
@@ -217,6 +217,7 @@ def stage_in_pieces(
         with times.timed("spill"):
             write_run(good, spec, schema, filesystem, path)
         staged.runs.append(IpcRun(filesystem, path))
+        pa.default_memory_pool().release_unused()
 
     files_seen: set[str] = set()
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:

@@ -260,10 +260,12 @@ def commit_day(
 ) -> CommitResult:
     """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
 
-    `rows` are the day's normalized rows (with lineage columns), sorted for the table. The data
-    files are written once; a commit that conflicts with a concurrent one is re-planned against
-    the fresh table (with jittered exponential backoff) and reuses the files if the plan did
-    not change. An unknown commit outcome is resolved by looking for our digest.
+    `rows` are the day's normalized rows (with lineage columns): a table, or the sorted runs
+    the day was staged as (merged into one sorted file per partition, `day_writer`); `observe`
+    sees every merged block of the write. The data files are written once; a commit that
+    conflicts with a concurrent one is re-planned against the fresh table (with jittered
+    exponential backoff) and reuses the files if the plan did not change. An unknown commit
+    outcome is resolved by looking for our digest.
     """
     last_error: Exception | None = None
     written: list[DataFile] = []

@@ -218,3 +218,28 @@ def test_a_file_that_is_not_a_sorted_run_is_refused(tmp_path: Path):
         w.write_table(pa.table({"x": [1]}))
     with pytest.raises(RunFormatError, match="not a sorted run"):
         IpcRun(pafs.LocalFileSystem(), path)
+
+
+def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backend: Backend):
+    from wflog_assets.checks import _day_facts
+
+    rows = _day_rows(backend)
+    table = backend.catalog.ensure_table()
+    _commit(table, write_data_files(table.metadata, table.io,
+                                    [MemoryRun.of(rows, table.spec(), table.schema())]).data_files)
+    start = dt.datetime(DAY.year, DAY.month, DAY.day, tzinfo=dt.UTC).timestamp()
+    clean = _day_facts(table.refresh(), DAY, start, start + 86_400)
+    assert (clean.rows, clean.null_names, clean.outside) == (rows.num_rows, 0, 0)
+    ts = rows.column(TIMESTAMP)
+    assert (clean.min_ts, clean.max_ts) == (pc.min(ts).as_py(), pc.max(ts).as_py())
+
+    bad = rows.slice(0, 2)  # the same day's file, but a blank name and a time after the day
+    bad = bad.set_column(bad.schema.get_field_index(WORKFLOW_NAME), WORKFLOW_NAME,
+                         pa.array([" ", "x"], bad.schema.field(WORKFLOW_NAME).type))
+    bad = bad.set_column(bad.schema.get_field_index(TIMESTAMP), TIMESTAMP,
+                         pa.array([start + 10, start + 90_000], pa.float64()))
+    _commit(table, write_data_files(table.metadata, table.io,
+                                    [MemoryRun.of(bad, table.spec(), table.schema())]).data_files)
+    mixed = _day_facts(table.refresh(), DAY, start, start + 86_400)
+    assert (mixed.rows, mixed.null_names, mixed.outside) == (rows.num_rows + 2, 1, 1)
+    assert mixed.max_ts == start + 90_000

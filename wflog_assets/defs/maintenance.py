@@ -9,7 +9,7 @@ from pydantic import Field
 
 from wflog_assets.defs.partitions import partition_month
 from wflog_assets.defs.resources import IcebergCatalogResource
-from wflog_assets.maintenance import compact_month, expire_snapshots
+from wflog_assets.maintenance import compact_month, expire_snapshots, rewrite_manifests
 
 GROUP = "maintenance"
 MAINTENANCE_JOB = "maintain_workflow_logs"
@@ -42,13 +42,15 @@ def build_maintenance(
     def workflow_logs_maintenance(
         context: dg.AssetExecutionContext, config: MaintenanceConfig, iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
-        """The month's files compacted to one sorted file per partition; old snapshots expired."""
+        """The month's files compacted to one sorted file per partition; manifests merged; old
+        snapshots expired."""
         started = time.monotonic()
         year, month = partition_month(context.partition_key)
         catalog = iceberg.load_catalog()
         iceberg.ensure_table(catalog=catalog)
         identifier = iceberg.layout_identifier()
         result = compact_month(lambda: catalog.load_table(identifier), year, month)
+        manifests = rewrite_manifests(lambda: catalog.load_table(identifier))
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=config.expire_snapshots_older_than_days)
         table = catalog.load_table(identifier)
         expired = expire_snapshots(table, cutoff)
@@ -56,7 +58,8 @@ def build_maintenance(
         context.log.info(
             f"{identifier} {result.month}: {result.partitions_compacted} of {result.partitions} "
             f"partitions compacted ({result.files_before} -> {result.files_after} files, "
-            f"{result.rows} rows), {expired} snapshots expired")
+            f"{result.rows} rows), manifests {manifests.manifests_before} -> "
+            f"{manifests.manifests_after}, {expired} snapshots expired")
         return dg.MaterializeResult(metadata={
             "month": dg.MetadataValue.text(result.month),
             "partitions": dg.MetadataValue.int(result.partitions),
@@ -66,6 +69,9 @@ def build_maintenance(
             "rows_rewritten": dg.MetadataValue.int(result.rows),
             "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
             "commit_attempts": dg.MetadataValue.int(result.attempts),
+            "manifests_before": dg.MetadataValue.int(manifests.manifests_before),
+            "manifests_after": dg.MetadataValue.int(manifests.manifests_after),
+            "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
             "snapshots_expired": dg.MetadataValue.int(expired),
             "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
