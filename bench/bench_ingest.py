@@ -163,6 +163,7 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "rows": table["rows_written"], "seconds": t2 - t1, "startup_seconds": t1 - t0,
         "data_files": table["data_files_written"], "failed_checks": [c.check_name for c in checks],
         "source_bytes": normalized["source_bytes_read"], "sorted_runs": normalized["sorted_runs"],
+        "staged_bytes": normalized.get("staged_bytes", 0),
         "phases": {
             "list (raw_log_chunks step)": steps.get("raw_log_chunks", 0.0),
             "stage (read, normalize, screen, sort, spill), wall": read.get("stage_wall", 0.0),
@@ -171,6 +172,7 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "  screen+sort (main thread)": read.get("screen_and_sort", 0.0),
             "  spill runs (main thread)": read.get("spill", 0.0),
             "  main thread waiting for parts": read.get("wait_for_parts", 0.0),
+            "  staging write (IO manager)": normalized.get("staging_write_s", 0.0),
             "normalized_log_batches step": steps.get("normalized_log_batches", 0.0),
             "plan (checkpoint scan)": table["phase_seconds"].get("plan", 0.0),
             "merge+write data files": table["phase_seconds"].get("write", 0.0),
@@ -274,6 +276,7 @@ def main() -> None:
             sys.path.insert(0, str(Path(__file__).parent.parent))
             from wflog_assets_tests.weed import start_weed
 
+            (base / "weed").mkdir(parents=True, exist_ok=True)
             weed = start_weed(base / "weed")
         for rows in [int(r) for r in args.rows.split(",")]:
             source = base / f"source-{rows}"

@@ -17,13 +17,18 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual, LessThan
 from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.table import FileScanTask, Table
+from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.update.snapshot import _ManifestMergeManager, _MergeAppendFiles
+from pyiceberg.types import LongType
 
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.schema import MONTH, TIMESTAMP
@@ -133,14 +138,45 @@ class ManifestRewrite:
     snapshot_id: int | None  # None: nothing to rewrite
 
 
+class _MergeByMonth(_MergeAppendFiles):
+    """A merge append that merges data manifests only with manifests of the same `month`
+    partition value: per-day scans name their month, so a manifest holding one month is
+    skipped unread by every other month's scan (one merged manifest for the whole table would
+    be read by all of them)."""
+
+    def __init__(self, month_position: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._month_position = month_position
+
+    def _month(self, manifest: ManifestFile) -> int | None:
+        summaries = manifest.partitions or []
+        if self._month_position >= len(summaries):
+            return None
+        summary = summaries[self._month_position]
+        if summary.lower_bound is None or summary.lower_bound != summary.upper_bound:
+            return None
+        return int(from_bytes(LongType(), summary.lower_bound))  # type: ignore[arg-type]
+
+    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
+        by_month: dict[int, list[ManifestFile]] = defaultdict(list)
+        rest: list[ManifestFile] = []
+        for manifest in manifests:
+            month = self._month(manifest) if manifest.content == ManifestContent.DATA else None
+            (rest if month is None else by_month[month]).append(manifest)
+        merger = _ManifestMergeManager(
+            target_size_bytes=self._target_size_bytes, min_count_to_merge=2, merge_enabled=True,
+            snapshot_producer=self)
+        merged = [m for month in sorted(by_month) for m in merger.merge_manifests(by_month[month])]
+        return merged + rest
+
+
 def rewrite_manifests(load_table: Callable[[], Table], max_attempts: int = 6,
                       base_backoff_s: float = 0.5) -> ManifestRewrite:
-    """Merge the current snapshot's data manifests into as few as the target size allows.
+    """Merge the current snapshot's data manifests, month by month, in one commit.
 
-    pyiceberg 0.12 has no rewrite-manifests action; a merge append that adds no file, with the
-    merge forced on (`commit.manifest.min-count-to-merge` 2, in memory only), rewrites them in
-    one commit (summary `wflog.maintenance=rewrite-manifests`). Every commit adds a manifest;
-    without this a day's scan plans one manifest per day of history that its filter cannot skip.
+    Every commit adds a manifest. pyiceberg 0.12 has no rewrite-manifests action: this is a
+    merge append that adds no file and merges only manifests of the same month (summary
+    `wflog.maintenance=rewrite-manifests`), within `commit.manifest.target-size-bytes`.
     """
     last_error: Exception | None = None
     for attempt in range(1, max_attempts + 1):
@@ -148,15 +184,15 @@ def rewrite_manifests(load_table: Callable[[], Table], max_attempts: int = 6,
         table = without_library_retries(load_table())
         snapshot = table.current_snapshot()
         before = len(snapshot.manifests(table.io)) if snapshot else 0
-        if before < 2:
+        spec_fields = [table.schema().find_column_name(f.source_id) for f in table.spec().fields]
+        if before < 2 or MONTH not in spec_fields:
             return ManifestRewrite(before, before, None)
-        properties = {**table.metadata.properties, "commit.manifest-merge.enabled": "true",
-                      "commit.manifest.min-count-to-merge": "2"}
-        table.metadata = table.metadata.model_copy(update={"properties": properties})
         try:
-            with table.transaction() as tx, tx.update_snapshot(
-                    snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"}).merge_append():
-                pass
+            with table.transaction() as tx, _MergeByMonth(
+                    month_position=spec_fields.index(MONTH), operation=Operation.APPEND,
+                    transaction=tx, io=table.io,
+                    snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"}):
+                pass  # no file added: the commit only merges manifests
         except CommitFailedException as exc:
             last_error = exc
             continue

@@ -9,10 +9,17 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyiceberg.conversions import from_bytes
+from pyiceberg.types import LongType
 
 from wflog_assets.defs.maintenance import MAINTENANCE_JOB
 from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.maintenance import SUMMARY_MAINTENANCE, compact_month, expire_snapshots
+from wflog_assets.maintenance import (
+    SUMMARY_MAINTENANCE,
+    compact_month,
+    expire_snapshots,
+    rewrite_manifests,
+)
 from wflog_assets.normalize import sort_for_table
 from wflog_assets.source import Manifest, list_day, read_manifest
 from wflog_assets.table_writer import commit_day
@@ -106,7 +113,7 @@ def test_maintenance_asset_compacts_the_month_and_expires_snapshots(backend: Bac
     result = job.execute_in_process(
         partition_key="2025-12-01", instance=instance,
         run_config={"ops": {"workflow_logs_maintenance": {
-            "config": {"expire_snapshots_older_than_days": 0}}}},
+            "config": {"expire_snapshots_older_than_days": 0, "rewrite_manifests": True}}}},
     )
     assert result.success
     (mat,) = result.asset_materializations_for_node("workflow_logs_maintenance")
@@ -124,3 +131,32 @@ def test_maintenance_asset_compacts_the_month_and_expires_snapshots(backend: Bac
     assert current.summary.get("wflog.maintenance") == "rewrite-manifests"
     assert len(current.manifests(table.io)) == 1
     assert table_rows(table) == before
+
+
+def test_manifests_are_merged_month_by_month_and_days_stay_unchanged(
+        backend: Backend):
+    backend.catalog.ensure_table()
+    for day in [NOVEMBER, *DECEMBER[:2]]:
+        _ingest_file_by_file(backend, day)
+    before = table_rows(backend.table())
+    assert len(backend.table().current_snapshot().manifests(backend.table().io)) == 9
+
+    result = rewrite_manifests(backend.table)
+
+    table = backend.table()
+    manifests = table.current_snapshot().manifests(table.io)
+    assert (result.manifests_before, result.manifests_after, len(manifests)) == (9, 2, 2)
+    month_of = {m.manifest_path: from_bytes(LongType(), m.partitions[1].lower_bound)
+                for m in manifests}
+    assert sorted(month_of.values()) == [11, 12]
+    assert all(m.partitions[1].lower_bound == m.partitions[1].upper_bound for m in manifests)
+    assert table.current_snapshot().summary.get(SUMMARY_MAINTENANCE) == "rewrite-manifests"
+    assert table_rows(table) == before
+    manifest, rows = _day_again(backend, DECEMBER[0])
+    assert commit_day(backend.table, manifest, rows).outcome == "unchanged"
+
+
+def _day_again(backend: Backend, day: dt.date) -> tuple[Manifest, pa.Table]:
+    full = list_day(backend.store, day)
+    return full, sort_for_table(pa.concat_tables(
+        f.table for f in read_manifest(backend.store, full).files))

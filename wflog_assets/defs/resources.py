@@ -11,6 +11,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -296,9 +297,11 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
         path = self._path(context, base)
         if isinstance(obj, StagedRuns):  # a day's sorted runs: a folder per partition
             folder = path.removesuffix(".parquet")
-            save_staged(obj, fs, folder)
+            started = time.perf_counter()
+            size = save_staged(obj, fs, folder)
             context.add_output_metadata({"staged_path": self.root.rstrip("/") + folder[len(base):],
-                                         "staged_runs": len(obj.runs)})
+                                         "staged_runs": len(obj.runs), "staged_bytes": size,
+                                         "staging_write_s": round(time.perf_counter() - started, 3)})
             return
         if not isinstance(obj, pa.Table):
             raise TypeError(f"{type(self).__name__} stages pyarrow Tables or StagedRuns, "
@@ -319,5 +322,9 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
         if fs.get_file_info(f"{folder}/{LISTING}").type == pafs.FileType.File:
             local = tempfile.mkdtemp(prefix="wflog-runs-")
             atexit.register(shutil.rmtree, local, ignore_errors=True)
-            return load_staged(fs, folder, local)
+            started = time.perf_counter()
+            staged = load_staged(fs, folder, local)
+            context.log.info(f"staged runs of {folder} loaded in "
+                             f"{time.perf_counter() - started:.2f} s ({len(staged.runs)} runs)")
+            return staged
         return ds.dataset(path, filesystem=fs, format="parquet").to_table()
