@@ -1,7 +1,7 @@
 """One day's ingest through the asset graph, against the pyarrow bound measured in the same run.
 
     .venv/bin/python bench/bench_ingest.py [--rows 500000,2000000,8000000] [--files 40]
-        [--per-file-rows 2000000] [--source local|s3] [--piece-rows 65536] [--out figures.json]
+        [--per-file-rows 2000000] [--source local|s3] [--piece-rows 49152] [--out figures.json]
 
 For each day size (40 chunk files, the generator's schema quirks, a long tail of workflows with
 one heavy run), each mode runs in its own process, so its peak RSS (`wait4`) is its own:
@@ -170,7 +170,7 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "  fetch, summed over threads": read.get("fetch", 0.0),
             "  fetch+normalize, summed over threads": read.get("fetch_and_normalize", 0.0),
             "  screen+sort (main thread)": read.get("screen_and_sort", 0.0),
-            "  spill runs (main thread)": read.get("spill", 0.0),
+            "  spill runs (spill thread)": read.get("spill", 0.0),
             "  main thread waiting for parts": read.get("wait_for_parts", 0.0),
             "  staging write (IO manager)": normalized.get("staging_write_s", 0.0),
             "normalized_log_batches step": steps.get("normalized_log_batches", 0.0),
@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--per-file-rows", type=int, default=2_000_000,
                         help="the day size that also runs the per-file-commit baseline (0: none)")
     parser.add_argument("--source", choices=("local", "s3"), default="local")
-    parser.add_argument("--piece-rows", type=int, default=64 * 1024)
+    parser.add_argument("--piece-rows", type=int, default=48 * 1024)
     parser.add_argument("--modes", default="bound,assets,download,per_file",
                         help="which to run (download: --source s3 only)")
     parser.add_argument("--work", default=None, help="work directory (default: a temp dir)")

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -60,7 +60,7 @@ from wflog_assets.source import (
     read_chunk_parts,
 )
 
-DEFAULT_PIECE_ROWS = 64 * 1024
+DEFAULT_PIECE_ROWS = 48 * 1024
 DEFAULT_PART_ROWS = 8 * 1024
 
 
@@ -142,9 +142,9 @@ def stage_in_pieces(
 
     `max_workers` threads read and normalize files `part_rows` rows at a time, each into its
     file's queue of at most one part, while this thread takes the files in key order (chunk
-    files are successive flushes, so pieces, and runs, follow time) and screens, sorts and
-    spills the pieces: reading overlaps sorting, and memory stays at about one piece plus
-    2 x max_workers parts.
+    files are successive flushes, so pieces, and runs, follow time) and screens and sorts the
+    pieces, while one more thread writes the previous piece's run: reading, sorting and
+    spilling overlap, and memory stays at about two pieces plus 2 x max_workers parts.
     """
     times = PhaseTimes()
     started = time.perf_counter()
@@ -213,14 +213,25 @@ def stage_in_pieces(
                                        if x is not None)
             staged.max_timestamp = max(x for x in (staged.max_timestamp, bounds["max"])
                                        if x is not None)
-        path = f"{directory}/run-{len(staged.runs):05d}.arrow"
+        finish_spill()  # at most one piece is being written while the next one is built
+        path = f"{directory}/run-{len(staged.runs) + len(writing):05d}.arrow"
+        writing.append((path, spiller.submit(timed_write, good, path)))
+
+    def timed_write(good: pa.Table, path: str) -> None:
         with times.timed("spill"):
             write_run(good, spec, schema, filesystem, path)
-        staged.runs.append(IpcRun(filesystem, path))
-        pa.default_memory_pool().release_unused()
+
+    def finish_spill() -> None:
+        while writing:
+            path, future = writing.pop(0)
+            future.result()  # a failed write fails the run here
+            staged.runs.append(IpcRun(filesystem, path))
+            pa.default_memory_pool().release_unused()
 
     files_seen: set[str] = set()
-    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+    writing: list[tuple[str, Future[None]]] = []
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool, \
+            ThreadPoolExecutor(max_workers=1) as spiller:
         for number, entry in enumerate(manifest.entries):
             pool.submit(read_file, number, entry)
         try:
@@ -253,6 +264,7 @@ def stage_in_pieces(
                     if pending_rows >= piece_rows:
                         spill()
             spill()
+            finish_spill()
         finally:
             stop.set()
     staged.excluded = spilled & set(rejected)

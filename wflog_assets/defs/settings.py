@@ -43,7 +43,7 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("AWS_ACCESS_KEY_ID", None, "S3 access key (unset: default AWS chain)", True),
     EnvSetting("AWS_SECRET_ACCESS_KEY", None, "S3 secret key", True),
     EnvSetting("WFLOG_READ_WORKERS", "4", "Files read and normalized in parallel per run"),
-    EnvSetting("WFLOG_PIECE_ROWS", "65536", "Rows sorted and spilled as one run at a time "
+    EnvSetting("WFLOG_PIECE_ROWS", "49152", "Rows sorted and spilled as one run at a time "
                "(bounds a run's memory)"),
     EnvSetting("WFLOG_STAGING", "$WFLOG_DATA_DIR/staging", "Staging root: directory or "
                "s3://bucket/prefix for normalized batches"),
