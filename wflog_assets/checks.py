@@ -70,6 +70,11 @@ class _DayFacts:
     min_ts: float | None = None
     max_ts: float | None = None
 
+    def widen(self, low: float, high: float) -> None:
+        """Take rows whose timestamps span [low, high] into the day's range."""
+        self.min_ts = low if self.min_ts is None else min(self.min_ts, low)
+        self.max_ts = high if self.max_ts is None else max(self.max_ts, high)
+
 
 def _day_facts(table: Table, day: dt.date, start: float, end: float) -> _DayFacts:
     """Counts over the day's rows in the table, in bounded memory.
@@ -123,8 +128,7 @@ def _count_from_statistics(data_file: DataFile, ids: dict[str, int], prefix: str
         return False  # some rows outside the day (or no timestamp): read the file to count them
     facts.rows += data_file.record_count
     facts.null_names += nulls.get(ids[WORKFLOW_NAME], 0)
-    facts.min_ts = min(x for x in (facts.min_ts, float(ts_low)) if x is not None)
-    facts.max_ts = max(x for x in (facts.max_ts, float(ts_high)) if x is not None)
+    facts.widen(float(ts_low), float(ts_high))
     return True
 
 
@@ -139,8 +143,7 @@ def _count_batch(batch: pa.RecordBatch, start: float, end: float, facts: _DayFac
                                          True)).as_py() or 0
     bounds = pc.min_max(ts).as_py()
     if bounds["min"] is not None:
-        facts.min_ts = min(x for x in (facts.min_ts, bounds["min"]) if x is not None)
-        facts.max_ts = max(x for x in (facts.max_ts, bounds["max"]) if x is not None)
+        facts.widen(bounds["min"], bounds["max"])
 
 
 def _layout_matches(table: Table, layout: str) -> dict[str, object]:

@@ -14,11 +14,13 @@ partition value, and needs ~0.9 KiB of memory per row. Here instead:
   `write.parquet.row-group-limit` rows, field ids, partition values and column statistics as
   pyiceberg writes them (its own statistics code over the Parquet footer).
 
-Memory: one block per run plus one row group, whatever the size of the day.
+Memory: one block per run the merge has reached and not finished (runs of different hours are
+read one after another), plus one row group, whatever the size of the day.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -174,7 +176,7 @@ class MemoryRun:
 
 
 def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
-              filesystem: pafs.FileSystem, path: str) -> dict[PartitionValues, int]:
+              filesystem: pafs.FileSystem, path: str) -> None:
     """Sort a piece and spill it as an Arrow IPC file (lz4) with its partition index."""
     rows, slices = sort_piece(rows, spec, schema)
     index, batch_no = [], 0
@@ -191,7 +193,6 @@ def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
             sink, rows.schema, options=options, metadata=metadata) as writer:
         for batch in batches:
             writer.write_batch(batch)
-    return {key: length for key, _, length in slices}
 
 
 class IpcRun:
@@ -394,7 +395,6 @@ class _RollingWriter:
     def __init__(self, settings: _FileSettings, io: FileIO, key: PartitionKey | None,
                  new_name: Callable[[], str]) -> None:
         self.settings, self.io, self.key, self.new_name = settings, io, key, new_name
-        self.metadata = settings.metadata
         self.row_group = settings.row_group
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
@@ -452,8 +452,8 @@ class _RollingWriter:
             partition=self.key.partition if self.key else Record(),
             file_size_in_bytes=len(output),
             # the rows are written in the table's sort order (timestamp DESC)
-            sort_order_id=self.metadata.default_sort_order_id,
-            spec_id=self.metadata.default_spec_id,
+            sort_order_id=self.settings.metadata.default_sort_order_id,
+            spec_id=self.settings.metadata.default_spec_id,
             equality_ids=None,
             key_metadata=None,
             **statistics.to_serialized_dict(),
@@ -480,7 +480,7 @@ def write_data_files(
     spec, schema = metadata.spec(), metadata.schema()
     settings = _FileSettings(metadata)
     write_uuid = uuid.uuid4()
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     def new_name() -> str:
         return f"00000-{next(counter)}-{write_uuid}.parquet"

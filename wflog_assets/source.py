@@ -323,21 +323,20 @@ def read_chunk_parts(store: ObjectStore, entry: ManifestEntry,
         raise SourceReadError(entry.key, f"not a readable Parquet file: {exc}") from exc
 
 
-def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
-                    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile],
-                    times: PhaseTimes | None = None) -> NormalizedFile | FileReject:
-    started = time.perf_counter()
-    try:
-        if times is None:
-            return reader(store, entry)
-        return reader(TimedStore(store, times), entry)
-    except SourceReadError as exc:
+def file_reject(entry: ManifestEntry, exc: SourceReadError | NormalizationError) -> FileReject:
+    """The record of a file that gave no rows, with the reason its error gives."""
+    if isinstance(exc, SourceReadError):
         return FileReject(entry.key, entry.etag, exc.reason)
-    except NormalizationError as exc:
-        return FileReject(entry.key, entry.etag, f"column {exc.column!r}: {exc.reason}")
-    finally:
-        if times is not None:
-            times.add("fetch_and_normalize", time.perf_counter() - started)
+    return FileReject(entry.key, entry.etag, f"column {exc.column!r}: {exc.reason}")
+
+
+def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
+                    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile]
+                    ) -> NormalizedFile | FileReject:
+    try:
+        return reader(store, entry)
+    except (SourceReadError, NormalizationError) as exc:
+        return file_reject(entry, exc)
 
 
 def read_manifest(
@@ -345,7 +344,6 @@ def read_manifest(
     manifest: Manifest,
     max_workers: int = 8,
     reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile] = read_chunk,
-    times: PhaseTimes | None = None,
 ) -> DayRead:
     """Read and normalize every file of a manifest in parallel (Arrow releases the GIL).
 
@@ -354,7 +352,6 @@ def read_manifest(
     if not manifest.entries:
         return DayRead(files=[], rejected=[])
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(manifest.entries)))) as pool:
-        results = list(pool.map(lambda e: _read_or_reject(store, e, reader, times),
-                                manifest.entries))
+        results = list(pool.map(lambda e: _read_or_reject(store, e, reader), manifest.entries))
     return DayRead(files=[r for r in results if isinstance(r, NormalizedFile)],
                    rejected=[r for r in results if isinstance(r, FileReject)])

@@ -33,7 +33,6 @@ from wflog_assets.normalize import NormalizationError, NormalizedFile
 from wflog_assets.phases import PhaseTimes
 from wflog_assets.quarantine import (
     FILE_PREFIX,
-    QUARANTINE_REASON,
     STAGED_SCHEMA,
     StagedDay,
     record_rows,
@@ -42,6 +41,7 @@ from wflog_assets.quarantine import (
     summarize,
 )
 from wflog_assets.schema import (
+    ARROW_SCHEMA,
     DEFAULT_LAYOUT,
     LAYOUTS,
     SOURCE_FILE,
@@ -57,6 +57,7 @@ from wflog_assets.source import (
     ObjectStore,
     SourceReadError,
     TimedStore,
+    file_reject,
     read_chunk_parts,
 )
 
@@ -99,11 +100,9 @@ class StagedRuns:
 
     def good_rows(self) -> pa.Table:
         """All good rows in memory (the layout study only: production writes from the runs)."""
-        tables = [pa.Table.from_batches(list(b for k in run.partitions for b in run.batches(k)),
-                                        schema=STAGED_SCHEMA.remove(
-                                            STAGED_SCHEMA.get_field_index(QUARANTINE_REASON)))
-                  for run in self.readable()]
-        return pa.concat_tables(tables) if tables else split_staged(self.kept_out.slice(0, 0))[0]
+        return pa.Table.from_batches(
+            [b for run in self.readable() for k in run.partitions for b in run.batches(k)],
+            schema=ARROW_SCHEMA)
 
 
 class ExcludedRun:
@@ -173,10 +172,8 @@ def stage_in_pieces(
                 if stop.is_set():
                     return
                 t0 = time.perf_counter()
-        except SourceReadError as exc:
-            put(FileReject(entry.key, entry.etag, exc.reason))
-        except NormalizationError as exc:
-            put(FileReject(entry.key, entry.etag, f"column {exc.column!r}: {exc.reason}"))
+        except (SourceReadError, NormalizationError) as exc:
+            put(file_reject(entry, exc))
         except BaseException as exc:  # noqa: BLE001 - store errors fail the run, in this thread
             put(exc)
         finally:

@@ -36,8 +36,7 @@ def _ingest_file_by_file(backend: Backend, day: dt.date) -> None:
     ends up with one data file per chunk (the chunks share the day's workflows)."""
     for key, data in generate_day(day, SMALL):
         backend.store.write(key, data)
-    full = list_day(backend.store, day)
-    rows = sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, full).files))
+    full, rows = _day_again(backend, day)
     for n in range(1, len(full.entries) + 1):
         partial = Manifest.build(full.day, full.entries[:n])
         keys = pa.array([e.key for e in partial.entries])
@@ -79,9 +78,7 @@ def test_compacting_a_month_keeps_rows_and_order_and_leaves_one_file_per_partiti
     # nothing left to do, and the checkpoint still knows every day is committed
     assert compact_month(backend.table, 2025, 12).snapshot_id is None
     for day in DECEMBER:
-        manifest = list_day(backend.store, day)
-        rows = sort_for_table(pa.concat_tables(
-            f.table for f in read_manifest(backend.store, manifest).files))
+        manifest, rows = _day_again(backend, day)
         assert commit_day(backend.table, manifest, rows).outcome == "unchanged"
 
 
@@ -97,8 +94,7 @@ def test_expiring_snapshots_keeps_the_current_one_and_the_checkpoint(backend: Ba
     assert expired == 3 * len(DECEMBER) and [s.snapshot_id for s in table.snapshots()] == [current]
     assert table_rows(table) == expected_rows_for_days(backend.store, DECEMBER)
     # the day snapshots are gone: the checkpoint reads the rows' lineage instead
-    manifest = list_day(backend.store, DECEMBER[0])
-    rows = sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, manifest).files))
+    manifest, rows = _day_again(backend, DECEMBER[0])
     assert commit_day(backend.table, manifest, rows).outcome == "unchanged"
     assert [s.snapshot_id for s in backend.table().snapshots()] == [current]  # no empty commit
 
@@ -157,6 +153,7 @@ def test_manifests_are_merged_month_by_month_and_days_stay_unchanged(
 
 
 def _day_again(backend: Backend, day: dt.date) -> tuple[Manifest, pa.Table]:
+    """The day's current manifest and all its rows, sorted for the table (one commit's input)."""
     full = list_day(backend.store, day)
     return full, sort_for_table(pa.concat_tables(
         f.table for f in read_manifest(backend.store, full).files))
