@@ -28,7 +28,7 @@ mode, export, out, rows_per_file = sys.argv[1], sys.argv[2], sys.argv[3], int(sy
 started = time.perf_counter()
 if mode == "baseline":
     import pyarrow as pa, pyarrow.csv as pcsv
-    from wflog_assets.clickhouse import BLOCK_SIZE, COLUMNS
+    from wflog_assets.tools.clickhouse import BLOCK_SIZE, COLUMNS
     reader = pcsv.open_csv(export,
         read_options=pcsv.ReadOptions(use_threads=False, block_size=BLOCK_SIZE),
         parse_options=pcsv.ParseOptions(newlines_in_values=True),
@@ -37,8 +37,8 @@ if mode == "baseline":
     rows = sum(b.num_rows for b in reader)
     files = 0
 else:
-    from wflog_assets.clickhouse import convert_export
-    from wflog_assets.source import LocalObjectStore
+    from wflog_assets.tools.clickhouse import convert_export
+    from wflog_assets.source.stores import LocalObjectStore
     result = convert_export(export, LocalObjectStore(out), rows_per_file=rows_per_file)
     rows, files = result.rows_written, len(result.files)
 seconds = time.perf_counter() - started

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from wflog_assets.generate import LEVELS, LOGGERS, _message, _open_extra
-from wflog_assets.jsonlines import read_json_lines
-from wflog_assets.normalize import normalize_table
+from wflog_assets.source.formats.jsonl import read_json_lines
+from wflog_assets.source.normalize import normalize_table
+from wflog_assets.tools.generate import LEVELS, LOGGERS, _message, _open_extra
 
 
 def records(n: int, seed: int = 3) -> list[dict[str, object]]:

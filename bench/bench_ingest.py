@@ -46,7 +46,7 @@ WORKERS = 4
 def make_source(root: Path, rows: int, files: int) -> None:
     """40 chunk files of rows/files rows: generator files (schema quirks kept), tiled with fresh
     timestamps inside each file's time window."""
-    from wflog_assets.generate import GeneratorSettings, generate_day
+    from wflog_assets.tools.generate import GeneratorSettings, generate_day
 
     marker = root / f"_done-{rows}-{files}"
     if marker.exists():
@@ -76,7 +76,7 @@ def mode_bound(source: Path, work: Path) -> dict[str, Any]:
     then per (workflow, month) the files' slices concatenated, sorted by time and written as
     one Parquet file (a single sort of the whole day needs a second copy of it: at 8 M rows
     more memory than this machine has)."""
-    from wflog_assets.normalize import normalize_table, sort_for_table
+    from wflog_assets.source.normalize import normalize_table, sort_for_table
 
     files = sorted(p for p in source.rglob("*.parquet"))
     t0 = time.perf_counter()
@@ -185,8 +185,8 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def mode_per_file(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from wflog_assets.normalize import normalize_table, sort_for_table
-    from wflog_assets.table_writer import ensure_table
+    from wflog_assets.iceberg.commit import ensure_table
+    from wflog_assets.source.normalize import normalize_table, sort_for_table
 
     catalog = SqlCatalog("bench", uri=f"sqlite:///{work}/perfile.db", warehouse=f"file://{work}/wh")
     table = ensure_table(catalog, "bench.per_file")

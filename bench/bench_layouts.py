@@ -22,11 +22,11 @@ from pathlib import Path
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
-from wflog_assets.normalize import month_of, sort_for_table
-from wflog_assets.report import markdown_table, measure, pick_workflows, seed_comparison, write_report
-from wflog_assets.schema import ARROW_SCHEMA, LAYOUT_TABLE_SUFFIX, LAYOUTS
-from wflog_assets.source import Manifest, ManifestEntry, day_prefix
-from wflog_assets.table_writer import commit_day, ensure_table
+from wflog_assets.iceberg.commit import commit_day, ensure_table
+from wflog_assets.iceberg.schema import ARROW_SCHEMA, LAYOUT_TABLE_SUFFIX, LAYOUTS
+from wflog_assets.source.manifest import Manifest, ManifestEntry, day_prefix
+from wflog_assets.source.normalize import month_of, sort_for_table
+from wflog_assets.tools.report import markdown_table, measure, pick_workflows, seed_comparison, write_report
 
 HEAVY = "atlan-salesforce-1671795233-cron-1766791800"
 HEAVY_ROWS = 436_985

@@ -27,11 +27,11 @@ from pathlib import Path
 from bench_layouts import rows_for_counts
 from pyiceberg.catalog.sql import SqlCatalog
 
-from wflog_assets.maintenance import compact_month, expire_snapshots, rewrite_manifests
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.query import p0_query
-from wflog_assets.source import Manifest, ManifestEntry
-from wflog_assets.table_writer import commit_day, ensure_table
+from wflog_assets.iceberg.commit import commit_day, ensure_table
+from wflog_assets.iceberg.maintenance import compact_month, expire_snapshots, rewrite_manifests
+from wflog_assets.iceberg.query import p0_query
+from wflog_assets.source.manifest import Manifest, ManifestEntry
+from wflog_assets.source.normalize import sort_for_table
 
 HEAVY = "atlan-salesforce-1671795233-cron-1735689600"
 IDENTIFIER = "bench.year"

@@ -9,8 +9,9 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from wflog_assets.generate import GeneratorSettings, write_days
-from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore, day_prefix
+from wflog_assets.source.manifest import day_prefix
+from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
+from wflog_assets.tools.generate import GeneratorSettings, write_days
 
 DEMO_FORMATS = ("parquet", "mixed", "jsonl")  # the old writer, both, the current writer
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -112,7 +113,7 @@ def _layout_table(layout: str):  # -> pyiceberg Table
 def _print_p0(workflow: str, node: str | None, limit: int, start: float | None = None,
               end: float | None = None, columns: tuple[str, ...] | None = None,
               layout: str = "wf_month") -> None:
-    from wflog_assets.query import DEFAULT_COLUMNS, p0_query
+    from wflog_assets.iceberg.query import DEFAULT_COLUMNS, p0_query
 
     table = _layout_table(layout)
     result = p0_query(table, workflow, node=node, start=start, end=end, limit=limit,
@@ -142,8 +143,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from wflog_assets.defs import settings
-    from wflog_assets.report import measure, pick_workflows, seed_comparison, write_report
-    from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUTS
+    from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUTS
+    from wflog_assets.tools.report import measure, pick_workflows, seed_comparison, write_report
 
     resource = settings.iceberg_catalog()
     catalog = resource.load_catalog()
@@ -162,7 +163,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
-    from wflog_assets.clickhouse import ExportFormatError, convert_export
+    from wflog_assets.errors import ExportFormatError
+    from wflog_assets.tools.clickhouse import convert_export
 
     try:
         result = convert_export(args.export, _store(args.dest), rows_per_file=args.rows_per_file)
@@ -188,7 +190,7 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate demo days (once), materialize them, print a summary and a P0 query."""
     from wflog_assets.defs import settings
-    from wflog_assets.query import workflow_row_counts
+    from wflog_assets.iceberg.query import workflow_row_counts
 
     data = settings.data_dir()
     source = LocalObjectStore(data / "source")

@@ -27,7 +27,7 @@ from wflog_assets.defs.resources import (
     SourceS3Resource,
     SqliteCatalogResource,
 )
-from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
+from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets_tests.weed import WeedServer, start_weed, stop_weed
 
 START = "2025-12-01"
@@ -170,3 +170,18 @@ def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
     con.execute(f"ATTACH 's3://{weed.warehouse}' AS lake (TYPE ICEBERG, ENDPOINT '{weed.iceberg_uri}', "
                 "SECRET rest)")
     return con
+
+
+# Tests that start servers or processes (weed mini, PostgreSQL, webserver + daemon, child
+# runs) carry the `integration` marker: `pytest -m "not integration"` is the fast loop.
+_SERVER_MODULES = ("test_end_to_end", "test_scale_out", "test_processes", "test_faults",
+                   "test_duckdb")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        uses_rest = callspec is not None and callspec.params.get("backend") == "rest"
+        if (uses_rest or "weed" in getattr(item, "fixturenames", ())
+                or item.module.__name__.rsplit(".", 1)[-1] in _SERVER_MODULES):
+            item.add_marker(pytest.mark.integration)

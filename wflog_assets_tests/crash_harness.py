@@ -45,7 +45,7 @@ def install(point: str) -> None:
 
     import wflog_assets.defs.assets as assets
     from wflog_assets.defs.resources import ArrowStagingIOManager
-    from wflog_assets.source import S3ObjectStore
+    from wflog_assets.source.stores import S3ObjectStore
 
     if point == "reading":  # the second file being read
         calls = iter(range(1000))

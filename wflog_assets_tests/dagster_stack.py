@@ -38,7 +38,9 @@ class DagsterStack:
         self.daemons: list[subprocess.Popen[bytes]] = []
         self.webserver = self._spawn("webserver", [str(BIN / "dagster-webserver"), *self.workspace,
                                                     "-h", "127.0.0.1", "-p", str(port)])
-        self.daemon = self.start_daemon()
+        # the daemon starts once the webserver has created the instance's storage (`wait_ready`):
+        # started together on a fresh DAGSTER_HOME, both create its tables and one of them dies
+        self.daemon: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "ab")
@@ -47,7 +49,7 @@ class DagsterStack:
 
     @property
     def procs(self) -> list[subprocess.Popen[bytes]]:
-        return [self.webserver, self.daemon]
+        return [self.webserver] + ([self.daemon] if self.daemon is not None else [])
 
     def start_daemon(self) -> subprocess.Popen[bytes]:
         self.daemon = self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", *self.workspace])
@@ -56,6 +58,7 @@ class DagsterStack:
 
     def kill_daemon(self) -> None:
         """SIGKILL the daemon process alone, as a crash would: runs it already launched go on."""
+        assert self.daemon is not None, "the daemon was never started"
         os.kill(self.daemon.pid, signal.SIGKILL)
         self.daemon.wait(timeout=30)
 
@@ -78,6 +81,8 @@ class DagsterStack:
                 entries = data["workspaceOrError"]["locationEntries"]
                 if entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
                     self.location = entries[0]["name"]
+                    if self.daemon is None:
+                        self.start_daemon()
                     return
             except (urllib.error.URLError, ConnectionError):
                 pass

@@ -28,8 +28,9 @@ import pyarrow.compute as pc
 from pyiceberg.table import Table
 
 from wflog_assets.definitions import TABLE_TAG
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.source import S3ObjectStore, list_day
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.stores import S3ObjectStore
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import rest_backend, rest_env
 from wflog_assets_tests.dagster_stack import PRODUCTION_DAGSTER_YAML, DagsterStack
 from wflog_assets_tests.oracle import source_records

@@ -15,8 +15,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
-from wflog_assets.schema import EXTRA_FIELDS
-from wflog_assets.source import ObjectStore, list_day
+from wflog_assets.iceberg.schema import EXTRA_FIELDS
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.stores import ObjectStore
 
 
 def _text(value: Any) -> str | None:

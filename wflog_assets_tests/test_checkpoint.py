@@ -7,8 +7,9 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from wflog_assets.generate import GeneratorSettings, generate_day, generate_late_file
-from wflog_assets.source import LocalObjectStore, S3ObjectStore, list_day
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.stores import LocalObjectStore, S3ObjectStore
+from wflog_assets.tools.generate import GeneratorSettings, generate_day, generate_late_file
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 

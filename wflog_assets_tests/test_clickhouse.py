@@ -12,8 +12,9 @@ import dagster as dg
 import pytest
 
 from wflog_assets.cli import main as cli_main
-from wflog_assets.clickhouse import COLUMNS, ExportFormatError, convert_export
-from wflog_assets.source import LocalObjectStore
+from wflog_assets.errors import ExportFormatError
+from wflog_assets.source.stores import LocalObjectStore
+from wflog_assets.tools.clickhouse import COLUMNS, convert_export
 from wflog_assets_tests.conftest import Backend, embedded_backend
 from wflog_assets_tests.oracle import table_rows
 

@@ -17,19 +17,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from wflog_assets.day_writer import (
-    IpcRun,
-    MemoryRun,
-    RunFormatError,
-    merge_partition,
-    write_data_files,
-    write_run,
-)
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.schema import MONTH, TIMESTAMP, WORKFLOW_NAME
-from wflog_assets.source import list_day, read_manifest
-from wflog_assets.table_writer import ensure_table
+from wflog_assets.errors import RunFormatError
+from wflog_assets.iceberg.commit import ensure_table
+from wflog_assets.iceberg.data_files import IpcRun, MemoryRun, merge_partition, write_data_files, write_run
+from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, WORKFLOW_NAME
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.source.reading import read_manifest
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend
 
 DAY = dt.date(2025, 12, 20)
@@ -221,7 +216,7 @@ def test_a_file_that_is_not_a_sorted_run_is_refused(tmp_path: Path):
 
 
 def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backend: Backend):
-    from wflog_assets.checks import _day_facts
+    from wflog_assets.quality.checks import _day_facts
 
     rows = _day_rows(backend)
     table = backend.catalog.ensure_table()

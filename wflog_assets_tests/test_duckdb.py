@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from wflog_assets.generate import GeneratorSettings, generate_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import rest_backend
 from wflog_assets_tests.oracle import expected_rows_for_days, sorted_rows
 from wflog_assets_tests.weed import WeedServer

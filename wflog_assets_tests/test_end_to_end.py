@@ -14,7 +14,7 @@ import pytest
 
 from wflog_assets.definitions import TABLE_TAG
 from wflog_assets.defs.sensors import DIGEST_TAG, SENSOR_NAME
-from wflog_assets.generate import GeneratorSettings, generate_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend, rest_backend, rest_env
 from wflog_assets_tests.dagster_stack import DagsterStack, until
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows

@@ -9,7 +9,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wflog_assets.generate import GeneratorSettings, generate_day, generate_late_file
+from wflog_assets.tools.generate import GeneratorSettings, generate_day, generate_late_file
 
 DAY = dt.date(2025, 12, 29)
 SETTINGS = GeneratorSettings(rows_per_day=4_000, files_per_day=16, workflows_per_day=20)

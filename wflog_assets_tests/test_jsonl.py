@@ -10,8 +10,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from wflog_assets.generate import GeneratorSettings, generate_day, json_key
-from wflog_assets.source import list_day
+from wflog_assets.source.listing import list_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day, json_key
 from wflog_assets_tests.conftest import Backend, rest_backend
 from wflog_assets_tests.oracle import expected_row, expected_rows_for_days, sorted_rows, table_rows
 from wflog_assets_tests.weed import WeedServer

@@ -18,10 +18,9 @@ from pyiceberg.catalog.sql import SqlCatalog
 from wflog_assets.cli import main as cli_main
 from wflog_assets.definitions import LAYOUT_JOB
 from wflog_assets.defs import settings
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.query import P0Query, p0_query, workflow_row_counts
-from wflog_assets.schema import (
+from wflog_assets.iceberg.commit import commit_day, ensure_table
+from wflog_assets.iceberg.query import P0Query, p0_query, workflow_row_counts
+from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
     LAYOUTS,
     SORT_ORDER,
@@ -29,8 +28,9 @@ from wflog_assets.schema import (
     WORKFLOW_NAME,
     WORKFLOW_NODE,
 )
-from wflog_assets.source import Manifest, ManifestEntry
-from wflog_assets.table_writer import commit_day, ensure_table
+from wflog_assets.source.manifest import Manifest, ManifestEntry
+from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend, embedded_backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 

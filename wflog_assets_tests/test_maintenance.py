@@ -13,16 +13,18 @@ from pyiceberg.conversions import from_bytes
 from pyiceberg.types import LongType
 
 from wflog_assets.defs.maintenance import MAINTENANCE_JOB
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.maintenance import (
+from wflog_assets.iceberg.commit import commit_day
+from wflog_assets.iceberg.maintenance import (
     SUMMARY_MAINTENANCE,
     compact_month,
     expire_snapshots,
     rewrite_manifests,
 )
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.source import Manifest, list_day, read_manifest
-from wflog_assets.table_writer import commit_day
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.manifest import Manifest
+from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.source.reading import read_manifest
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 

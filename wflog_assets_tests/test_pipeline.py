@@ -8,10 +8,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.schema import SORT_ORDER, TABLE_SCHEMA
-from wflog_assets.source import list_day
-from wflog_assets.table_writer import SUMMARY_DAY, SUMMARY_DIGEST
+from wflog_assets.iceberg.commit import SUMMARY_DAY, SUMMARY_DIGEST
+from wflog_assets.iceberg.schema import SORT_ORDER, TABLE_SCHEMA
+from wflog_assets.source.listing import list_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 

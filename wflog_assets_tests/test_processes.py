@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from wflog_assets.generate import GeneratorSettings, generate_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend, rest_backend, rest_env
 from wflog_assets_tests.crash_harness import KILL_POINTS
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from wflog_assets.generate import GeneratorSettings
+from wflog_assets.tools.generate import GeneratorSettings
 from wflog_assets_tests.dagster_stack import PRODUCTION_DAGSTER_YAML
 from wflog_assets_tests.load import ASSETS, LoadSettings, run_load
 from wflog_assets_tests.postgres import PostgresServer, running_postgres

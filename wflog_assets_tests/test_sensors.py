@@ -7,8 +7,8 @@ import datetime as dt
 import dagster as dg
 
 from wflog_assets.defs.sensors import SENSOR_NAME, SensorCursor
-from wflog_assets.generate import GeneratorSettings, generate_day, generate_late_file
-from wflog_assets.source import list_day
+from wflog_assets.source.listing import list_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day, generate_late_file
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 
@@ -59,7 +59,7 @@ def test_sensor_requests_new_late_and_changed_days_and_nothing_else(
     first = ticker.tick()
     assert [r.partition_key for r in first.run_requests] == ["2025-12-01", "2025-12-02", "2025-12-03"]
     assert [r.run_key for r in first.run_requests] == [
-        f"{d.isoformat()}:{list_day(backend.store, d).digest[:20]}" for d in (D1, D2, D3)]
+        f"{d.isoformat()}:{list_day(backend.store, d).digest[:20]}:0" for d in (D1, D2, D3)]
     assert SensorCursor.parse(ticker.cursor).last_day == "2025-12-03"
     # a repeated tick before the runs happened asks for the same run keys (Dagster dedupes them)
     again = Ticker(backend, instance).tick()

@@ -14,9 +14,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.schema import TIMESTAMP
-from wflog_assets.source import list_day
+from wflog_assets.iceberg.schema import TIMESTAMP
+from wflog_assets.source.listing import list_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 

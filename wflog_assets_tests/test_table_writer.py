@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 from pyiceberg.expressions import StartsWith
 
-from wflog_assets.generate import GeneratorSettings, generate_day
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
-from wflog_assets.source import Manifest, day_prefix, list_day, read_manifest
-from wflog_assets.table_writer import SOURCE_FILE_METRICS, commit_day, ensure_table
+from wflog_assets.iceberg.commit import SOURCE_FILE_METRICS, commit_day, ensure_table
+from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.manifest import Manifest, day_prefix
+from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.source.reading import read_manifest
+from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_tests.conftest import Backend
 from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
 

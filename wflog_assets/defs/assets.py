@@ -14,20 +14,23 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 
-from wflog_assets.checks import CHECKS, DuplicateFinder, day_checks
-from wflog_assets.day_writer import SortedRun
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.quarantine import (
+from wflog_assets.iceberg.commit import CommitResult, commit_day, plan_reads
+from wflog_assets.iceberg.data_files import SortedRun
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT
+from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks
+from wflog_assets.quality.quarantine import (
     QUARANTINE_SUFFIX,
+    day_quarantine,
     ensure_quarantine_table,
+    summarize,
     write_quarantine,
 )
-from wflog_assets.schema import DEFAULT_LAYOUT
-from wflog_assets.source import Manifest, list_day
-from wflog_assets.staging import StagedRuns, stage_in_pieces
-from wflog_assets.table_writer import commit_day
+from wflog_assets.source.listing import list_day
+from wflog_assets.source.manifest import Manifest
+from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.staging.pieces import StagedRuns, stage_in_pieces
 
 GROUP = "workflow_logs"
 STAGING_IO_MANAGER = "staging_io_manager"
@@ -103,7 +106,8 @@ def commit_layout_day(
     manifest: pa.Table,
     rows: pa.Table | list[SortedRun],
     observe: Callable[[pa.Table], None] | None = None,
-) -> dg.MaterializeResult:
+    staged: StagedRuns | None = None,
+) -> tuple[dg.MaterializeResult, CommitResult]:
     """Commit one day's good rows (a table, or sorted runs) to `layout`'s table in one snapshot."""
     started = time.monotonic()
     day_manifest = Manifest.from_arrow(manifest)
@@ -112,7 +116,10 @@ def commit_layout_day(
     if isinstance(rows, pa.Table) and layout != DEFAULT_LAYOUT:  # ordered for production
         rows = sort_for_table(rows, layout)
     result = commit_day(lambda: catalog.load_table(identifier), day_manifest, rows,
-                        observe=observe)
+                        observe=observe,
+                        staged=None if staged is None or staged.read_keys is None
+                        else staged.read_keys,
+                        removable=None if staged is None else staged.removable)
     context.log.info(
         f"{result.day} -> {identifier}: {result.outcome}, {result.rows_written} "
         f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
@@ -137,9 +144,10 @@ def commit_layout_day(
             "manifest_digest": dg.MetadataValue.text(result.manifest_digest),
             "commit_attempts": dg.MetadataValue.int(result.attempts),
             "phase_seconds": dg.MetadataValue.json(result.times),
+            "day_rows": dg.MetadataValue.int(-1 if result.day_rows is None else result.day_rows),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
-    )
+    ), result
 
 
 def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
@@ -189,17 +197,25 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         context: dg.AssetExecutionContext,
         raw_log_chunks: pa.Table,
         log_source: LogSourceResource,
+        iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult[StagedRuns]:
-        """The day's rows in the table schema as sorted runs, plus everything kept out."""
+        """The rows of the day's new and changed files as sorted runs, plus everything kept out."""
         started = time.monotonic()
         manifest = Manifest.from_arrow(raw_log_chunks)
+        plan = plan_reads(iceberg.existing_table(iceberg.load_catalog()), manifest)
+        wanted = set(plan.write_keys)
+        to_read = Manifest.build(manifest.day, (e for e in manifest.entries if e.key in wanted))
+        context.log.info(
+            f"{len(to_read.entries)} of {len(manifest.entries)} files to read "
+            f"({len(plan.added)} new, {len(plan.changed)} changed), {len(plan.removed)} gone")
         spill = tempfile.mkdtemp(prefix="wflog-spill-")
         atexit.register(shutil.rmtree, spill, ignore_errors=True)
         staged = stage_in_pieces(
-            log_source.object_store(), manifest, pafs.LocalFileSystem(), spill,
+            log_source.object_store(), to_read, pafs.LocalFileSystem(), spill,
             max_workers=log_source.read_workers, piece_rows=log_source.piece_rows,
-            part_rows=log_source.part_rows,
+            part_rows=log_source.part_rows, fetch_workers=log_source.fetch_workers,
         )
+        staged.removable = list(plan.removed)
         summary = staged.summary()
         for reject in staged.rejected[:50]:
             context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")
@@ -213,6 +229,11 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         metadata: dict[str, dg.MetadataValue] = {
             "rows": dg.MetadataValue.int(staged.accepted_rows),
             "source_files": dg.MetadataValue.int(staged.source_files),
+            "files_in_day": dg.MetadataValue.int(len(manifest.entries)),
+            "files_read": dg.MetadataValue.int(len(to_read.entries)),
+            "files_already_committed": dg.MetadataValue.int(
+                len(manifest.entries) - len(to_read.entries)),
+            "files_gone": dg.MetadataValue.int(len(plan.removed)),
             "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
             "workflows": dg.MetadataValue.int(len(staged.workflows)),
             "manifest_digest": dg.MetadataValue.text(manifest.digest),
@@ -265,14 +286,22 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         staged_runs = normalized_log_batches
         quarantined = staged_runs.kept_out
         seen = DuplicateFinder()  # fed by the write's own pass over the rows
-        committed = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest,
-                                      staged_runs.readable(), observe=seen.add)
+        committed, result = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest,
+                                              staged_runs.readable(), observe=seen.add,
+                                              staged=staged_runs)
         day = Manifest.from_arrow(manifest).day
         quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
-        snapshot = write_quarantine(ensure_quarantine_table(catalog, quarantine_id), day,
-                                    quarantined)
+        replaced = (None if staged_runs.read_keys is None
+                    else set(staged_runs.read_keys) | set(result.files_removed))
+        quarantine = ensure_quarantine_table(catalog, quarantine_id)
+        snapshot = write_quarantine(quarantine, day, quarantined, replaced)
+        expected = result.day_rows if result.outcome == "unchanged" else (
+            result.rows_kept + staged_runs.accepted_in(result.files_added + result.files_changed))
         outcomes = day_checks(catalog.load_table(iceberg.layout_identifier()), day,
-                              staged_runs.summary(), staged_runs.readable(), seen=seen)
+                              staged_runs.summary(), staged_runs.readable(), seen=seen,
+                              expected_rows=expected,
+                              kept=summarize(day_quarantine(quarantine, day)))
+        staged_runs.discard()  # committed: the table holds the rows now
         metadata = {
             **(committed.metadata or {}),
             "quarantine_table": dg.MetadataValue.text(quarantine_id),

@@ -5,13 +5,15 @@ import warnings
 from collections.abc import Sequence
 
 import dagster as dg
-import pyarrow as pa
 from pydantic import Field
 from pyiceberg.table import Table
 
 from wflog_assets.defs.assets import BACKFILL_POLICY, commit_layout_day
+from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource
-from wflog_assets.report import (
+from wflog_assets.iceberg.commit import committed_day
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUTS, describe_layout
+from wflog_assets.tools.report import (
     figures_json,
     markdown_table,
     measure,
@@ -20,8 +22,6 @@ from wflog_assets.report import (
     png_markdown,
     seed_comparison,
 )
-from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUTS, describe_layout
-from wflog_assets.staging import StagedRuns
 
 GROUP = "layout_study"
 
@@ -39,23 +39,27 @@ class LayoutReportConfig(dg.Config):
 
 
 def _layout_asset(layout: str, partitions_def: dg.PartitionsDefinition,
-                  raw: dg.AssetsDefinition, normalized: dg.AssetsDefinition) -> dg.AssetsDefinition:
+                  production: dg.AssetsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"workflow_logs_{layout}",
         partitions_def=partitions_def,
         backfill_policy=BACKFILL_POLICY,
         group_name=GROUP,
         kinds={"iceberg"},
-        ins={"manifest": dg.AssetIn(key=raw.key), "rows": dg.AssetIn(key=normalized.key)},
+        deps=[production],
         description=f"The day's rows in the {layout} table ({describe_layout(layout)}), "
-        "one commit per day.",
+        "copied from the production table, one commit per day.",
     )
-    def layout_table(context: dg.AssetExecutionContext, manifest: pa.Table, rows: StagedRuns,
+    def layout_table(context: dg.AssetExecutionContext,
                      iceberg: IcebergCatalogResource) -> dg.MaterializeResult:
-        # the good rows only (quarantined records never reach a layout's table), in memory:
-        # the study re-sorts them for its layout
-        return commit_layout_day(context, iceberg, iceberg.load_catalog(), layout, manifest,
-                                 rows.good_rows())
+        # the production table is the truth for the day (staging holds only what a run read):
+        # its rows, in memory, re-sorted for this layout; its files stand for the manifest
+        catalog = iceberg.load_catalog()
+        source = catalog.load_table(iceberg.layout_identifier(DEFAULT_LAYOUT))
+        day = partition_day(context.partition_key)
+        manifest, rows = committed_day(source, day)
+        result, _ = commit_layout_day(context, iceberg, catalog, layout, manifest.to_arrow(), rows)
+        return result
 
     return layout_table
 
@@ -63,11 +67,11 @@ def _layout_asset(layout: str, partitions_def: dg.PartitionsDefinition,
 def build_layout_study(
     partitions_def: dg.PartitionsDefinition, log_assets: Sequence[dg.AssetsDefinition]
 ) -> list[dg.AssetsDefinition]:
-    """Tables for the non-production layouts (fed by the same staged batches) and the report."""
-    raw, normalized, production = log_assets
+    """Tables for the non-production layouts (copied from the production table) and the report."""
+    production = log_assets[-1]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*backfill_policy", category=dg.BetaWarning)
-        tables = [_layout_asset(layout, partitions_def, raw, normalized)
+        tables = [_layout_asset(layout, partitions_def, production)
                   for layout in LAYOUTS if layout != DEFAULT_LAYOUT]
 
     @dg.asset(

@@ -1,4 +1,5 @@
-"""Monthly maintenance of the production table: compaction and snapshot expiry."""
+"""Maintenance of the production table: monthly compaction and snapshot expiry, and the
+compaction of each closed day."""
 
 import datetime as dt
 import time
@@ -9,8 +10,9 @@ from pydantic import Field
 
 from wflog_assets.defs.partitions import partition_month
 from wflog_assets.defs.resources import IcebergCatalogResource
-from wflog_assets.maintenance import (
+from wflog_assets.iceberg.maintenance import (
     ManifestRewrite,
+    compact_day,
     compact_month,
     expire_snapshots,
     rewrite_manifests,
@@ -104,3 +106,95 @@ def build_maintenance(
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
     return workflow_logs_maintenance, job, schedule
+
+
+DAY_COMPACTION_JOB = "compact_closed_days"
+DAY_COMPACTION_SENSOR = "wflog_day_compaction_sensor"
+WRITTEN = ("appended", "replaced")
+
+
+def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey, day: str) -> int:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def written_since(instance: dg.DagsterInstance, logs: dg.AssetKey, day: str, after: int) -> bool:
+    """Whether a `workflow_logs` run of the day wrote rows after storage id `after`."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=logs, asset_partitions=[day], after_storage_id=after),
+        limit=1000).records
+    for record in records:
+        mat = record.asset_materialization
+        outcome = mat.metadata.get("outcome") if mat is not None else None
+        if outcome is not None and outcome.value in WRITTEN:
+            return True
+    return False
+
+
+def build_day_compaction(
+    daily: dg.TimeWindowPartitionsDefinition, workflow_logs: dg.AssetsDefinition,
+    run_tags: dict[str, str], grace_hours: int = 2, lookback_days: int = 3,
+    interval_s: int = 300,
+) -> tuple[dg.AssetsDefinition, Any, dg.SensorDefinition]:
+    """A closed day's files compacted to one per partition: the asset, its job, and a sensor
+    that requests it once a day has ended (plus `grace_hours`) and after every later run of the
+    day that wrote rows (a late file adds a file; the day is compacted again)."""
+
+    @dg.asset(
+        name="workflow_logs_day_compaction",
+        partitions_def=daily,
+        group_name=GROUP,
+        kinds={"iceberg"},
+        deps=[workflow_logs],
+    )
+    def day_compaction(context: dg.AssetExecutionContext,
+                       iceberg: IcebergCatalogResource) -> dg.MaterializeResult:
+        """The day's data files compacted to one sorted file per (workflow, month) partition."""
+        started = time.monotonic()
+        day = dt.date.fromisoformat(context.partition_key)
+        catalog = iceberg.load_catalog()
+        identifier = iceberg.layout_identifier()
+        result = compact_day(lambda: catalog.load_table(identifier), day)
+        context.log.info(f"{identifier} {day}: {result.partitions_compacted} of "
+                         f"{result.partitions} partitions compacted ({result.files_before} -> "
+                         f"{result.files_after} files, {result.rows} rows)")
+        return dg.MaterializeResult(metadata={
+            "day": dg.MetadataValue.text(result.month),
+            "partitions": dg.MetadataValue.int(result.partitions),
+            "partitions_compacted": dg.MetadataValue.int(result.partitions_compacted),
+            "files_before": dg.MetadataValue.int(result.files_before),
+            "files_after": dg.MetadataValue.int(result.files_after),
+            "rows_rewritten": dg.MetadataValue.int(result.rows),
+            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
+            "commit_attempts": dg.MetadataValue.int(result.attempts),
+            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        })
+
+    job = dg.define_asset_job(
+        DAY_COMPACTION_JOB, selection=dg.AssetSelection.assets(day_compaction),
+        description="Compact a closed day of the workflow_logs table to one file per partition.",
+        tags=run_tags,
+    )
+
+    @dg.sensor(name=DAY_COMPACTION_SENSOR, job=job, minimum_interval_seconds=interval_s,
+               default_status=dg.DefaultSensorStatus.STOPPED,
+               description=f"Compacts each day {grace_hours} h after it ended (UTC), and again "
+               f"after a late file was ingested ({lookback_days} days back).")
+    def day_compaction_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        closed = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=grace_hours)).date()
+        requests: list[dg.RunRequest] = []
+        for back in range(1, lookback_days + 1):
+            day = (closed - dt.timedelta(days=back)).isoformat()
+            if not daily.has_partition_key(day):
+                continue
+            compacted = _latest_storage_id(context.instance, day_compaction.key, day)
+            if written_since(context.instance, workflow_logs.key, day, compacted):
+                requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{compacted}"))
+        if not requests:
+            return dg.SensorResult(skip_reason=dg.SkipReason(
+                f"no closed day (ended {grace_hours} h ago or earlier) has rows written since "
+                f"its last compaction"))
+        return dg.SensorResult(run_requests=requests)
+
+    return day_compaction, job, day_compaction_sensor

@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 import boto3
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import requests
@@ -30,17 +29,17 @@ from pydantic import Field, field_validator
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
-from wflog_assets.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
-from wflog_assets.source import LocalObjectStore, ObjectStore, S3ObjectStore
-from wflog_assets.staging import (
+from wflog_assets.errors import CatalogUnavailableError
+from wflog_assets.iceberg.commit import ensure_table
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
+from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
+from wflog_assets.staging.persist import LISTING, load_staged, save_staged
+from wflog_assets.staging.pieces import (
+    DEFAULT_FETCH_WORKERS,
     DEFAULT_PART_ROWS,
     DEFAULT_PIECE_ROWS,
-    LISTING,
     StagedRuns,
-    load_staged,
-    save_staged,
 )
-from wflog_assets.table_writer import ensure_table
 
 
 class SourceS3Resource(S3Resource):
@@ -104,6 +103,11 @@ class LogSourceResource(dg.ConfigurableResource, ABC):
         default=DEFAULT_PART_ROWS, ge=256, le=16 * 1024 * 1024,
         description="Rows of a Parquet file decoded and normalized at a time.",
     )
+    fetch_workers: int = Field(
+        default=DEFAULT_FETCH_WORKERS, ge=1, le=256,
+        description="GETs in flight for batches of small files (hides the per-object latency "
+        "of S3; each holds one small object in memory).",
+    )
 
     @abstractmethod
     def object_store(self) -> ObjectStore:
@@ -152,10 +156,6 @@ class S3LogSource(LogSourceResource):
 # --------------------------------------------------------------------------- catalog
 
 
-class CatalogUnavailableError(RuntimeError):
-    """The Iceberg catalog cannot be reached; nothing was committed."""
-
-
 class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     """A pyiceberg catalog and the table the logs go to."""
 
@@ -189,6 +189,11 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     def layout_identifier(self, layout: str = DEFAULT_LAYOUT) -> str:
         """The table of a partition layout: the configured name for wf_month, suffixed otherwise."""
         return self.identifier(LAYOUT_TABLE_SUFFIX[layout])
+
+    def existing_table(self, catalog: Catalog, layout: str = DEFAULT_LAYOUT) -> Table | None:
+        """The layout's table, or None before its first commit."""
+        identifier = self.layout_identifier(layout)
+        return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
 
     def ensure_table(self, layout: str = DEFAULT_LAYOUT, catalog: Catalog | None = None) -> Table:
         """Create (or check) the layout's table; pass `catalog` to reuse one already loaded."""
@@ -287,26 +292,31 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
         base.mkdir(parents=True, exist_ok=True)
         return pafs.LocalFileSystem(), base.as_posix()
 
-    def _path(self, context: dg.InputContext | dg.OutputContext, base: str) -> str:
-        asset = "/".join(context.asset_key.path)
+    def _partition_folder(self, context: dg.InputContext | dg.OutputContext, base: str) -> str:
         partition = context.asset_partition_key if context.has_asset_partitions else "all"
-        return f"{base}/{asset}/{partition}.parquet"
+        return f"{base}/{partition}"
+
+    def _asset(self, context: dg.InputContext | dg.OutputContext) -> str:
+        return "/".join(context.asset_key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: pa.Table | StagedRuns) -> None:
+        """Stage under `<root>/<partition>/<run id>/<asset>`: every run has its own folder, so
+        two runs of one day never read each other's files."""
         fs, base = self._fs_and_base()
-        path = self._path(context, base)
-        if isinstance(obj, StagedRuns):  # a day's sorted runs: a folder per partition
-            folder = path.removesuffix(".parquet")
+        run_folder = f"{self._partition_folder(context, base)}/{context.run_id}"
+        path = f"{run_folder}/{self._asset(context)}"
+        if isinstance(obj, StagedRuns):  # a day's sorted runs: a folder
             started = time.perf_counter()
-            size = save_staged(obj, fs, folder)
-            context.add_output_metadata({"staged_path": self.root.rstrip("/") + folder[len(base):],
+            size = save_staged(obj, fs, path)
+            context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base):],
                                          "staged_runs": len(obj.runs), "staged_bytes": size,
                                          "staging_write_s": round(time.perf_counter() - started, 3)})
             return
         if not isinstance(obj, pa.Table):
             raise TypeError(f"{type(self).__name__} stages pyarrow Tables or StagedRuns, "
                             f"got {type(obj)}")
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        path += ".parquet"
+        fs.create_dir(run_folder, recursive=True)
         if isinstance(fs, pafs.LocalFileSystem):  # S3 uploads are atomic by themselves
             tmp = f"{path}.tmp-{os.getpid()}"
             pq.write_table(obj, tmp, filesystem=fs, row_group_size=128 * 1024)
@@ -315,16 +325,43 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
             pq.write_table(obj, path, filesystem=fs, row_group_size=128 * 1024)
         context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base):]})
 
+    def _find(self, context: dg.InputContext, fs: pafs.FileSystem, base: str
+              ) -> tuple[str, str]:
+        """(run folder, path) of the asset's staging: this run's own if it made one, else the
+        newest run's (an asset materialized alone reads what an earlier run staged)."""
+        folder, asset = self._partition_folder(context, base), self._asset(context)
+        try:
+            run_id: str | None = context.step_context.run_id
+        except dg.DagsterInvariantViolationError:
+            run_id = None
+        names = (f"{asset}/{LISTING}", f"{asset}.parquet")
+        if run_id is not None:
+            for name in names:
+                if fs.get_file_info(f"{folder}/{run_id}/{name}").type == pafs.FileType.File:
+                    return f"{folder}/{run_id}", f"{folder}/{run_id}/{name}"
+        candidates = [
+            info for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True,
+                                                                recursive=True))
+            if info.type == pafs.FileType.File and info.path.endswith(names)
+            and info.path.count("/") - folder.count("/") in (2, 3)]
+        if not candidates:
+            raise FileNotFoundError(
+                f"nothing staged for {asset} of {context.asset_partition_key} under {folder}: "
+                "materialize the upstream assets of that day first")
+        newest = max(candidates, key=lambda info: info.mtime_ns or 0)
+        run_folder = folder + "/" + newest.path[len(folder) + 1:].split("/", 1)[0]
+        return run_folder, newest.path
+
     def load_input(self, context: dg.InputContext) -> pa.Table | StagedRuns:
         fs, base = self._fs_and_base()
-        path = self._path(context, base)
-        folder = path.removesuffix(".parquet")
-        if fs.get_file_info(f"{folder}/{LISTING}").type == pafs.FileType.File:
+        run_folder, path = self._find(context, fs, base)
+        if path.endswith(LISTING):
             local = tempfile.mkdtemp(prefix="wflog-runs-")
             atexit.register(shutil.rmtree, local, ignore_errors=True)
             started = time.perf_counter()
-            staged = load_staged(fs, folder, local)
-            context.log.info(f"staged runs of {folder} loaded in "
+            staged = load_staged(fs, path.rsplit("/", 1)[0], local)
+            staged.location = (fs, run_folder)  # removed whole once the day is committed
+            context.log.info(f"staged runs of {run_folder} loaded in "
                              f"{time.perf_counter() - started:.2f} s ({len(staged.runs)} runs)")
             return staged
-        return ds.dataset(path, filesystem=fs, format="parquet").to_table()
+        return pq.read_table(path, filesystem=fs)

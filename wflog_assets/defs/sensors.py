@@ -10,7 +10,7 @@ import dagster as dg
 
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import LogSourceResource
-from wflog_assets.source import list_day, list_days
+from wflog_assets.source.listing import list_day, list_days
 
 SENSOR_NAME = "wflog_source_sensor"
 DIGEST_TAG = "wflog/manifest-digest"
@@ -40,6 +40,26 @@ def committed_digest(instance: dg.DagsterInstance, day: str) -> str | None:
         return None
     value = records[0].asset_materialization.metadata.get("manifest_digest")
     return None if value is None else str(value.value)
+
+
+ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                   dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+ENDED_UNSUCCESSFUL = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def days_in_flight(instance: dg.DagsterInstance, job_name: str) -> set[str]:
+    """Days with a run of the job queued or running: a new file of such a day waits for the
+    next tick (the running run's successor picks it up), so runs of one day never pile up."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES))
+    return {r.dagster_run.tags["dagster/partition"] for r in records
+            if "dagster/partition" in r.dagster_run.tags}
+
+
+def failed_attempts(instance: dg.DagsterInstance, day: str, digest: str) -> int:
+    """Runs requested for this day and manifest that failed or were canceled: part of the run
+    key, so that a failed run is requested again on the next tick."""
+    return len(instance.get_run_records(dg.RunsFilter(
+        tags={"dagster/partition": day, DIGEST_TAG: digest}, statuses=ENDED_UNSUCCESSFUL)))
 
 
 def build_source_sensor(
@@ -73,16 +93,25 @@ def build_source_sensor(
                 if partitions_def.has_partition_key(d.isoformat())]
         requests: list[dg.RunRequest] = []
         unchanged = 0
+        in_flight = days_in_flight(context.instance, job.name)
+        waiting: list[str] = []
         for day in days:
+            if day.isoformat() in in_flight:
+                waiting.append(day.isoformat())
+                continue
             manifest = list_day(store, day)
             if not manifest.entries:
                 continue
             if committed_digest(context.instance, manifest.day) == manifest.digest:
                 unchanged += 1
                 continue
+            retry = failed_attempts(context.instance, manifest.day, manifest.digest)
+            if retry:
+                context.log.info(f"{manifest.day}: the last run for these files failed "
+                                 f"({retry} time(s)): requesting it again")
             requests.append(dg.RunRequest(
                 partition_key=manifest.day,
-                run_key=f"{manifest.day}:{manifest.digest[:20]}",
+                run_key=f"{manifest.day}:{manifest.digest[:20]}:{retry}",
                 tags={DIGEST_TAG: manifest.digest},
             ))
         newest = max([cursor.last_day or "", *(d.isoformat() for d in days)]) or None
@@ -91,7 +120,8 @@ def build_source_sensor(
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(
                     f"{len(days)} day folder(s) since {since.isoformat()}: {unchanged} unchanged "
-                    f"since their last materialization, none new or changed"
+                    f"since their last materialization, {len(waiting)} with a run queued or "
+                    f"running ({', '.join(waiting) or 'none'}), none new or changed"
                 ),
                 cursor=next_cursor,
             )

@@ -50,7 +50,8 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("WFLOG_CATALOG", "sqlite", "`sqlite` (embedded) or `rest` (Polaris)"),
     EnvSetting("WFLOG_CATALOG_URI", None, "REST catalog URI"),
     EnvSetting("WFLOG_CATALOG_CREDENTIAL", None, "REST OAuth2 `client_id:client_secret`", True),
-    EnvSetting("WFLOG_CATALOG_WAREHOUSE", None, "REST warehouse (Polaris catalog name)"),
+    EnvSetting("WFLOG_CATALOG_WAREHOUSE", None, "REST warehouse: the Polaris catalog name, or a "
+               "location such as s3://warehouse"),
     EnvSetting("WFLOG_CATALOG_SCOPE", None, "REST OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL"),
     EnvSetting("WFLOG_SENSOR_LOOKBACK_DAYS", "3", "Days before the newest day folder that "
                "each sensor tick re-lists for late files"),

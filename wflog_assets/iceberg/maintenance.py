@@ -22,29 +22,40 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    LessThan,
+)
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update.snapshot import _ManifestMergeManager, _MergeAppendFiles
-from pyiceberg.types import LongType
+from pyiceberg.types import LongType, StringType
 
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.schema import MONTH, TIMESTAMP
-from wflog_assets.table_writer import backoff, delete_files, without_library_retries, write_data_files
+from wflog_assets.errors import CompactionConflictError
+from wflog_assets.iceberg.commit import (
+    backoff,
+    day_filter,
+    delete_files,
+    without_library_retries,
+    write_data_files,
+)
+from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP
+from wflog_assets.source.manifest import day_prefix
+from wflog_assets.source.normalize import sort_for_table
 
 SUMMARY_MAINTENANCE = "wflog.maintenance"
 SUMMARY_MONTH = "wflog.month"
 
 
-class CompactionConflictError(RuntimeError):
-    """Concurrent commits kept touching the month being compacted beyond the retry budget."""
-
-
 @dataclass(frozen=True)
 class CompactionResult:
-    month: str  # YYYY-MM
+    month: str  # what was compacted: YYYY-MM, or YYYY-MM-DD for a day
     partitions: int  # partitions of the month in the table
     partitions_compacted: int
     files_before: int  # data files of the compacted partitions before
@@ -64,10 +75,15 @@ def month_filter(year: int, month: int) -> And:
                LessThan(TIMESTAMP, end.timestamp()))
 
 
-def _plan(table: Table, year: int, month: int) -> dict[tuple[object, ...], list[FileScanTask]]:
+FilePredicate = Callable[[Table, DataFile], bool]
+
+
+def _plan(table: Table, where: BooleanExpression, only: FilePredicate | None
+          ) -> dict[tuple[object, ...], list[FileScanTask]]:
     groups: dict[tuple[object, ...], list[FileScanTask]] = defaultdict(list)
-    for task in table.scan(row_filter=month_filter(year, month)).plan_files():
-        groups[(task.file.spec_id, *task.file.partition)].append(task)
+    for task in table.scan(row_filter=where).plan_files():
+        if only is None or only(table, task.file):
+            groups[(task.file.spec_id, *task.file.partition)].append(task)
     return groups
 
 
@@ -78,11 +94,12 @@ def _read(table: Table, tasks: list[FileScanTask]) -> pa.Table:
     return ArrowScan(table.metadata, table.io, table.schema(), row_filter=AlwaysTrue()).to_table(whole)
 
 
-def compact_month(load_table: Callable[[], Table], year: int, month: int, max_attempts: int = 6,
-                  base_backoff_s: float = 0.2) -> CompactionResult:
-    """Rewrite every partition of the month that has more than one data file into one sorted
-    file (split only past the target file size), in one commit."""
-    label = f"{year:04d}-{month:02d}"
+def compact(load_table: Callable[[], Table], where: BooleanExpression, label: str,
+            only: FilePredicate | None = None, max_attempts: int = 6,
+            base_backoff_s: float = 0.2) -> CompactionResult:
+    """Rewrite the files that `where` plans (those `only` accepts), partition by partition,
+    where a partition has more than one: into one sorted file (split only past the target file
+    size), all in one commit, re-planned from the fresh table if it loses a race."""
     last_error: Exception | None = None
     written: list[DataFile] = []
     for attempt in range(1, max_attempts + 1):
@@ -90,7 +107,7 @@ def compact_month(load_table: Callable[[], Table], year: int, month: int, max_at
         table = without_library_retries(load_table())
         delete_files(table, written)  # files of a plan that lost the race
         written, old, rows = [], [], 0
-        groups = _plan(table, year, month)
+        groups = _plan(table, where, only)
         todo = {key: tasks for key, tasks in groups.items()
                 if len(tasks) > 1 and not any(t.delete_files for t in tasks)}
         if not todo:
@@ -118,6 +135,36 @@ def compact_month(load_table: Callable[[], Table], year: int, month: int, max_at
     delete_files(load_table(), written)
     raise CompactionConflictError(
         f"compacting {label}: commit still conflicting after {max_attempts} attempts: {last_error}")
+
+
+def compact_month(load_table: Callable[[], Table], year: int, month: int, max_attempts: int = 6,
+                  base_backoff_s: float = 0.2) -> CompactionResult:
+    """Every partition of the month with more than one data file, as one sorted file."""
+    return compact(load_table, month_filter(year, month), f"{year:04d}-{month:02d}",
+                   max_attempts=max_attempts, base_backoff_s=base_backoff_s)
+
+
+def holds_only(day: dt.date) -> FilePredicate:
+    """Files whose rows all come from `day`'s source files (full `source_file` bounds)."""
+    prefix = day_prefix(day)
+
+    def accepts(table: Table, data_file: DataFile) -> bool:
+        field_id = table.schema().find_field(SOURCE_FILE).field_id
+        low = (data_file.lower_bounds or {}).get(field_id)
+        high = (data_file.upper_bounds or {}).get(field_id)
+        if low is None or high is None or (data_file.null_value_counts or {}).get(field_id, 1):
+            return False
+        return all(str(from_bytes(StringType(), b)).startswith(prefix) for b in (low, high))
+
+    return accepts
+
+
+def compact_day(load_table: Callable[[], Table], day: dt.date, max_attempts: int = 6,
+                base_backoff_s: float = 0.2) -> CompactionResult:
+    """A closed day's files, one per partition: each incremental commit of the day added at
+    most one file to every partition it touched; files holding other days are left alone."""
+    return compact(load_table, day_filter(day), day.isoformat(), holds_only(day),
+                   max_attempts=max_attempts, base_backoff_s=base_backoff_s)
 
 
 def expire_snapshots(table: Table, older_than: dt.datetime) -> int:

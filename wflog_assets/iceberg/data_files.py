@@ -51,16 +51,13 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
-from wflog_assets.schema import TIMESTAMP
+from wflog_assets.errors import RunFormatError
+from wflog_assets.iceberg.schema import TIMESTAMP
 
 PartitionValues = tuple[Any, ...]
 RUN_INDEX_KEY = b"wflog.run-index"
 # Rows per batch inside a spilled run, and per block of the merge.
 RUN_BATCH_ROWS = 16 * 1024
-
-
-class RunFormatError(ValueError):
-    """A spilled run file is not one this module wrote (no partition index)."""
 
 
 def _sort_key(values: PartitionValues) -> tuple[tuple[bool, Any], ...]:

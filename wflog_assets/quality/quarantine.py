@@ -19,21 +19,19 @@ File and line rules (`source.read_manifest`, `jsonlines`):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
-from wflog_assets.jsonlines import LineIssue
-from wflog_assets.normalize import sort_for_table
-from wflog_assets.schema import (
+from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
     SOURCE_ETAG,
     SOURCE_FILE,
@@ -41,7 +39,10 @@ from wflog_assets.schema import (
     TIMESTAMP,
     WORKFLOW_NAME,
 )
-from wflog_assets.source import DayRead, FileReject, Manifest
+from wflog_assets.source.manifest import Manifest
+from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.source.reading import DayRead
+from wflog_assets.source.rejects import FileReject, LineIssue
 
 QUARANTINE_REASON = "quarantine_reason"
 QUARANTINE_DAY = "quarantine_day"
@@ -181,10 +182,16 @@ def ensure_quarantine_table(catalog: Catalog, identifier: str) -> Table:
     return catalog.create_table_if_not_exists(identifier, schema=QUARANTINE_SCHEMA)
 
 
-def write_quarantine(table: Table, day: str, quarantined: pa.Table) -> int | None:
-    """Replace the day's quarantine with `quarantined` in one commit; None if nothing to do."""
-    existing = table.scan(row_filter=EqualTo(QUARANTINE_DAY, day),
-                          selected_fields=(QUARANTINE_DAY,)).to_arrow().num_rows
+def write_quarantine(table: Table, day: str, quarantined: pa.Table,
+                     files: Collection[str] | None = None) -> int | None:
+    """Replace the day's quarantine records of `files` (default: of every file of the day) with
+    `quarantined`, in one commit; None if nothing to do."""
+    where: BooleanExpression = EqualTo(QUARANTINE_DAY, day)
+    if files is not None:
+        if not files:
+            return None
+        where = And(where, In(SOURCE_FILE, sorted(files)))
+    existing = table.scan(row_filter=where, selected_fields=(QUARANTINE_DAY,)).to_arrow().num_rows
     if existing == 0 and quarantined.num_rows == 0:
         return None
     rows = quarantined.append_column(
@@ -192,12 +199,17 @@ def write_quarantine(table: Table, day: str, quarantined: pa.Table) -> int | Non
     target = schema_to_pyarrow(QUARANTINE_SCHEMA, include_field_ids=False)
     rows = rows.select(target.names).cast(target)
     if existing:
-        table.overwrite(rows, overwrite_filter=EqualTo(QUARANTINE_DAY, day),
-                        snapshot_properties={"wflog.day": day})
+        table.overwrite(rows, overwrite_filter=where, snapshot_properties={"wflog.day": day})
     else:
         table.append(rows, snapshot_properties={"wflog.day": day})
     snapshot = table.current_snapshot()
     return snapshot.snapshot_id if snapshot is not None else None
+
+
+def day_quarantine(table: Table, day: str) -> pa.Table:
+    """Every record the quarantine holds for a day (whichever run kept it out), by file."""
+    return table.scan(row_filter=EqualTo(QUARANTINE_DAY, day),
+                      selected_fields=(SOURCE_FILE, SOURCE_ETAG, QUARANTINE_REASON)).to_arrow()
 
 
 @dataclass

@@ -11,30 +11,29 @@ the same way.
 
 from __future__ import annotations
 
+import gzip
 import json
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from wflog_assets.schema import SOURCE_STRING_COLUMNS, TIMESTAMP
+from wflog_assets.errors import NormalizationError
+from wflog_assets.iceberg.schema import SOURCE_ETAG, SOURCE_FILE, SOURCE_STRING_COLUMNS, TIMESTAMP
+from wflog_assets.source.manifest import ManifestEntry
+from wflog_assets.source.normalize import NormalizedFile, normalize_table
+from wflog_assets.source.rejects import LineIssue
 
+NAME = "jsonl.gz"
 BLOCK_SIZE = 1 << 20
 FAST = "arrow"
 SLOW = "lines"
 _STRING = pa.large_string()
-
-
-@dataclass(frozen=True)
-class LineIssue:
-    """A line (or the whole file, line None) that could not be taken, and why."""
-
-    key: str
-    line: int | None
-    reason: str
 
 
 @dataclass
@@ -166,3 +165,80 @@ def _records_table(records: list[dict[str, Any]], extra_keys: list[str]) -> pa.T
                                      for r in records], pa.struct([]))
     assert all(len(c) == n for c in columns.values())
     return pa.table(columns)
+
+
+def read_parts(data: bytes, entry: ManifestEntry, part_rows: int) -> Iterator[NormalizedFile]:
+    """The file parsed and normalized whole (one part), with its rejected lines."""
+    parsed = read_json_lines(data, entry.key)
+    normalized = normalize_table(parsed.table, entry.key, entry.etag)
+    normalized.issues = parsed.issues
+    normalized.reader = parsed.path
+    yield normalized
+
+
+# Exact integers above this cannot share a float64 column with fractions without losing digits.
+_EXACT_FLOAT_INT = float(2**53)
+
+
+def _decompressed(data: bytes) -> bytes | None:
+    """Every gzip member of a file; None if the file is not a complete gzip stream."""
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        return None
+
+
+def _loses_digits(values: pa.Array) -> bool:
+    """Whether a float column of a batch may hold an integer that float64 rounded."""
+    t = values.type
+    if pa.types.is_floating(t):
+        big = pc.and_(pc.equal(pc.floor(values), values),
+                      pc.greater_equal(pc.abs(values), _EXACT_FLOAT_INT))
+        return bool(pc.any(big).as_py())
+    if pa.types.is_struct(t):
+        return any(_loses_digits(pc.struct_field(values, [i])) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _loses_digits(values.flatten())
+    return False
+
+
+def read_batch(files: list[tuple[ManifestEntry, bytes]]) -> NormalizedFile | None:
+    """Many small files parsed as ONE Arrow read and normalized once, each row keeping its
+    file's key and ETag; None where the batch could differ from reading the files one by one
+    (a file Arrow refuses, a line without a numeric timestamp, blank or broken lines, a column
+    typed differently across files, a float column that may have rounded a big integer): the
+    caller then splits the batch, down to single files read by `read_parts`."""
+    texts: list[bytes] = []
+    counts: list[int] = []
+    for _, data in files:
+        raw = _decompressed(data)
+        if not raw or not raw.strip():
+            return None
+        counts.append(raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1))
+        texts.append(raw if raw.endswith(b"\n") else raw + b"\n")
+    try:
+        table = pj.read_json(pa.BufferReader(b"".join(texts)),
+                             read_options=pj.ReadOptions(block_size=BLOCK_SIZE))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
+    if (table.num_rows != sum(counts)  # a blank line somewhere: counts are off
+            or timestamps is None or timestamps.null_count
+            or not (pa.types.is_floating(timestamps.type) or pa.types.is_integer(timestamps.type))
+            or any(_loses_digits(c.combine_chunks()) for c in table.columns)):
+        return None
+    first = files[0][0]
+    try:
+        normalized = normalize_table(table, first.key, first.etag)
+    except NormalizationError:
+        return None
+    owner = pa.array(np.repeat(np.arange(len(files)), counts))
+    keys = pa.array([e.key for e, _ in files], _STRING).take(owner)
+    etags = pa.array([e.etag for e, _ in files], _STRING).take(owner)
+    out = normalized.table
+    out = out.set_column(out.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, keys)
+    out = out.set_column(out.schema.get_field_index(SOURCE_ETAG), SOURCE_ETAG, etags)
+    normalized.table = out
+    normalized.reader = FAST
+    normalized.batch_keys = tuple(e.key for e, _ in files)
+    return normalized

@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 from pyiceberg.manifest import clear_manifest_cache
 from pyiceberg.table import Table
 
-from wflog_assets.query import P0Result, p0_query, workflow_row_counts
-from wflog_assets.schema import LAYOUTS, TIMESTAMP
+from wflog_assets.iceberg.query import P0Result, p0_query, workflow_row_counts
+from wflog_assets.iceberg.schema import LAYOUTS, TIMESTAMP
 
 # The proof of concept's published figures (shared/source-data.md, "The P0 query"): all rows of a
 # workflow with 436,985 rows, on the real catalog and S3.

@@ -38,16 +38,13 @@ from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, NestedField, PrimitiveType
 
-from wflog_assets.schema import TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE
+from wflog_assets.errors import QueryError
+from wflog_assets.iceberg.schema import TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE
 
 DEFAULT_COLUMNS: tuple[str, ...] = (
     TIMESTAMP, "level", "logger_name", WORKFLOW_NODE, "message",
 )
 _FIELD_ID = b"PARQUET:field_id"
-
-
-class QueryError(ValueError):
-    """The P0 query was asked for something the table cannot answer."""
 
 
 @dataclass(frozen=True)

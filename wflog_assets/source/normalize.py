@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wflog_assets.jsonlines import LineIssue
-from wflog_assets.jsontext import json_text, string_map
-from wflog_assets.schema import (
+from wflog_assets.errors import NormalizationError
+from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
     ARROW_SORT_KEYS,
     DEFAULT_LAYOUT,
@@ -33,21 +32,13 @@ from wflog_assets.schema import (
     WORKFLOW_NODE_FALLBACK,
     arrow_sort_keys,
 )
+from wflog_assets.source.jsontext import json_text, string_map
+from wflog_assets.source.rejects import LineIssue
 
 REQUIRED_COLUMNS: tuple[str, ...] = (TIMESTAMP, "extra")
 LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING"}
 
 _STRING = pa.large_string()
-
-
-class NormalizationError(ValueError):
-    """A source file cannot be mapped to the target schema."""
-
-    def __init__(self, key: str, column: str, reason: str) -> None:
-        super().__init__(f"{key}: column {column!r}: {reason}")
-        self.key = key
-        self.column = column
-        self.reason = reason
 
 
 @dataclass
@@ -60,6 +51,13 @@ class NormalizedFile:
     other_extra_keys: list[str] = field(default_factory=list)  # kept in `extra_other`
     issues: list[LineIssue] = field(default_factory=list)  # lines that could not be taken
     reader: str = "parquet"
+    # a batch of several small files parsed together: every key in it (`key` is the first)
+    batch_keys: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The source files whose rows this holds."""
+        return self.batch_keys or (self.key,)
 
 
 def _cast(values: pa.Array, target: pa.DataType, key: str, column: str) -> pa.Array:

@@ -17,9 +17,9 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, StringType
 
-from wflog_assets.day_writer import MemoryRun, SortedRun, partition_blocks
-from wflog_assets.quarantine import StagedDay
-from wflog_assets.schema import (
+from wflog_assets.iceberg.commit import day_filter
+from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, partition_blocks
+from wflog_assets.iceberg.schema import (
     LAYOUTS,
     SORT_ORDER,
     SOURCE_FILE,
@@ -28,8 +28,8 @@ from wflog_assets.schema import (
     WORKFLOW_NAME,
     WORKFLOW_NODE,
 )
-from wflog_assets.source import day_prefix
-from wflog_assets.table_writer import day_filter
+from wflog_assets.quality.quarantine import StagedDay
+from wflog_assets.source.manifest import day_prefix
 
 ERROR = "ERROR"
 WARN = "WARN"
@@ -217,12 +217,19 @@ def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str
 
 
 def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[SortedRun],
-               layout: str = "wf_month", seen: DuplicateFinder | None = None
+               layout: str = "wf_month", seen: DuplicateFinder | None = None,
+               expected_rows: int | None = -1, kept: StagedDay | None = None
                ) -> list[CheckOutcome]:
     """The six checks for one day, after its commit.
 
     `seen`: a finder that was fed the day's good rows (by the write); without it, or if it saw
     a different number of rows (a partial or repeated write), `good` is read once more.
+    `expected_rows`: the rows the day must hold (a run that read only some of the day's files:
+    the other files' rows plus those accepted from the files it wrote; None when unknown);
+    by default, the rows accepted from the staged files (a run that read every file).
+    `kept`: what the quarantine holds for the whole day (`quarantine.day_quarantine`), which
+    `source_fully_ingested` judges; by default what this staging kept out. Duplicates are
+    looked for among the rows this run staged.
     """
     date = dt.date.fromisoformat(day)
     start = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).timestamp()
@@ -231,20 +238,22 @@ def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[
     null_names, outside = facts.null_names, facts.outside
     bounds = {"min": facts.min_ts, "max": facts.max_ts}
     layout_facts = _layout_matches(table, layout)
-    quarantined = staged.quarantined
+    kept = kept or staged
+    quarantined = kept.quarantined
     by_reason: dict[str, int] = {}
     for r in quarantined.to_pylist():
         reason = r["quarantine_reason"].split(":", 1)[0] if r["quarantine_reason"].startswith(
             ("file:", "line ")) else r["quarantine_reason"]
         reason = "bad line" if reason.startswith("line ") else reason
         by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
+    expected = staged.accepted_rows if expected_rows == -1 else expected_rows
     if seen is not None and seen.rows == staged.accepted_rows:
         copies, examples = int(seen.copies), seen.examples
     else:
         copies, examples = duplicate_rows(good)
     return [
-        _outcome("row_count_parity", facts.rows == staged.accepted_rows,
-                 table_rows=facts.rows, accepted_rows=staged.accepted_rows,
+        _outcome("row_count_parity", expected is None or facts.rows == expected,
+                 table_rows=facts.rows, expected_rows=expected, accepted_rows=staged.accepted_rows,
                  quarantined_records=int(pc.sum(quarantined.column("rows")).as_py() or 0)),
         _outcome("no_null_workflow_names", null_names == 0, rows_without_name=int(null_names)),
         _outcome("timestamps_inside_day", outside == 0, rows_outside_day=int(outside),
@@ -256,9 +265,10 @@ def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[
                  **layout_facts),
         _outcome("source_fully_ingested", quarantined.num_rows == 0,
                  rejected_files=[{"key": f.key, "reason": f.reason[:300]}
-                                 for f in staged.rejected_files[:EXAMPLES * 10]],
+                                 for f in kept.rejected_files[:EXAMPLES * 10]],
                  quarantined_by_reason=by_reason,
                  quarantine=[{k: (v[:300] if isinstance(v, str) else v) for k, v in r.items()}
                              for r in quarantined.slice(0, EXAMPLES * 10).to_pylist()]),
-        _outcome("no_duplicate_rows", copies == 0, duplicate_copies=copies, examples=examples),
+        _outcome("no_duplicate_rows", copies == 0, duplicate_copies=copies, examples=examples,
+                 rows_judged=staged.accepted_rows),
     ]

@@ -38,7 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from wflog_assets.source import ObjectStore, day_prefix
+from wflog_assets.errors import ExportFormatError
+from wflog_assets.source.manifest import day_prefix
+from wflog_assets.source.stores import ObjectStore
 
 COLUMNS: tuple[str, ...] = (
     "Timestamp", "SeverityText", "TenantName", "Body", "WorkflowName", "WorkflowNode",
@@ -63,10 +65,6 @@ CHUNK_SCHEMA = pa.schema([
     ("message", _STRING),
     ("extra", EXTRA_TYPE),
 ])
-
-
-class ExportFormatError(ValueError):
-    """The export is not a ClickHouse CSV export with the expected header."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -36,15 +36,18 @@ from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 from pyiceberg.utils.properties import property_as_bool
 
-from wflog_assets import day_writer
-from wflog_assets.day_writer import MemoryRun, SortedRun, WrittenFiles
+from wflog_assets.errors import CommitRetriesExhaustedError, TableLayoutError
+from wflog_assets.iceberg import data_files as day_writer
+from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
+from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.phases import PhaseTimes
-from wflog_assets.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
-from wflog_assets.source import Manifest, day_prefix
+from wflog_assets.source.manifest import Manifest, ManifestEntry, day_prefix
 
 SUMMARY_DAY = "wflog.day"
 SUMMARY_DIGEST = "wflog.manifest-digest"
 SUMMARY_SOURCE_FILES = "wflog.source-files"
+# rows the table holds for the day after the commit (what an unchanged re-run checks against)
+SUMMARY_DAY_ROWS = "wflog.day-rows"
 
 # Full min/max bounds for `source_file`. The default metrics mode truncates strings to 16
 # characters ("year=2025/month="), which cannot tell days apart: every per-day scan (the
@@ -59,14 +62,6 @@ DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
     # on a workflow of 400k rows reads one row group instead of the whole file.
     "write.parquet.row-group-limit": str(32 * 1024),
 }
-
-
-class TableLayoutError(RuntimeError):
-    """An existing table does not have the schema, partition spec or sort order this code writes."""
-
-
-class CommitRetriesExhaustedError(RuntimeError):
-    """Concurrent commits kept conflicting with ours beyond the retry budget."""
 
 
 def ensure_table(
@@ -133,6 +128,16 @@ class DayPlan:
     def write_keys(self) -> tuple[str, ...]:
         return self.added + self.changed
 
+    def within(self, staged: Collection[str], removable: Collection[str]) -> DayPlan:
+        """Only what a run prepared: files it staged, and removals it planned before reading.
+
+        Anything else a concurrent run committed after this run planned (newer files, another
+        version of a file) is that run's to judge, not this one's: it is left as it is.
+        """
+        return DayPlan(added=tuple(k for k in self.added if k in staged),
+                       changed=tuple(k for k in self.changed if k in staged),
+                       removed=tuple(k for k in self.removed if k in removable))
+
 
 def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
     """Compare what the table holds for a day (key -> ETag) with the day's current manifest."""
@@ -142,6 +147,18 @@ def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
     changed = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
     removed = tuple(sorted(k for k in old if k not in new))
     return DayPlan(added=added, changed=changed, removed=removed)
+
+
+def plan_reads(table: Table | None, manifest: Manifest) -> DayPlan:
+    """Before reading anything: which of the day's files a run must read (new or changed) and
+    which committed files are gone. An unchanged day (its last snapshot has this manifest's
+    digest) plans nothing without a scan."""
+    if table is not None:
+        previous = last_day_snapshot(table, manifest.day)
+        if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+            return DayPlan(added=(), changed=(), removed=())
+    committed = committed_state(table, manifest.day).versions if table is not None else {}
+    return plan_day(committed, manifest)
 
 
 @dataclass
@@ -160,6 +177,14 @@ class CommitResult:
     files_removed: list[str] = field(default_factory=list)
     attempts: int = 1
     times: dict[str, float] = field(default_factory=dict)  # seconds: plan, write, commit
+    rows_kept: int = 0  # rows of the day's other files, left as they were (-1: unknown)
+
+    @property
+    def day_rows(self) -> int | None:
+        """Rows the table holds for the day after this commit, if known."""
+        if self.rows_kept < 0:
+            return None
+        return self.rows_kept + (0 if self.outcome == "unchanged" else self.rows_written)
 
 
 def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
@@ -176,20 +201,45 @@ def day_filter(day: dt.date) -> And:
     return And(EqualTo(MONTH, day.month), StartsWith(SOURCE_FILE, day_prefix(day)))
 
 
-def committed_versions(table: Table, day: str) -> dict[str, str]:
-    """source_file -> source_etag of the rows the table holds for `day`."""
+@dataclass
+class CommittedDay:
+    """What the table holds for a day: source_file -> source_etag, and its rows per file."""
+
+    versions: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def committed_state(table: Table, day: str) -> CommittedDay:
+    """The (file, ETag) pairs and row counts of the rows the table holds for `day`."""
     scan = table.scan(row_filter=day_filter(dt.date.fromisoformat(day)),
                       selected_fields=(SOURCE_FILE, SOURCE_ETAG))
-    versions: dict[str, str] = {}
+    state = CommittedDay()
     for batch in scan.to_arrow_batch_reader():
         if batch.num_rows == 0:
             continue
-        pairs = pa.Table.from_batches([batch]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([])
-        for key, etag in zip(pairs.column(SOURCE_FILE).to_pylist(),
-                             pairs.column(SOURCE_ETAG).to_pylist(), strict=True):
-            if versions.setdefault(key, etag) != etag:
-                versions[key] = "<several versions>"  # forces a rewrite of that file's rows
-    return versions
+        pairs = pa.Table.from_batches([batch]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate(
+            [([], "count_all")])
+        for key, etag, n in zip(pairs.column(SOURCE_FILE).to_pylist(),
+                                pairs.column(SOURCE_ETAG).to_pylist(),
+                                pairs.column("count_all").to_pylist(), strict=True):
+            if state.versions.setdefault(key, etag) != etag:
+                state.versions[key] = "<several versions>"  # forces a rewrite of that file's rows
+            state.rows[key] = state.rows.get(key, 0) + n
+    return state
+
+
+def committed_day(table: Table, day: dt.date) -> tuple[Manifest, pa.Table]:
+    """A day as the table holds it: its files (as a manifest) and its rows."""
+    rows = table.scan(row_filter=day_filter(day)).to_arrow()
+    pairs = rows.select([SOURCE_FILE, SOURCE_ETAG]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([])
+    entries = (ManifestEntry(key=k, size=0, etag=e, last_modified="")
+               for k, e in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist(), strict=True))
+    return Manifest.build(day.isoformat(), entries), rows
+
+
+def committed_versions(table: Table, day: str) -> dict[str, str]:
+    """source_file -> source_etag of the rows the table holds for `day`."""
+    return committed_state(table, day).versions
 
 
 def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
@@ -250,75 +300,68 @@ def delete_files(table: Table, files: list[DataFile]) -> None:
             pass  # an orphan at worst; orphan-file maintenance removes it
 
 
-def commit_day(
-    load_table: Callable[[], Table],
-    manifest: Manifest,
-    rows: pa.Table | list[SortedRun],
-    max_attempts: int = 8,
-    base_backoff_s: float = 0.2,
-    observe: Callable[[pa.Table], None] | None = None,
-) -> CommitResult:
-    """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
+class DayCommit:
+    """One day's commit: plan against the table, write the data files once, commit, and on a
+    conflict re-plan against the fresh table (see `commit_day`)."""
 
-    `rows` are the day's normalized rows (with lineage columns): a table, or the sorted runs
-    the day was staged as (merged into one sorted file per partition, `day_writer`); `observe`
-    sees every merged block of the write. The data files are written once; a commit that
-    conflicts with a concurrent one is re-planned against the fresh table (with jittered
-    exponential backoff) and reuses the files if the plan did not change. An unknown commit
-    outcome is resolved by looking for our digest.
-    """
-    last_error: Exception | None = None
-    written: list[DataFile] = []
-    written_for: tuple[object, ...] | None = None
-    last_plan: DayPlan | None = None
-    last_previous: Snapshot | None = None
-    rows_to_write = 0
-    times = PhaseTimes()
-    for attempt in range(1, max_attempts + 1):
-        backoff(attempt, base_backoff_s)
-        table = without_library_retries(load_table())
-        previous = last_day_snapshot(table, manifest.day)
-        if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
-            if isinstance(last_error, CommitStateUnknownException) and last_plan is not None:
-                # our unconfirmed attempt did land: report what it wrote
-                return _result(table, manifest, last_plan, last_previous, rows_to_write, attempt)
-            return CommitResult(
-                day=manifest.day, outcome="unchanged", snapshot_id=previous.snapshot_id,
-                manifest_digest=manifest.digest, attempts=attempt,
-            )
-        with times.timed("plan"):
-            committed = committed_versions(table, manifest.day)
-        plan = plan_day(committed, manifest)
-        if previous is None and not manifest.entries and not committed:
-            return CommitResult(day=manifest.day, outcome="empty", snapshot_id=None,
-                                manifest_digest=manifest.digest, attempts=attempt)
-        if committed and not plan.write_keys and not plan.rewrite_keys:
-            # the rows already match the files (the day's snapshot was expired, or compaction
-            # rewrote its files): nothing to write, and no empty snapshot either
-            current = previous or table.current_snapshot()
-            return CommitResult(
-                day=manifest.day, outcome="unchanged",
-                snapshot_id=current.snapshot_id if current else None,
-                manifest_digest=manifest.digest, attempts=attempt,
-            )
+    def __init__(self, load_table: Callable[[], Table], manifest: Manifest,
+                 rows: pa.Table | list[SortedRun], staged: Collection[str] | None,
+                 removable: Collection[str] | None,
+                 observe: Callable[[pa.Table], None] | None) -> None:
+        self.load_table, self.manifest, self.rows = load_table, manifest, rows
+        self.staged = set(manifest.versions()) if staged is None else set(staged)
+        self.removable = None if removable is None else set(removable)
+        self.restricted = staged is not None
+        self.observe = observe
+        self.written: list[DataFile] = []
+        self.written_for: tuple[object, ...] | None = None
+        self.rows_to_write = 0
+        self.rows_kept = 0
+        self.last_plan: DayPlan | None = None
+        self.last_previous: Snapshot | None = None
+        self.last_error: Exception | None = None
+        self.times = PhaseTimes()
+
+    def _result(self, outcome: str, snapshot: Snapshot | None, attempt: int) -> CommitResult:
+        return CommitResult(day=self.manifest.day, outcome=outcome,
+                            snapshot_id=snapshot.snapshot_id if snapshot else None,
+                            manifest_digest=self.manifest.digest, attempts=attempt,
+                            rows_kept=self.rows_kept)
+
+    def _plan(self, table: Table) -> tuple[DayPlan, CommittedDay]:
+        with self.times.timed("plan"):
+            committed = committed_state(table, self.manifest.day)
+        plan = plan_day(committed.versions, self.manifest)
+        if self.restricted:
+            plan = plan.within(self.staged, self.removable
+                               if self.removable is not None else plan.removed)
+        touched = set(plan.write_keys) | set(plan.rewrite_keys)
+        self.rows_kept = sum(n for k, n in committed.rows.items() if k not in touched)
+        return plan, committed
+
+    def _write(self, table: Table, plan: DayPlan) -> None:
         key = (plan.write_keys, table.metadata.default_spec_id, table.metadata.current_schema_id)
-        if key != written_for:
-            delete_files(table, written)
-            if not plan.write_keys:
-                files = WrittenFiles()
-            else:
-                every_file = set(plan.write_keys) == set(manifest.versions())
-                with times.timed("write"):
-                    files = write_data_files(table, rows,
-                                             only_keys=None if every_file else plan.write_keys,
-                                             observe=observe)
-            written, written_for, rows_to_write = files.data_files, key, files.rows
+        if key == self.written_for:
+            return
+        delete_files(table, self.written)
+        files = WrittenFiles()
+        if plan.write_keys:
+            every_file = set(plan.write_keys) == self.staged
+            with self.times.timed("write"):
+                files = write_data_files(table, self.rows,
+                                         only_keys=None if every_file else plan.write_keys,
+                                         observe=self.observe)
+        self.written, self.written_for, self.rows_to_write = files.data_files, key, files.rows
+
+    def _commit(self, table: Table, plan: DayPlan) -> bool:
+        """True if the commit landed, False if it conflicted or its outcome is unknown."""
+        manifest = self.manifest
         properties = {
             SUMMARY_DAY: manifest.day,
             SUMMARY_DIGEST: manifest.digest,
             SUMMARY_SOURCE_FILES: str(len(manifest.entries)),
+            SUMMARY_DAY_ROWS: str(self.rows_kept + self.rows_to_write),
         }
-        last_plan, last_previous = plan, previous
         commit_started = time.perf_counter()
         try:
             tx = table.transaction()
@@ -327,25 +370,84 @@ def commit_day(
             snapshot = tx.update_snapshot(snapshot_properties=properties)
             # honour commit.manifest-merge.enabled as Iceberg's own appends do: merged manifests
             # keep planning (and so every later commit) from growing with the table's history
-            with (snapshot.merge_append() if _merges_manifests(table) else snapshot.fast_append()) as append:
-                for data_file in written:
+            with (snapshot.merge_append() if _merges_manifests(table)
+                  else snapshot.fast_append()) as append:
+                for data_file in self.written:
                     append.append_data_file(data_file)
             tx.commit_transaction()
+            return True
         except CommitFailedException as exc:
-            last_error = exc  # did not land: re-plan against the new state
-            continue
+            self.last_error = exc  # did not land: re-plan against the new state
         except CommitStateUnknownException as exc:
-            last_error = exc  # may have landed: the digest check above tells
-            continue
+            self.last_error = exc  # may have landed: the digest check tells
         finally:
-            times.add("commit", time.perf_counter() - commit_started)
-        result = _result(load_table(), manifest, plan, previous, rows_to_write, attempt)
-        result.times = times.as_dict()
+            self.times.add("commit", time.perf_counter() - commit_started)
+        return False
+
+    def _attempt(self, attempt: int) -> CommitResult | None:
+        manifest = self.manifest
+        table = without_library_retries(self.load_table())
+        previous = last_day_snapshot(table, manifest.day)
+        if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+            if isinstance(self.last_error, CommitStateUnknownException) and self.last_plan:
+                # our unconfirmed attempt did land: report what it wrote
+                return _result(table, manifest, self.last_plan, self.last_previous,
+                               self.rows_to_write, attempt)
+            self.rows_kept = int(previous.summary.get(SUMMARY_DAY_ROWS) or -1)
+            return self._result("unchanged", previous, attempt)
+        plan, committed = self._plan(table)
+        if previous is None and not manifest.entries and not committed.versions:
+            return self._result("empty", None, attempt)
+        if committed.versions and not plan.write_keys and not plan.rewrite_keys:
+            # the rows already match the files (the day's snapshot was expired, compaction
+            # rewrote its files, or a concurrent run committed them): nothing to write, and no
+            # empty snapshot either
+            return self._result("unchanged", previous or table.current_snapshot(), attempt)
+        self._write(table, plan)
+        self.last_plan, self.last_previous = plan, previous
+        if not self._commit(table, plan):
+            return None
+        result = _result(self.load_table(), manifest, plan, previous, self.rows_to_write, attempt)
+        result.rows_kept = self.rows_kept
         return result
-    delete_files(load_table(), written)
-    raise CommitRetriesExhaustedError(
-        f"day {manifest.day}: commit still conflicting after {max_attempts} attempts: {last_error}"
-    )
+
+    def run(self, max_attempts: int, base_backoff_s: float) -> CommitResult:
+        for attempt in range(1, max_attempts + 1):
+            backoff(attempt, base_backoff_s)
+            result = self._attempt(attempt)
+            if result is not None:
+                result.times = self.times.as_dict()
+                return result
+        delete_files(self.load_table(), self.written)
+        raise CommitRetriesExhaustedError(
+            f"day {self.manifest.day}: commit still conflicting after {max_attempts} attempts: "
+            f"{self.last_error}")
+
+
+def commit_day(
+    load_table: Callable[[], Table],
+    manifest: Manifest,
+    rows: pa.Table | list[SortedRun],
+    max_attempts: int = 8,
+    base_backoff_s: float = 0.2,
+    observe: Callable[[pa.Table], None] | None = None,
+    staged: Collection[str] | None = None,
+    removable: Collection[str] | None = None,
+) -> CommitResult:
+    """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
+
+    `rows` are the normalized rows (with lineage columns) of the files in `staged` (default:
+    every file of the manifest): a table, or the sorted runs they were staged as (merged into
+    one sorted file per partition, `data_files`); `observe` sees every merged block of the
+    write. With `staged` given, the commit does only what the run prepared: it writes staged
+    files the table still lacks (or holds in another version) and removes only the files in
+    `removable` (gone from the source when the run planned). The data files are written once;
+    a commit that conflicts with a concurrent one is re-planned against the fresh table (with
+    jittered exponential backoff) and reuses the files if the plan did not change. An unknown
+    commit outcome is resolved by looking for our digest.
+    """
+    return DayCommit(load_table, manifest, rows, staged, removable, observe).run(
+        max_attempts, base_backoff_s)
 
 
 def _summary_int(snapshot: Snapshot, key: str) -> int:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wflog_assets.source import ObjectStore, day_prefix
+from wflog_assets.source.manifest import day_prefix
+from wflog_assets.source.stores import ObjectStore
 
 CONNECTORS = (
     "salesforce", "snowflake", "postgres", "tableau", "bigquery", "redshift", "looker",
@@ -257,3 +258,43 @@ def write_days(store: ObjectStore, start: dt.date, days: int, settings: Generato
             store.write(key, data)
             keys.append(key)
     return keys
+
+
+def writer_flushes(day: dt.date, files: int, seed: int = 7, drift: float = 0.0,
+                   workflows: int = 60) -> Iterator[tuple[str, list[str]]]:
+    """(key, JSON lines) of a day as the current writer (application-sdk 3.52) leaves it:
+    a file per flush (after 100 records, 10 s, or an error: 40% single-line files, about
+    20 records a file on average), named
+    `<epoch_ns>_<seq:06d>_<deployment>_<app>.json.gz` under `hour=` folders, in time order.
+    `drift`: share of files in which a key changes JSON type between lines."""
+    rng = random.Random(f"{seed}-{day.isoformat()}-writer")
+    names = [workflow_name(rng, day) for _ in range(workflows)]
+    weights = _workflow_weights(rng, len(names))
+    start, span = _day_start(day), 86_400 / files
+    for seq in range(files):
+        n_rows = 1 if rng.random() < 0.4 else min(100, 2 + int(rng.expovariate(1 / 30)))
+        t0 = start + seq * span
+        t1 = t0 + span - 1e-3
+        shifting = rng.random() < drift
+        lines = []
+        for i, ts in enumerate(sorted(rng.uniform(t0, t1) for _ in range(n_rows))):
+            name = rng.choices(names, weights)[0]
+            level = "ERROR" if i == n_rows - 1 and n_rows < 100 and rng.random() < 0.3 else (
+                rng.choice(LEVELS))
+            extra = _open_extra(rng, name, temporal_only=True)
+            extra["attempt"] = str(i % 3 + 1) if shifting and i % 2 else i % 3 + 1
+            lines.append(json.dumps({
+                "timestamp": ts, "level": level, "logger_name": rng.choice(LOGGERS),
+                "message": _message(rng, level, i), "file": "/app/application_sdk/a.py",
+                "line": rng.randrange(1, 900), "function": "run", "extra": extra,
+            }, ensure_ascii=False))
+        stamp_ns = int(t1 * 1_000_000) * 1000
+        hour = int((t1 - start) // 3600)
+        key = (f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:06d}_prod-eu-1_"
+               "atlan-application-sdk.json.gz")
+        yield key, lines
+
+
+def gzip_lines(lines: list[str]) -> bytes:
+    """A `.json.gz` body of these lines, as the writer compresses a flush."""
+    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)

@@ -1,0 +1,155 @@
+"""The current writer's stream: a day of tiny `.json.gz` files against the same records packed
+in 40 files, measured in the same run (figures only, no thresholds).
+
+    .venv/bin/python bench/bench_stream.py [--files 20000,100000] [--packed 40] [--out f.json]
+
+For each size, the writer's day (`generate.writer_flushes`: a file per flush of 1-100
+records, about 20 on average, 40% single-line flushes, `hour=` folders) and the same lines
+packed into `--packed` files are written to two local source folders. Each run below is a
+child process doing what `wflog-assets materialize` does (Dagster start-up, the ingest job
+in-process, embedded SQLite catalog), timed as a whole, with its peak RSS from `wait4`:
+
+- `packed`: the packed day, ingested from scratch (the baseline);
+- `tiny`: the writer's day, ingested from scratch;
+- `late`: one more tiny file lands in the writer's day, and the day is run again;
+- `unchanged`: the day is run once more with nothing new (reads no object).
+
+Ratios printed: tiny / packed (rows/s and files/s), late / tiny, unchanged / tiny.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DAY = dt.date(2026, 11, 2)
+
+
+def make_sources(root: Path, files: int, packed: int) -> tuple[Path, Path, int]:
+    """(tiny source, packed source, rows): the same lines as the writer leaves them and packed."""
+    from wflog_assets.source.manifest import day_prefix
+    from wflog_assets.tools.generate import gzip_lines, writer_flushes
+
+    tiny, dense = root / "tiny", root / "packed"
+    lines_all: list[str] = []
+    for key, lines in writer_flushes(DAY, files):
+        path = tiny / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip_lines(lines))
+        lines_all.extend(lines)
+    per = -(-len(lines_all) // packed)
+    for index in range(packed):
+        path = dense / day_prefix(DAY) / f"hour={index * 24 // packed:02d}" / (
+            f"{index:06d}_packed.json.gz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip_lines(lines_all[index * per:(index + 1) * per]))
+    return tiny, dense, len(lines_all)
+
+
+def run_child(source: Path, work: Path) -> dict[str, Any]:
+    """One ingest of DAY in a child process: wall seconds, peak RSS, the assets' metadata."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "_run", str(source), str(work)],
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+        out = proc.stdout.read() if proc.stdout else ""
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        if status != 0:
+            log.seek(0)
+            raise SystemExit(f"child failed ({status}) on {source}:\n{log.read()[-4000:]}")
+    figures = json.loads(out.strip().splitlines()[-1])
+    figures.update(seconds=round(seconds, 2), peak_rss_mib=round(usage.ru_maxrss / 1024))
+    return figures
+
+
+def child(source: str, work: str) -> None:
+    import dagster as dg
+
+    from wflog_assets.definitions import INGEST_JOB, build_definitions
+    from wflog_assets.defs.resources import (
+        ArrowStagingIOManager,
+        LocalLogSource,
+        SqliteCatalogResource,
+    )
+
+    resources = {"log_source": LocalLogSource(root=source),
+                 "iceberg": SqliteCatalogResource(data_dir=f"{work}/catalog"),
+                 "staging_io_manager": ArrowStagingIOManager(root=f"{work}/staging")}
+    job = build_definitions(resources, "2026-11-01").resolve_job_def(INGEST_JOB)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(partition_key=DAY.isoformat(), instance=instance)
+    meta = {e.event_specific_data.materialization.asset_key.path[-1]:
+            {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    normalized, table = meta["normalized_log_batches"], meta["workflow_logs"]
+    print(json.dumps({
+        "outcome": table["outcome"], "day_rows": table["day_rows"],
+        "rows_written": table["rows_written"], "files_read": normalized["files_read"],
+        "files_in_day": normalized["files_in_day"],
+        "source_bytes_read": normalized["source_bytes_read"],
+        "files_by_reader": normalized["files_by_reader"],
+        "data_files_written": table["data_files_written"],
+        "failed_checks": [c.check_name for c in result.get_asset_check_evaluations()
+                          if not c.passed],
+        "phases": normalized["phase_seconds"],
+    }))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_run":
+        child(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", default="20000,100000", help="tiny files per day, comma-separated")
+    parser.add_argument("--packed", type=int, default=40, help="files of the packed baseline day")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    args = parser.parse_args()
+    report: list[dict[str, Any]] = []
+    for files in (int(f) for f in args.files.split(",")):
+        root = Path(tempfile.mkdtemp(prefix=f"wflog-stream-{files}-"))
+        try:
+            t0 = time.perf_counter()
+            tiny, dense, rows = make_sources(root / "src", files, args.packed)
+            print(f"{files} tiny files, {rows} rows (sources written in "
+                  f"{time.perf_counter() - t0:.0f} s)", flush=True)
+            runs = {"packed": run_child(dense, root / "w-packed"),
+                    "tiny": run_child(tiny, root / "w-tiny")}
+            from wflog_assets.tools.generate import gzip_lines, writer_flushes
+            key, lines = next(writer_flushes(DAY + dt.timedelta(days=0), 1, seed=99))
+            late = tiny / key.replace("_000000_", "_999999_")
+            late.parent.mkdir(parents=True, exist_ok=True)
+            late.write_bytes(gzip_lines(lines[:5]))
+            runs["late"] = run_child(tiny, root / "w-tiny")
+            runs["unchanged"] = run_child(tiny, root / "w-tiny")
+            entry = {"files": files, "rows": rows, "runs": runs, "ratios": {
+                "tiny/packed seconds": round(runs["tiny"]["seconds"] / runs["packed"]["seconds"], 2),
+                "late/tiny seconds": round(runs["late"]["seconds"] / runs["tiny"]["seconds"], 3),
+                "unchanged/tiny seconds": round(
+                    runs["unchanged"]["seconds"] / runs["tiny"]["seconds"], 3)}}
+            for name, run in runs.items():
+                print(f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
+                      f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
+                      f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']} "
+                      f"rows/s={rows / run['seconds']:,.0f} files/s={run['files_read'] / run['seconds']:,.0f}"
+                      f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
+                      flush=True)
+            print(f"  ratios: {entry['ratios']}", flush=True)
+            report.append(entry)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Every error this project raises on purpose, under one base class (no Dagster here).
+
+Catch `WflogError` to handle all of them; each subclass says what went wrong and, where there
+is one, what to do about it. Errors of the libraries underneath (network, pyarrow) propagate
+as they are unless a module turns them into one of these with the key or table they concern.
+"""
+
+from __future__ import annotations
+
+
+class WflogError(Exception):
+    """Base class of the project's own errors."""
+
+
+class SourceReadError(WflogError):
+    """A source object could not be read as a chunk file."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class NormalizationError(WflogError, ValueError):
+    """A source file cannot be mapped to the target schema."""
+
+    def __init__(self, key: str, column: str, reason: str) -> None:
+        super().__init__(f"{key}: column {column!r}: {reason}")
+        self.key = key
+        self.column = column
+        self.reason = reason
+
+
+class RunFormatError(WflogError, ValueError):
+    """A spilled run file is not one this project wrote (no partition index)."""
+
+
+class TableLayoutError(WflogError):
+    """An existing table does not have the schema, partition spec or sort order this code writes."""
+
+
+class CommitRetriesExhaustedError(WflogError):
+    """Concurrent commits kept conflicting with ours beyond the retry budget."""
+
+
+class CompactionConflictError(CommitRetriesExhaustedError):
+    """Concurrent commits kept touching the month being compacted beyond the retry budget."""
+
+
+class CatalogUnavailableError(WflogError):
+    """The Iceberg catalog cannot be reached; nothing was committed."""
+
+
+class QueryError(WflogError, ValueError):
+    """A query asked for something the table cannot answer (a bad limit, an unknown column)."""
+
+
+class ExportFormatError(WflogError, ValueError):
+    """The export is not a ClickHouse CSV export with the expected header."""

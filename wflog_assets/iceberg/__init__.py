@@ -1,0 +1,1 @@
+"""The Iceberg side: schema and layouts, data files, commits, quarantine, maintenance, query."""

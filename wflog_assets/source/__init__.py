@@ -1,0 +1,1 @@
+"""Source side: the day's manifest, object stores, file formats and normalization (no Dagster)."""

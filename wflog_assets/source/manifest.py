@@ -1,0 +1,80 @@
+"""A day's source files as a manifest: keys, versions and the digest that identifies them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+
+def day_prefix(day: dt.date) -> str:
+    """The source folder of one day, relative to the source root."""
+    return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+
+
+@dataclass(frozen=True, order=True)
+class ManifestEntry:
+    """One object of a day: its key relative to the source root, and what identifies its version."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: str
+    format: str = "parquet"  # a name of `source.formats`
+
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.string()),
+        ("format", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The files of one day, sorted by key. Its digest identifies the day's content."""
+
+    day: str
+    entries: tuple[ManifestEntry, ...]
+    # Objects under the day that are not chunk files (`_SUCCESS`, folder markers, ...): reported,
+    # not read, and not part of the digest.
+    ignored: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, day: str, entries: Iterable[ManifestEntry],
+              ignored: Iterable[str] = ()) -> Manifest:
+        return cls(day=day, entries=tuple(sorted(entries)), ignored=tuple(sorted(ignored)))
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256(f"wflog-manifest-v1\n{self.day}\n".encode())
+        for e in self.entries:
+            h.update(f"{e.key}\t{e.size}\t{e.etag}\n".encode())
+        return h.hexdigest()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def versions(self) -> dict[str, str]:
+        """key -> ETag, what decides whether a file changed."""
+        return {e.key: e.etag for e in self.entries}
+
+    def to_arrow(self) -> pa.Table:
+        rows = [asdict(e) for e in self.entries]
+        table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+        return table.replace_schema_metadata({"wflog.day": self.day})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Manifest:
+        metadata = table.schema.metadata or {}
+        day = metadata.get(b"wflog.day", b"").decode()
+        entries = (ManifestEntry(**row) for row in table.to_pylist())
+        return cls.build(day, entries)

@@ -1,0 +1,116 @@
+"""Object stores a source can live in: a local directory laid out like the bucket, or S3."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from wflog_assets.phases import PhaseTimes
+from wflog_assets.source.manifest import ManifestEntry
+
+
+class ObjectStore(Protocol):
+    """What the pipeline needs of a source: list a prefix, read an object."""
+
+    def list(self, prefix: str) -> Iterator[ManifestEntry]: ...
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders right below `prefix` (one delimiter level)."""
+        ...
+
+    def read(self, key: str) -> bytes: ...
+
+    def write(self, key: str, data: bytes) -> None: ...
+
+
+class LocalObjectStore:
+    """A directory laid out like the bucket. The ETag stand-in is size + modification time."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def list(self, prefix: str) -> Iterator[ManifestEntry]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            if not path.is_file():
+                continue
+            st = path.stat()
+            modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC).isoformat()
+            yield ManifestEntry(
+                key=path.relative_to(self.root).as_posix(),
+                size=st.st_size,
+                etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+                last_modified=modified,
+            )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+class S3ObjectStore:
+    """An S3 bucket and prefix, through a boto3 client (paginated listing)."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def list(self, prefix: str) -> Iterator[ManifestEntry]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(self.prefix):]
+                yield ManifestEntry(
+                    key=key,
+                    size=int(obj["Size"]),
+                    etag=str(obj.get("ETag", "")).strip('"'),
+                    last_modified=obj["LastModified"].astimezone(dt.UTC).isoformat(),
+                )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: list[str] = []
+        full = self.prefix + prefix
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            names.extend(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
+        return sorted(names)
+
+    def read(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        return response["Body"].read()
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+
+class TimedStore:
+    """An object store whose reads are timed and counted as the `fetch` phase."""
+
+    def __init__(self, store: ObjectStore, times: PhaseTimes) -> None:
+        self._store, self._times = store, times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def read(self, key: str) -> bytes:
+        started = time.perf_counter()
+        data = self._store.read(key)
+        self._times.add("fetch", time.perf_counter() - started, len(data))
+        return data

@@ -1,0 +1,1 @@
+"""A day staged between reading and committing: sorted runs in bounded memory (no Dagster)."""

@@ -1,0 +1,1 @@
+"""Tools around the pipeline: demo data generator, ClickHouse converter, layout report."""
