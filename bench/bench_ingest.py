@@ -274,7 +274,7 @@ def main() -> None:
     try:
         if args.source == "s3":
             sys.path.insert(0, str(Path(__file__).parent.parent))
-            from wflog_assets_tests.weed import start_weed
+            from wflog_assets_testing.weed import start_weed
 
             (base / "weed").mkdir(parents=True, exist_ok=True)
             weed = start_weed(base / "weed")
@@ -312,7 +312,7 @@ def main() -> None:
             results.append(day)
     finally:
         if weed is not None:
-            from wflog_assets_tests.weed import stop_weed
+            from wflog_assets_testing.weed import stop_weed
 
             stop_weed(weed)
     if args.out:

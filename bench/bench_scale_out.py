@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test helpers live there
 
 from wflog_assets.tools.generate import GeneratorSettings
-from wflog_assets_tests.load import LoadSettings, run_load
-from wflog_assets_tests.postgres import running_postgres
-from wflog_assets_tests.weed import start_weed, stop_weed
+from wflog_assets_testing.load import LoadSettings, run_load
+from wflog_assets_testing.postgres import running_postgres
+from wflog_assets_testing.weed import start_weed, stop_weed
 
 
 def main() -> int:

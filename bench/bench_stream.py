@@ -1,7 +1,8 @@
 """The current writer's stream: a day of tiny `.json.gz` files against the same records packed
 in 40 files, measured in the same run (figures only, no thresholds).
 
-    .venv/bin/python bench/bench_stream.py [--files 20000,100000] [--packed 40] [--out f.json]
+    .venv/bin/python bench/bench_stream.py [--files 20000,100000] [--packed 40]
+        [--s3-latency-ms 30] [--out f.json]
 
 For each size, the writer's day (`generate.writer_flushes`: a file per flush of 1-100
 records, about 20 on average, 40% single-line flushes, `hour=` folders) and the same lines
@@ -15,6 +16,10 @@ in-process, embedded SQLite catalog), timed as a whole, with its peak RSS from `
 - `unchanged`: the day is run once more with nothing new (reads no object).
 
 Ratios printed: tiny / packed (rows/s and files/s), late / tiny, unchanged / tiny.
+
+`--s3-latency-ms N` puts both source days on weed mini's S3 instead, read through a loopback
+proxy that holds every request N ms (the first-byte latency of a distant store): the runs
+then show whether many GETs in flight hide it.
 """
 
 from __future__ import annotations
@@ -28,38 +33,39 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 DAY = dt.date(2026, 11, 2)
 
 
-def make_sources(root: Path, files: int, packed: int) -> tuple[Path, Path, int]:
-    """(tiny source, packed source, rows): the same lines as the writer leaves them and packed."""
+def make_sources(write: Callable[[str, bytes], None], files: int, packed: int) -> int:
+    """The writer's day under `<files>/tiny/`, the same lines packed into `packed` files under
+    `<files>/packed/`; returns the rows."""
     from wflog_assets.source.manifest import day_prefix
     from wflog_assets.tools.generate import gzip_lines, writer_flushes
 
-    tiny, dense = root / "tiny", root / "packed"
     lines_all: list[str] = []
-    for key, lines in writer_flushes(DAY, files):
-        path = tiny / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip_lines(lines))
-        lines_all.extend(lines)
-    per = -(-len(lines_all) // packed)
-    for index in range(packed):
-        path = dense / day_prefix(DAY) / f"hour={index * 24 // packed:02d}" / (
-            f"{index:06d}_packed.json.gz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip_lines(lines_all[index * per:(index + 1) * per]))
-    return tiny, dense, len(lines_all)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for key, lines in writer_flushes(DAY, files):
+            pool.submit(write, f"{files}/tiny/{key}", gzip_lines(lines))
+            lines_all.extend(lines)
+        per = -(-len(lines_all) // packed)
+        for index in range(packed):
+            key = (f"{files}/packed/{day_prefix(DAY)}hour={index * 24 // packed:02d}/"
+                   f"{index:06d}_packed.json.gz")
+            pool.submit(write, key, gzip_lines(lines_all[index * per:(index + 1) * per]))
+    return len(lines_all)
 
 
-def run_child(source: Path, work: Path) -> dict[str, Any]:
+def run_child(source: dict[str, str], work: Path) -> dict[str, Any]:
     """One ingest of DAY in a child process: wall seconds, peak RSS, the assets' metadata."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "_run", str(source), str(work)],
+        proc = subprocess.Popen([sys.executable, __file__, "_run", json.dumps(source), str(work)],
                                 stdout=subprocess.PIPE, stderr=log, text=True)
         out = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
@@ -72,17 +78,27 @@ def run_child(source: Path, work: Path) -> dict[str, Any]:
     return figures
 
 
-def child(source: str, work: str) -> None:
+def child(spec: str, work: str) -> None:
     import dagster as dg
 
     from wflog_assets.definitions import INGEST_JOB, build_definitions
     from wflog_assets.defs.resources import (
         ArrowStagingIOManager,
         LocalLogSource,
+        S3LogSource,
+        SourceS3Resource,
         SqliteCatalogResource,
     )
 
-    resources = {"log_source": LocalLogSource(root=source),
+    source = json.loads(spec)
+    if source["kind"] == "local":
+        log_source: Any = LocalLogSource(root=source["root"])
+    else:
+        s3 = SourceS3Resource(endpoint_url=source["endpoint"], region_name="us-east-1",
+                              path_style=True, aws_access_key_id=source["key"],
+                              aws_secret_access_key=source["secret"])
+        log_source = S3LogSource(s3=s3, bucket=source["bucket"], prefix=source["prefix"])
+    resources = {"log_source": log_source,
                  "iceberg": SqliteCatalogResource(data_dir=f"{work}/catalog"),
                  "staging_io_manager": ArrowStagingIOManager(root=f"{work}/staging")}
     job = build_definitions(resources, "2026-11-01").resolve_job_def(INGEST_JOB)
@@ -105,6 +121,77 @@ def child(source: str, work: str) -> None:
     }))
 
 
+@contextmanager
+def _sources(latency_ms: float | None) -> Iterator[tuple[Callable[[str, bytes], None],
+                                                        Callable[[str], dict[str, str]]]]:
+    """(write key -> bytes, the source spec of a top folder) for a local folder or weed mini."""
+    root = Path(tempfile.mkdtemp(prefix="wflog-stream-"))
+    try:
+        if latency_ms is None:
+            from wflog_assets.source.stores import LocalObjectStore
+
+            local = LocalObjectStore(root / "src")
+            yield local.write, lambda top: {"kind": "local", "root": str(root / "src" / top)}
+            return
+        import boto3
+
+        from wflog_assets_testing.faults import LatencyProxy
+        from wflog_assets_testing.weed import start_weed, stop_weed
+
+        (root / "weed").mkdir()
+        weed = start_weed(root / "weed")
+        proxy = LatencyProxy(int(weed.s3_endpoint.rsplit(":", 1)[1]), latency_ms / 1000)
+        client = boto3.client("s3", endpoint_url=weed.s3_endpoint, region_name=weed.region,
+                              aws_access_key_id=weed.access_key,
+                              aws_secret_access_key=weed.secret_key)
+        try:
+            yield (lambda key, data: client.put_object(Bucket=weed.source_bucket,
+                                                       Key=f"{root.name}/{key}", Body=data),
+                   lambda top: {"kind": "s3", "endpoint": proxy.endpoint,
+                                "bucket": weed.source_bucket, "prefix": f"{root.name}/{top}",
+                                "key": weed.access_key, "secret": weed.secret_key})
+        finally:
+            proxy.close()
+            stop_weed(weed)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _measure(files: int, packed: int, write: Callable[[str, bytes], None],
+             spec: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    rows = make_sources(write, files, packed)
+    print(f"{files} tiny files, {rows} rows (sources written in "
+          f"{time.perf_counter() - t0:.0f} s)", flush=True)
+    from wflog_assets.tools.generate import gzip_lines, writer_flushes
+
+    work = Path(tempfile.mkdtemp(prefix="wflog-stream-work-"))
+    try:
+        tiny, packed_day = spec(f"{files}/tiny"), spec(f"{files}/packed")
+        runs = {"packed": run_child(packed_day, work / "packed"),
+                "tiny": run_child(tiny, work / "tiny")}
+        key, lines = next(writer_flushes(DAY, 1, seed=99))
+        write(f"{files}/tiny/{key.replace('_000000_', '_999999_')}", gzip_lines(lines[:5]))
+        runs["late"] = run_child(tiny, work / "tiny")
+        runs["unchanged"] = run_child(tiny, work / "tiny")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = {name: run["seconds"] for name, run in runs.items()}
+    entry = {"files": files, "rows": rows, "runs": runs, "ratios": {
+        "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
+        "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
+        "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3)}}
+    for name, run in runs.items():
+        print(f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
+              f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
+              f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']}  "
+              f"rows/s={rows / run['seconds']:,.0f}  files/s={run['files_read'] / run['seconds']:,.0f}"
+              f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
+              flush=True)
+    print(f"  ratios: {entry['ratios']}", flush=True)
+    return entry
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_run":
         child(sys.argv[2], sys.argv[3])
@@ -112,41 +199,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", default="20000,100000", help="tiny files per day, comma-separated")
     parser.add_argument("--packed", type=int, default=40, help="files of the packed baseline day")
+    parser.add_argument("--s3-latency-ms", type=float, default=None,
+                        help="sources on weed mini's S3, each request held this long")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     report: list[dict[str, Any]] = []
-    for files in (int(f) for f in args.files.split(",")):
-        root = Path(tempfile.mkdtemp(prefix=f"wflog-stream-{files}-"))
-        try:
-            t0 = time.perf_counter()
-            tiny, dense, rows = make_sources(root / "src", files, args.packed)
-            print(f"{files} tiny files, {rows} rows (sources written in "
-                  f"{time.perf_counter() - t0:.0f} s)", flush=True)
-            runs = {"packed": run_child(dense, root / "w-packed"),
-                    "tiny": run_child(tiny, root / "w-tiny")}
-            from wflog_assets.tools.generate import gzip_lines, writer_flushes
-            key, lines = next(writer_flushes(DAY + dt.timedelta(days=0), 1, seed=99))
-            late = tiny / key.replace("_000000_", "_999999_")
-            late.parent.mkdir(parents=True, exist_ok=True)
-            late.write_bytes(gzip_lines(lines[:5]))
-            runs["late"] = run_child(tiny, root / "w-tiny")
-            runs["unchanged"] = run_child(tiny, root / "w-tiny")
-            entry = {"files": files, "rows": rows, "runs": runs, "ratios": {
-                "tiny/packed seconds": round(runs["tiny"]["seconds"] / runs["packed"]["seconds"], 2),
-                "late/tiny seconds": round(runs["late"]["seconds"] / runs["tiny"]["seconds"], 3),
-                "unchanged/tiny seconds": round(
-                    runs["unchanged"]["seconds"] / runs["tiny"]["seconds"], 3)}}
-            for name, run in runs.items():
-                print(f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
-                      f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
-                      f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']} "
-                      f"rows/s={rows / run['seconds']:,.0f} files/s={run['files_read'] / run['seconds']:,.0f}"
-                      f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
-                      flush=True)
-            print(f"  ratios: {entry['ratios']}", flush=True)
-            report.append(entry)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+    with _sources(args.s3_latency_ms) as (write, spec):
+        for files in (int(f) for f in args.files.split(",")):
+            report.append(_measure(files, args.packed, write, spec))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

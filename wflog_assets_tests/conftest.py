@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import dagster as dg
 import duckdb
@@ -17,20 +13,15 @@ import duckdb_extension_httpfs
 import duckdb_extension_iceberg
 import pytest
 
-from wflog_assets.definitions import INGEST_JOB, build_definitions
-from wflog_assets.defs.resources import (
-    ArrowStagingIOManager,
-    IcebergCatalogResource,
-    LocalLogSource,
-    RestCatalogResource,
-    S3LogSource,
-    SourceS3Resource,
-    SqliteCatalogResource,
+from wflog_assets_testing.backends import (  # noqa: F401 - re-exported for the tests
+    START,
+    Backend,
+    embedded_backend,
+    rest_backend,
+    rest_env,
+    weed_s3,
 )
-from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
-from wflog_assets_tests.weed import WeedServer, start_weed, stop_weed
-
-START = "2025-12-01"
+from wflog_assets_testing.weed import WeedServer, start_weed, stop_weed
 
 
 @pytest.fixture(scope="session")
@@ -41,94 +32,6 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
     finally:
         stop_weed(server)
     assert server.process.poll() is not None, "weed mini is still running"
-
-
-def weed_s3(weed: WeedServer) -> SourceS3Resource:
-    return SourceS3Resource(
-        endpoint_url=weed.s3_endpoint, region_name=weed.region, path_style=True,
-        aws_access_key_id=weed.access_key, aws_secret_access_key=weed.secret_key,
-    )
-
-
-@dataclass
-class Backend:
-    """One complete configuration: where sources go, the catalog, the Dagster resources."""
-
-    name: str
-    store: ObjectStore
-    catalog: IcebergCatalogResource
-    resources: dict[str, Any]
-
-    def definitions(self) -> dg.Definitions:
-        return build_definitions(self.resources, START)
-
-    def run_day(self, day: dt.date | str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-        job = self.definitions().resolve_job_def(INGEST_JOB)
-        key = day if isinstance(day, str) else day.isoformat()
-        result = job.execute_in_process(partition_key=key, instance=instance)
-        assert result.success
-        return result
-
-    def table(self):  # -> pyiceberg Table
-        return self.catalog.load_catalog().load_table(self.catalog.identifier())
-
-
-def embedded_backend(root: Path) -> Backend:
-    store = LocalObjectStore(root / "source")
-    catalog = SqliteCatalogResource(data_dir=str(root / "data"))
-    return Backend(
-        name="embedded",
-        store=store,
-        catalog=catalog,
-        resources={
-            "log_source": LocalLogSource(root=str(root / "source"), read_workers=4),
-            "iceberg": catalog,
-            "staging_io_manager": ArrowStagingIOManager(root=str(root / "staging")),
-        },
-    )
-
-
-def rest_env(weed: WeedServer, run: str) -> dict[str, str]:
-    """The environment variables that point a separate process at weed mini (as in production)."""
-    return {
-        "WFLOG_SOURCE": "s3",
-        "WFLOG_S3_BUCKET": weed.source_bucket,
-        "WFLOG_S3_PREFIX": f"logs-{run}/workflows",
-        "WFLOG_S3_ENDPOINT_URL": weed.s3_endpoint,
-        "WFLOG_S3_REGION": weed.region,
-        "WFLOG_S3_PATH_STYLE": "true",
-        "AWS_ACCESS_KEY_ID": weed.access_key,
-        "AWS_SECRET_ACCESS_KEY": weed.secret_key,
-        "WFLOG_STAGING": f"s3://{weed.source_bucket}/staging-{run}",
-        "WFLOG_CATALOG": "rest",
-        "WFLOG_CATALOG_URI": weed.iceberg_uri,
-        "WFLOG_CATALOG_WAREHOUSE": f"s3://{weed.warehouse}",
-        "WFLOG_CATALOG_CREDENTIAL": f"{weed.access_key}:{weed.secret_key}",
-        "WFLOG_NAMESPACE": f"wflog_{run}",
-    }
-
-
-def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
-    run = run or uuid.uuid4().hex[:10]
-    s3 = weed_s3(weed)
-    prefix = rest_env(weed, run)["WFLOG_S3_PREFIX"]
-    catalog = RestCatalogResource(
-        uri=weed.iceberg_uri, credential=f"{weed.access_key}:{weed.secret_key}",
-        warehouse=f"s3://{weed.warehouse}", s3_endpoint=weed.s3_endpoint,
-        s3_access_key_id=weed.access_key, s3_secret_access_key=weed.secret_key,
-        s3_region=weed.region, s3_path_style=True, namespace=f"wflog_{run}",
-    )
-    return Backend(
-        name="rest",
-        store=S3ObjectStore(s3.get_client(), weed.source_bucket, prefix),
-        catalog=catalog,
-        resources={
-            "log_source": S3LogSource(s3=s3, bucket=weed.source_bucket, prefix=prefix, read_workers=4),
-            "iceberg": catalog,
-            "staging_io_manager": ArrowStagingIOManager(
-                root=f"s3://{weed.source_bucket}/staging-{run}", s3=s3),
-        },
-    )
 
 
 @pytest.fixture(params=["embedded", "rest"])

@@ -22,9 +22,9 @@ from pyiceberg.expressions import EqualTo
 from wflog_assets.quality.quarantine import QUARANTINE_DAY, QUARANTINE_SUFFIX
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.manifest import day_prefix
-from wflog_assets_tests.conftest import Backend, rest_backend
-from wflog_assets_tests.oracle import expected_row, sorted_rows, table_rows
-from wflog_assets_tests.weed import WeedServer
+from wflog_assets_testing.backends import Backend, rest_backend
+from wflog_assets_testing.oracle import expected_row, sorted_rows, table_rows
+from wflog_assets_testing.weed import WeedServer
 
 DAY = dt.date(2025, 12, 5)
 T0 = dt.datetime(2025, 12, 5, tzinfo=dt.UTC).timestamp()

@@ -10,8 +10,8 @@ import pytest
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.stores import LocalObjectStore, S3ObjectStore
 from wflog_assets.tools.generate import GeneratorSettings, generate_day, generate_late_file
-from wflog_assets_tests.conftest import Backend
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.backends import Backend
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 DAY = dt.date(2025, 12, 5)
 OTHER_DAY = dt.date(2025, 12, 6)

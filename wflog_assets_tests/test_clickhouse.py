@@ -15,8 +15,8 @@ from wflog_assets.cli import main as cli_main
 from wflog_assets.errors import ExportFormatError
 from wflog_assets.source.stores import LocalObjectStore
 from wflog_assets.tools.clickhouse import COLUMNS, convert_export
-from wflog_assets_tests.conftest import Backend, embedded_backend
-from wflog_assets_tests.oracle import table_rows
+from wflog_assets_testing.backends import Backend, embedded_backend
+from wflog_assets_testing.oracle import table_rows
 
 EPOCH = dt.datetime(1970, 1, 1)
 LINEAGE = ("source_file", "source_etag")

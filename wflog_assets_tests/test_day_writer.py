@@ -25,7 +25,7 @@ from wflog_assets.source.listing import list_day
 from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import read_manifest
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import Backend
+from wflog_assets_testing.backends import Backend
 
 DAY = dt.date(2025, 12, 20)
 SETTINGS = GeneratorSettings(rows_per_day=3000, files_per_day=6, workflows_per_day=5)
@@ -147,7 +147,7 @@ def test_only_the_selected_source_files_rows_are_written(tmp_path: Path, backend
 
 
 def test_a_partition_past_the_target_file_size_rolls_into_several_sorted_files(tmp_path: Path):
-    from wflog_assets_tests.conftest import embedded_backend
+    from wflog_assets_testing.backends import embedded_backend
 
     backend = embedded_backend(tmp_path)
     rows = _day_rows(backend)

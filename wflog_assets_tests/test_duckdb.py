@@ -8,9 +8,9 @@ import dagster as dg
 import duckdb
 
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import rest_backend
-from wflog_assets_tests.oracle import expected_rows_for_days, sorted_rows
-from wflog_assets_tests.weed import WeedServer
+from wflog_assets_testing.backends import rest_backend
+from wflog_assets_testing.oracle import expected_rows_for_days, sorted_rows
+from wflog_assets_testing.weed import WeedServer
 
 DAYS = [dt.date(2025, 12, 10), dt.date(2025, 12, 11)]
 

@@ -16,10 +16,10 @@ import pytest
 from wflog_assets.definitions import INGEST_JOB, build_definitions
 from wflog_assets.defs.resources import RestCatalogResource, S3LogSource, SourceS3Resource
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import START, Backend, rest_backend, rest_env
-from wflog_assets_tests.faults import FlakyProxy
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
-from wflog_assets_tests.weed import WeedServer, free_ports
+from wflog_assets_testing.backends import START, Backend, rest_backend, rest_env
+from wflog_assets_testing.faults import FlakyProxy
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.weed import WeedServer, free_ports
 
 DAY = dt.date(2025, 12, 9)
 SMALL = GeneratorSettings(rows_per_day=600, files_per_day=6, workflows_per_day=4)

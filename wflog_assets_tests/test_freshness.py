@@ -23,10 +23,10 @@ from wflog_assets.defs.sensors import SENSOR_NAME
 from wflog_assets.iceberg.commit import day_filter
 from wflog_assets.iceberg.schema import SOURCE_FILE
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
-from wflog_assets_tests.conftest import Backend, rest_backend, rest_env
-from wflog_assets_tests.dagster_stack import DagsterStack, until
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
-from wflog_assets_tests.weed import WeedServer
+from wflog_assets_testing.backends import Backend, rest_backend, rest_env
+from wflog_assets_testing.dagster_stack import DagsterStack, until
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.weed import WeedServer
 
 FILES = 45
 EVERY_S = 2.0  # one file every 2 s: 90 s of arrivals

@@ -12,9 +12,9 @@ import pytest
 
 from wflog_assets.source.listing import list_day
 from wflog_assets.tools.generate import GeneratorSettings, generate_day, json_key
-from wflog_assets_tests.conftest import Backend, rest_backend
-from wflog_assets_tests.oracle import expected_row, expected_rows_for_days, sorted_rows, table_rows
-from wflog_assets_tests.weed import WeedServer
+from wflog_assets_testing.backends import Backend, rest_backend
+from wflog_assets_testing.oracle import expected_row, expected_rows_for_days, sorted_rows, table_rows
+from wflog_assets_testing.weed import WeedServer
 
 DAY = dt.date(2025, 12, 8)
 T0 = dt.datetime(2025, 12, 8, tzinfo=dt.UTC).timestamp()

@@ -31,8 +31,8 @@ from wflog_assets.iceberg.schema import (
 from wflog_assets.source.manifest import Manifest, ManifestEntry
 from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import Backend, embedded_backend
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.backends import Backend, embedded_backend
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 DAYS = [dt.date(2025, 12, 1), dt.date(2025, 12, 2), dt.date(2025, 12, 3)]
 SMALL = GeneratorSettings(rows_per_day=2_000, files_per_day=4, workflows_per_day=40)

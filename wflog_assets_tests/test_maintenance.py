@@ -25,8 +25,8 @@ from wflog_assets.source.manifest import Manifest
 from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import read_manifest
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import Backend
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.backends import Backend
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 SMALL = GeneratorSettings(rows_per_day=600, files_per_day=3, workflows_per_day=4)
 DECEMBER = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(3)]

@@ -12,8 +12,8 @@ from wflog_assets.iceberg.commit import SUMMARY_DAY, SUMMARY_DIGEST
 from wflog_assets.iceberg.schema import SORT_ORDER, TABLE_SCHEMA
 from wflog_assets.source.listing import list_day
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import Backend
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.backends import Backend
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 DAYS = [dt.date(2025, 12, 1), dt.date(2025, 12, 2), dt.date(2025, 12, 3)]
 SMALL = GeneratorSettings(rows_per_day=3_000, files_per_day=5, workflows_per_day=12)

@@ -15,10 +15,10 @@ import dagster as dg
 import pytest
 
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import Backend, rest_backend, rest_env
+from wflog_assets_testing.backends import Backend, rest_backend, rest_env
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.weed import WeedServer
 from wflog_assets_tests.crash_harness import KILL_POINTS
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
-from wflog_assets_tests.weed import WeedServer
 
 SMALL = GeneratorSettings(rows_per_day=800, files_per_day=3, workflows_per_day=5)
 BIN = Path(sys.executable).parent

@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 
 from wflog_assets.tools.generate import GeneratorSettings
-from wflog_assets_tests.dagster_stack import PRODUCTION_DAGSTER_YAML
-from wflog_assets_tests.load import ASSETS, LoadSettings, run_load
-from wflog_assets_tests.postgres import PostgresServer, running_postgres
-from wflog_assets_tests.weed import WeedServer
+from wflog_assets_testing.dagster_stack import PRODUCTION_DAGSTER_YAML
+from wflog_assets_testing.load import ASSETS, LoadSettings, run_load
+from wflog_assets_testing.postgres import PostgresServer, running_postgres
+from wflog_assets_testing.weed import WeedServer
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,8 @@ from wflog_assets.source.manifest import ManifestEntry
 from wflog_assets.source.reading import file_reject
 from wflog_assets.staging.pieces import _split, read_units
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
-from wflog_assets_tests.conftest import START, Backend
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.backends import START, Backend
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 DAY = dt.date(2026, 11, 2)
 

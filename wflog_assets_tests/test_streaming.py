@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from wflog_assets.iceberg.schema import TIMESTAMP
 from wflog_assets.source.listing import list_day
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import Backend
-from wflog_assets_tests.oracle import expected_rows_for_days, table_rows
+from wflog_assets_testing.backends import Backend
+from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 DAY = dt.date(2025, 12, 9)
 SETTINGS = GeneratorSettings(rows_per_day=6_000, files_per_day=4, workflows_per_day=9)

@@ -41,6 +41,8 @@ from wflog_assets.staging.pieces import (
     StagedRuns,
 )
 
+MAX_POOL_CONNECTIONS = 64
+
 
 class SourceS3Resource(S3Resource):
     """dagster-aws `S3Resource` plus path-style addressing (needed by most S3-compatible stores)."""
@@ -55,6 +57,8 @@ class SourceS3Resource(S3Resource):
         config = Config(
             retries={"max_attempts": self.max_attempts, "mode": "standard"},
             s3={"addressing_style": "path" if self.path_style else "auto"},
+            # as many pooled connections as GETs in flight for batches of small files
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
         session = boto3.session.Session(profile_name=self.profile_name)
         return session.client(

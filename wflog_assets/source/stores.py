@@ -16,7 +16,9 @@ from wflog_assets.source.manifest import ManifestEntry
 class ObjectStore(Protocol):
     """What the pipeline needs of a source: list a prefix, read an object."""
 
-    def list(self, prefix: str) -> Iterator[ManifestEntry]: ...
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ManifestEntry]:
+        """Objects under `prefix` in key order (only keys after `start_after`, if given)."""
+        ...
 
     def list_folders(self, prefix: str) -> list[str]:
         """Names of the folders right below `prefix` (one delimiter level)."""
@@ -33,12 +35,13 @@ class LocalObjectStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
-    def list(self, prefix: str) -> Iterator[ManifestEntry]:
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ManifestEntry]:
         base = self.root / prefix
         if not base.is_dir():
             return
         for path in sorted(base.rglob("*")):
-            if not path.is_file():
+            if not path.is_file() or (start_after is not None
+                                      and path.relative_to(self.root).as_posix() <= start_after):
                 continue
             st = path.stat()
             modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC).isoformat()
@@ -72,9 +75,10 @@ class S3ObjectStore:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
-    def list(self, prefix: str) -> Iterator[ManifestEntry]:
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ManifestEntry]:
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+        after = {"StartAfter": self.prefix + start_after} if start_after is not None else {}
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, **after):
             for obj in page.get("Contents", []):
                 key = obj["Key"][len(self.prefix):]
                 yield ManifestEntry(

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wflog_assets_tests.weed import free_ports
+from wflog_assets_testing.weed import free_ports
 
 SUPERUSER = "postgres"
 

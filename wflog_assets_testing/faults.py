@@ -78,3 +78,30 @@ class FlakyProxy:
     def close(self) -> None:
         self._closed = True
         self.listener.close()
+
+
+class LatencyProxy(FlakyProxy):
+    """Forwards every connection, holding each request `delay_s` before it reaches the server:
+    the first-byte latency of a distant object store, per request (connections are reused)."""
+
+    def __init__(self, target_port: int, delay_s: float):
+        super().__init__(target_port, lambda _: "forward", delay_s)
+
+    def _serve(self, client: socket.socket, action: str) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=self._delayed, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def _delayed(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                time.sleep(self.delay_s)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

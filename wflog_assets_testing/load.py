@@ -31,11 +31,11 @@ from wflog_assets.definitions import TABLE_TAG
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.stores import S3ObjectStore
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_tests.conftest import rest_backend, rest_env
-from wflog_assets_tests.dagster_stack import PRODUCTION_DAGSTER_YAML, DagsterStack
-from wflog_assets_tests.oracle import source_records
-from wflog_assets_tests.postgres import PostgresServer
-from wflog_assets_tests.weed import WeedServer
+from wflog_assets_testing.backends import rest_backend, rest_env
+from wflog_assets_testing.dagster_stack import PRODUCTION_DAGSTER_YAML, DagsterStack
+from wflog_assets_testing.oracle import source_records
+from wflog_assets_testing.postgres import PostgresServer
+from wflog_assets_testing.weed import WeedServer
 
 ASSETS = ("raw_log_chunks", "normalized_log_batches", "workflow_logs")
 
