@@ -61,6 +61,28 @@ def make_sources(write: Callable[[str, bytes], None], files: int, packed: int) -
     return len(lines_all)
 
 
+def writer_of(spec: dict[str, str]) -> Callable[[str, bytes], None]:
+    """key, bytes -> an object where the spec says (a local folder, or weed mini directly)."""
+    if spec["kind"] == "local":
+        from wflog_assets.source.stores import LocalObjectStore
+
+        return LocalObjectStore(spec["root"]).write
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=spec["endpoint"], region_name="us-east-1",
+                          aws_access_key_id=spec["key"], aws_secret_access_key=spec["secret"])
+    return lambda key, data: client.put_object(Bucket=spec["bucket"],
+                                               Key=f"{spec['prefix']}/{key}", Body=data)
+
+
+def make_in_child(spec: dict[str, str], files: int, packed: int) -> int:
+    """`make_sources` in a child process: the parent stays small, and the peak RSS a run's
+    child inherits across fork + exec is its own, not the generator's."""
+    out = subprocess.run([sys.executable, __file__, "_make", json.dumps(spec), str(files),
+                          str(packed)], check=True, capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
 def run_child(source: dict[str, str], work: Path) -> dict[str, Any]:
     """One ingest of DAY in a child process: wall seconds, peak RSS, the assets' metadata."""
     started = time.perf_counter()
@@ -122,34 +144,27 @@ def child(spec: str, work: str) -> None:
 
 
 @contextmanager
-def _sources(latency_ms: float | None) -> Iterator[tuple[Callable[[str, bytes], None],
+def _sources(latency_ms: float | None) -> Iterator[tuple[dict[str, str],
                                                         Callable[[str], dict[str, str]]]]:
-    """(write key -> bytes, the source spec of a top folder) for a local folder or weed mini."""
+    """(where to write sources, the source spec of a top folder to read): a local folder, or
+    weed mini (written directly, read through the latency proxy)."""
     root = Path(tempfile.mkdtemp(prefix="wflog-stream-"))
     try:
         if latency_ms is None:
-            from wflog_assets.source.stores import LocalObjectStore
-
-            local = LocalObjectStore(root / "src")
-            yield local.write, lambda top: {"kind": "local", "root": str(root / "src" / top)}
+            yield ({"kind": "local", "root": str(root / "src")},
+                   lambda top: {"kind": "local", "root": str(root / "src" / top)})
             return
-        import boto3
-
         from wflog_assets_testing.faults import LatencyProxy
         from wflog_assets_testing.weed import start_weed, stop_weed
 
         (root / "weed").mkdir()
         weed = start_weed(root / "weed")
         proxy = LatencyProxy(int(weed.s3_endpoint.rsplit(":", 1)[1]), latency_ms / 1000)
-        client = boto3.client("s3", endpoint_url=weed.s3_endpoint, region_name=weed.region,
-                              aws_access_key_id=weed.access_key,
-                              aws_secret_access_key=weed.secret_key)
+        direct = {"kind": "s3", "endpoint": weed.s3_endpoint, "bucket": weed.source_bucket,
+                  "prefix": root.name, "key": weed.access_key, "secret": weed.secret_key}
         try:
-            yield (lambda key, data: client.put_object(Bucket=weed.source_bucket,
-                                                       Key=f"{root.name}/{key}", Body=data),
-                   lambda top: {"kind": "s3", "endpoint": proxy.endpoint,
-                                "bucket": weed.source_bucket, "prefix": f"{root.name}/{top}",
-                                "key": weed.access_key, "secret": weed.secret_key})
+            yield direct, lambda top: {**direct, "endpoint": proxy.endpoint,
+                                       "prefix": f"{root.name}/{top}"}
         finally:
             proxy.close()
             stop_weed(weed)
@@ -157,10 +172,10 @@ def _sources(latency_ms: float | None) -> Iterator[tuple[Callable[[str, bytes], 
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _measure(files: int, packed: int, write: Callable[[str, bytes], None],
+def _measure(files: int, packed: int, target: dict[str, str],
              spec: Callable[[str], dict[str, str]]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    rows = make_sources(write, files, packed)
+    rows = make_in_child(target, files, packed)
     print(f"{files} tiny files, {rows} rows (sources written in "
           f"{time.perf_counter() - t0:.0f} s)", flush=True)
     from wflog_assets.tools.generate import gzip_lines, writer_flushes
@@ -171,7 +186,8 @@ def _measure(files: int, packed: int, write: Callable[[str, bytes], None],
         runs = {"packed": run_child(packed_day, work / "packed"),
                 "tiny": run_child(tiny, work / "tiny")}
         key, lines = next(writer_flushes(DAY, 1, seed=99))
-        write(f"{files}/tiny/{key.replace('_000000_', '_999999_')}", gzip_lines(lines[:5]))
+        writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999999_')}",
+                          gzip_lines(lines[:5]))
         runs["late"] = run_child(tiny, work / "tiny")
         runs["unchanged"] = run_child(tiny, work / "tiny")
     finally:
@@ -196,6 +212,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_run":
         child(sys.argv[2], sys.argv[3])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "_make":
+        print(make_sources(writer_of(json.loads(sys.argv[2])), int(sys.argv[3]), int(sys.argv[4])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", default="20000,100000", help="tiny files per day, comma-separated")
     parser.add_argument("--packed", type=int, default=40, help="files of the packed baseline day")
@@ -204,9 +223,9 @@ def main() -> None:
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     report: list[dict[str, Any]] = []
-    with _sources(args.s3_latency_ms) as (write, spec):
+    with _sources(args.s3_latency_ms) as (target, spec):
         for files in (int(f) for f in args.files.split(",")):
-            report.append(_measure(files, args.packed, write, spec))
+            report.append(_measure(files, args.packed, target, spec))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

@@ -119,7 +119,7 @@ def commit_layout_day(
                         observe=observe,
                         staged=None if staged is None or staged.read_keys is None
                         else staged.read_keys,
-                        removable=None if staged is None else staged.removable)
+                        planned=None if staged is None else staged.planned)
     context.log.info(
         f"{result.day} -> {identifier}: {result.outcome}, {result.rows_written} "
         f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
@@ -202,7 +202,8 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         """The rows of the day's new and changed files as sorted runs, plus everything kept out."""
         started = time.monotonic()
         manifest = Manifest.from_arrow(raw_log_chunks)
-        plan = plan_reads(iceberg.existing_table(iceberg.load_catalog()), manifest)
+        planned = plan_reads(iceberg.existing_table(iceberg.load_catalog()), manifest)
+        plan = planned.plan
         wanted = set(plan.write_keys)
         to_read = Manifest.build(manifest.day, (e for e in manifest.entries if e.key in wanted))
         context.log.info(
@@ -215,7 +216,7 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             max_workers=log_source.read_workers, piece_rows=log_source.piece_rows,
             part_rows=log_source.part_rows, fetch_workers=log_source.fetch_workers,
         )
-        staged.removable = list(plan.removed)
+        staged.planned = planned
         summary = staged.summary()
         for reject in staged.rejected[:50]:
             context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")

@@ -149,16 +149,54 @@ def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
     return DayPlan(added=added, changed=changed, removed=removed)
 
 
-def plan_reads(table: Table | None, manifest: Manifest) -> DayPlan:
+@dataclass(frozen=True)
+class ReadPlan:
+    """A day's plan made before reading, and the table state it was made against: the commit
+    reuses it while the table has not moved (no second scan of the day)."""
+
+    plan: DayPlan
+    snapshot_id: int | None  # the table's snapshot then (None: no table, or an empty one)
+    committed_files: int  # files the table held for the day then (-1: not scanned)
+    rows_kept: int  # their rows outside the plan's files (-1: not scanned)
+
+    def to_json(self) -> dict[str, object]:
+        plan = self.plan
+        return {"added": list(plan.added), "changed": list(plan.changed),
+                "removed": list(plan.removed), "snapshot_id": self.snapshot_id,
+                "committed_files": self.committed_files, "rows_kept": self.rows_kept}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> ReadPlan:
+        def keys(name: str) -> tuple[str, ...]:
+            value = raw[name]
+            assert isinstance(value, list)
+            return tuple(str(k) for k in value)
+        snapshot = raw["snapshot_id"]
+        return cls(DayPlan(keys("added"), keys("changed"), keys("removed")),
+                   None if snapshot is None else int(str(snapshot)),
+                   int(str(raw["committed_files"])), int(str(raw["rows_kept"])))
+
+
+def _snapshot_id(table: Table) -> int | None:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot is not None else None
+
+
+def plan_reads(table: Table | None, manifest: Manifest) -> ReadPlan:
     """Before reading anything: which of the day's files a run must read (new or changed) and
     which committed files are gone. An unchanged day (its last snapshot has this manifest's
     digest) plans nothing without a scan."""
-    if table is not None:
-        previous = last_day_snapshot(table, manifest.day)
-        if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
-            return DayPlan(added=(), changed=(), removed=())
-    committed = committed_state(table, manifest.day).versions if table is not None else {}
-    return plan_day(committed, manifest)
+    nothing = DayPlan(added=(), changed=(), removed=())
+    if table is None:
+        return ReadPlan(plan_day({}, manifest), None, 0, 0)
+    previous = last_day_snapshot(table, manifest.day)
+    if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+        return ReadPlan(nothing, _snapshot_id(table), -1, -1)
+    committed = committed_state(table, manifest.day)
+    plan = plan_day(committed.versions, manifest)
+    touched = set(plan.write_keys) | set(plan.rewrite_keys)
+    kept = sum(n for k, n in committed.rows.items() if k not in touched)
+    return ReadPlan(plan, _snapshot_id(table), len(committed.versions), kept)
 
 
 @dataclass
@@ -306,11 +344,11 @@ class DayCommit:
 
     def __init__(self, load_table: Callable[[], Table], manifest: Manifest,
                  rows: pa.Table | list[SortedRun], staged: Collection[str] | None,
-                 removable: Collection[str] | None,
+                 planned: ReadPlan | None,
                  observe: Callable[[pa.Table], None] | None) -> None:
         self.load_table, self.manifest, self.rows = load_table, manifest, rows
         self.staged = set(manifest.versions()) if staged is None else set(staged)
-        self.removable = None if removable is None else set(removable)
+        self.planned = planned
         self.restricted = staged is not None
         self.observe = observe
         self.written: list[DataFile] = []
@@ -328,16 +366,23 @@ class DayCommit:
                             manifest_digest=self.manifest.digest, attempts=attempt,
                             rows_kept=self.rows_kept)
 
-    def _plan(self, table: Table) -> tuple[DayPlan, CommittedDay]:
+    def _plan(self, table: Table) -> tuple[DayPlan, bool]:
+        """(what to do, whether the table holds any file of the day)."""
+        planned = self.planned
+        if (planned is not None and planned.committed_files >= 0
+                and planned.snapshot_id == _snapshot_id(table)):
+            self.rows_kept = planned.rows_kept  # the table has not moved since the run planned
+            return planned.plan.within(self.staged, planned.plan.removed), bool(
+                planned.committed_files)
         with self.times.timed("plan"):
             committed = committed_state(table, self.manifest.day)
         plan = plan_day(committed.versions, self.manifest)
         if self.restricted:
-            plan = plan.within(self.staged, self.removable
-                               if self.removable is not None else plan.removed)
+            plan = plan.within(self.staged, planned.plan.removed if planned is not None
+                               else plan.removed)
         touched = set(plan.write_keys) | set(plan.rewrite_keys)
         self.rows_kept = sum(n for k, n in committed.rows.items() if k not in touched)
-        return plan, committed
+        return plan, bool(committed.versions)
 
     def _write(self, table: Table, plan: DayPlan) -> None:
         key = (plan.write_keys, table.metadata.default_spec_id, table.metadata.current_schema_id)
@@ -395,10 +440,10 @@ class DayCommit:
                                self.rows_to_write, attempt)
             self.rows_kept = int(previous.summary.get(SUMMARY_DAY_ROWS) or -1)
             return self._result("unchanged", previous, attempt)
-        plan, committed = self._plan(table)
-        if previous is None and not manifest.entries and not committed.versions:
+        plan, holds_day = self._plan(table)
+        if previous is None and not manifest.entries and not holds_day:
             return self._result("empty", None, attempt)
-        if committed.versions and not plan.write_keys and not plan.rewrite_keys:
+        if holds_day and not plan.write_keys and not plan.rewrite_keys:
             # the rows already match the files (the day's snapshot was expired, compaction
             # rewrote its files, or a concurrent run committed them): nothing to write, and no
             # empty snapshot either
@@ -432,7 +477,7 @@ def commit_day(
     base_backoff_s: float = 0.2,
     observe: Callable[[pa.Table], None] | None = None,
     staged: Collection[str] | None = None,
-    removable: Collection[str] | None = None,
+    planned: ReadPlan | None = None,
 ) -> CommitResult:
     """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
 
@@ -440,13 +485,14 @@ def commit_day(
     every file of the manifest): a table, or the sorted runs they were staged as (merged into
     one sorted file per partition, `data_files`); `observe` sees every merged block of the
     write. With `staged` given, the commit does only what the run prepared: it writes staged
-    files the table still lacks (or holds in another version) and removes only the files in
-    `removable` (gone from the source when the run planned). The data files are written once;
+    files the table still lacks (or holds in another version) and removes only files that
+    `planned` found gone from the source; while the table has not moved since `planned` was
+    made, its plan is used as it is (no second scan of the day). The data files are written once;
     a commit that conflicts with a concurrent one is re-planned against the fresh table (with
     jittered exponential backoff) and reuses the files if the plan did not change. An unknown
     commit outcome is resolved by looking for our digest.
     """
-    return DayCommit(load_table, manifest, rows, staged, removable, observe).run(
+    return DayCommit(load_table, manifest, rows, staged, planned, observe).run(
         max_attempts, base_backoff_s)
 
 

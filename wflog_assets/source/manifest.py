@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -68,13 +68,14 @@ class Manifest:
         return {e.key: e.etag for e in self.entries}
 
     def to_arrow(self) -> pa.Table:
-        rows = [asdict(e) for e in self.entries]
-        table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+        columns = {name: [getattr(e, name) for e in self.entries] for name in MANIFEST_SCHEMA.names}
+        table = pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
         return table.replace_schema_metadata({"wflog.day": self.day})
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> Manifest:
         metadata = table.schema.metadata or {}
         day = metadata.get(b"wflog.day", b"").decode()
-        entries = (ManifestEntry(**row) for row in table.to_pylist())
+        columns = [table.column(name).to_pylist() for name in MANIFEST_SCHEMA.names]
+        entries = (ManifestEntry(*row) for row in zip(*columns, strict=True))
         return cls.build(day, entries)

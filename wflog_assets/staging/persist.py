@@ -8,6 +8,7 @@ import shutil
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from wflog_assets.iceberg.commit import ReadPlan
 from wflog_assets.iceberg.data_files import IpcRun, SortedRun
 from wflog_assets.staging.pieces import StagedRuns
 
@@ -45,7 +46,7 @@ def save_staged(staged: StagedRuns, filesystem: pafs.FileSystem, directory: str)
     pq.write_table(staged.kept_out, f"{directory}/{KEPT_OUT}", filesystem=filesystem)
     listing = {"runs": names, "accepted_rows": staged.accepted_rows,
                "excluded": sorted(staged.excluded), "read": staged.read_keys,
-               "removable": staged.removable}
+               "planned": staged.planned.to_json() if staged.planned is not None else None}
     with filesystem.open_output_stream(f"{directory}/{LISTING}") as out:
         out.write(json.dumps(listing).encode())
     return size
@@ -67,5 +68,6 @@ def load_staged(filesystem: pafs.FileSystem, directory: str, local_dir: str) -> 
     kept_out = pq.read_table(f"{directory}/{KEPT_OUT}", filesystem=filesystem)
     return StagedRuns(runs=runs, kept_out=kept_out, accepted_rows=int(listing["accepted_rows"]),
                       excluded=set(listing.get("excluded", [])), read_keys=listing.get("read"),
-                      removable=list(listing.get("removable", [])),
+                      planned=ReadPlan.from_json(listing["planned"]) if listing.get("planned")
+                      else None,
                       location=(filesystem, directory))

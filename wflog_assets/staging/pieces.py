@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from wflog_assets.errors import NormalizationError, SourceReadError
+from wflog_assets.iceberg.commit import ReadPlan
 from wflog_assets.iceberg.data_files import IpcRun, PartitionValues, SortedRun, write_run
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
@@ -78,8 +79,8 @@ class StagedRuns:
     # The files this staging read (a run reads only what its day needs): key -> rows accepted.
     # None: every file of the manifest was read, and the commit may act on all of them.
     read_keys: dict[str, int] | None = None
-    # committed files gone from the source when the run planned (the commit may remove them)
-    removable: list[str] = field(default_factory=list)
+    # the plan the files to read came from (the commit removes only the files it found gone)
+    planned: ReadPlan | None = None
     # where the staging lives once saved, so that it can be removed after the commit
     location: tuple[pafs.FileSystem, str] | None = None
 
