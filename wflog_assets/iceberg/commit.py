@@ -19,19 +19,20 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 from pyiceberg.expressions import And, EqualTo, In, StartsWith
-from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible
+from pyiceberg.io.pyarrow import ArrowScan, _check_pyarrow_schema_compatible
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, TableProperties
+from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 from pyiceberg.utils.properties import property_as_bool
@@ -48,6 +49,7 @@ SUMMARY_DIGEST = "wflog.manifest-digest"
 SUMMARY_SOURCE_FILES = "wflog.source-files"
 # rows the table holds for the day after the commit (what an unchanged re-run checks against)
 SUMMARY_DAY_ROWS = "wflog.day-rows"
+LINEAGE_BATCH_ROWS = 256 * 1024
 
 # Full min/max bounds for `source_file`. The default metrics mode truncates strings to 16
 # characters ("year=2025/month="), which cannot tell days apart: every per-day scan (the
@@ -247,22 +249,45 @@ class CommittedDay:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+def _lineage_batches(table: Table, task: FileScanTask, prefix: str) -> Iterator[pa.Table]:
+    """The lineage columns of one data file's rows of the day, dictionary-encoded as the file
+    stores them (a few bytes a row instead of two strings); pyiceberg's scan for a file with
+    delete files or without these columns."""
+    columns = [SOURCE_FILE, SOURCE_ETAG]
+    if not task.delete_files:
+        with table.io.new_input(task.file.file_path).open() as f:
+            parquet = pq.ParquetFile(f, read_dictionary=columns)
+            if set(columns) <= set(parquet.schema_arrow.names):
+                for batch in parquet.iter_batches(columns=columns, batch_size=LINEAGE_BATCH_ROWS):
+                    files = batch.column(0)
+                    if isinstance(files, pa.DictionaryArray):
+                        keep = pc.take(pc.starts_with(files.dictionary, prefix), files.indices)
+                    else:
+                        keep = pc.starts_with(files, prefix)
+                    yield pa.Table.from_batches([batch]).filter(keep)
+                return
+    projected = table.schema().select(*columns)
+    scan = ArrowScan(table.metadata, table.io, projected, row_filter=StartsWith(SOURCE_FILE, prefix))
+    yield from (pa.Table.from_batches([b]) for b in scan.to_record_batches([task]))
+
+
 def committed_state(table: Table, day: str) -> CommittedDay:
-    """The (file, ETag) pairs and row counts of the rows the table holds for `day`."""
-    scan = table.scan(row_filter=day_filter(dt.date.fromisoformat(day)),
-                      selected_fields=(SOURCE_FILE, SOURCE_ETAG))
+    """The (file, ETag) pairs and row counts of the rows the table holds for `day`, read file
+    by file from the lineage columns only (the day's data files, pruned by statistics)."""
+    date = dt.date.fromisoformat(day)
+    prefix = day_prefix(date)
     state = CommittedDay()
-    for batch in scan.to_arrow_batch_reader():
-        if batch.num_rows == 0:
-            continue
-        pairs = pa.Table.from_batches([batch]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate(
-            [([], "count_all")])
-        for key, etag, n in zip(pairs.column(SOURCE_FILE).to_pylist(),
-                                pairs.column(SOURCE_ETAG).to_pylist(),
-                                pairs.column("count_all").to_pylist(), strict=True):
-            if state.versions.setdefault(key, etag) != etag:
-                state.versions[key] = "<several versions>"  # forces a rewrite of that file's rows
-            state.rows[key] = state.rows.get(key, 0) + n
+    for task in table.scan(row_filter=day_filter(date)).plan_files():
+        for rows in _lineage_batches(table, task, prefix):
+            if rows.num_rows == 0:
+                continue
+            pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
+            for key, etag, n in zip(pairs.column(SOURCE_FILE).to_pylist(),
+                                    pairs.column(SOURCE_ETAG).to_pylist(),
+                                    pairs.column("count_all").to_pylist(), strict=True):
+                if state.versions.setdefault(key, etag) != etag:
+                    state.versions[key] = "<several versions>"  # forces a rewrite of its rows
+                state.rows[key] = state.rows.get(key, 0) + n
     return state
 
 

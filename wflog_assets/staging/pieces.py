@@ -141,7 +141,7 @@ _DONE = object()
 # Small `.json.gz` files (the current writer flushes every 100 records or 10 s) are read in
 # batches: fetched with many GETs in flight and parsed as one Arrow read per batch.
 SMALL_FILE_BYTES = 256 * 1024
-BATCH_BYTES = 1024 * 1024
+BATCH_BYTES = 512 * 1024
 BATCH_FILES = 1000
 DEFAULT_FETCH_WORKERS = 32
 Item = NormalizedFile | FileReject
