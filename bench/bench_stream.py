@@ -17,6 +17,12 @@ in-process, embedded SQLite catalog), timed as a whole, with its peak RSS from `
 
 Ratios printed: tiny / packed (rows/s and files/s), late / tiny, unchanged / tiny.
 
+`--arrivals N` instead simulates the current day: N writer files land at `--every-s` while
+dagster-webserver and dagster-daemon run the source sensor (interval `--sensor-interval-s`) on
+weed mini (S3 + REST catalog); it prints p50/p95/max seconds from landing to queryable, the
+runs launched and whether two ever overlapped, and the day's data files per partition before
+and after the day's compaction (what `workflow_logs_day_compaction` does once the day closed).
+
 `--s3-latency-ms N` puts both source days on weed mini's S3 instead, read through a loopback
 proxy that holds every request N ms (the first-byte latency of a distant store): the runs
 then show whether many GETs in flight hide it.
@@ -208,6 +214,78 @@ def _measure(files: int, packed: int, target: dict[str, str],
     return entry
 
 
+FRESHNESS_DAGSTER_YAML = """
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 4
+telemetry:
+  enabled: false
+"""
+
+
+def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
+    import datetime as dt
+    import itertools
+    import statistics
+    import uuid
+
+    from wflog_assets.defs.sensors import SENSOR_NAME
+    from wflog_assets.iceberg.commit import day_filter
+    from wflog_assets.iceberg.maintenance import compact_day
+    from wflog_assets_testing.arrivals import land_and_watch
+    from wflog_assets_testing.backends import rest_backend, rest_env
+    from wflog_assets_testing.dagster_stack import DagsterStack
+    from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
+    from wflog_assets_testing.weed import start_weed, stop_weed
+
+    root = Path(tempfile.mkdtemp(prefix="wflog-fresh-"))
+    (root / "weed").mkdir()
+    weed = start_weed(root / "weed")
+    run = uuid.uuid4().hex[:10]
+    backend = rest_backend(weed, run)
+    env = {**os.environ, **rest_env(weed, run), "WFLOG_SENSOR_INTERVAL_S": str(interval_s)}
+    stack = DagsterStack(root / "dagster_home", env, FRESHNESS_DAGSTER_YAML)
+    try:
+        stack.wait_ready()
+        stack.start_sensor(SENSOR_NAME)
+        today = dt.datetime.now(dt.UTC).date()
+        latencies = sorted(land_and_watch(backend, today, files, every_s, timeout_s=600))
+        runs = stack.partition_runs(today.isoformat())
+        spans = sorted((r["startTime"], r["endTime"] or 0) for r in runs)
+
+        def per_partition() -> dict[tuple[object, ...], int]:
+            counts: dict[tuple[object, ...], int] = {}
+            for task in backend.table().scan(row_filter=day_filter(today)).plan_files():
+                counts[tuple(task.file.partition)] = counts.get(tuple(task.file.partition), 0) + 1
+            return counts
+
+        before = per_partition()
+        compaction = compact_day(backend.table, today)
+        after = per_partition()
+        exact = table_rows(backend.table()) == expected_rows_for_days(backend.store, [today])
+    finally:
+        stack.stop()
+        stop_weed(weed)
+        shutil.rmtree(root, ignore_errors=True)
+    figures = {
+        "files": files, "every_s": every_s, "sensor_interval_s": interval_s,
+        "p50_s": round(statistics.median(latencies), 1),
+        "p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
+        "max_s": round(latencies[-1], 1), "runs": len(runs),
+        "runs_failed": sum(r["status"] != "SUCCESS" for r in runs),
+        "runs_overlapped": any(b[0] < a[1] for a, b in itertools.pairwise(spans)),
+        "partitions": len(before), "files_per_partition_before": {
+            "max": max(before.values()), "mean": round(statistics.mean(before.values()), 2)},
+        "files_per_partition_after": {"max": max(after.values())},
+        "partitions_compacted": compaction.partitions_compacted,
+        "rows_exact": exact,
+    }
+    print(json.dumps(figures), flush=True)
+    return figures
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_run":
         child(sys.argv[2], sys.argv[3])
@@ -220,8 +298,18 @@ def main() -> None:
     parser.add_argument("--packed", type=int, default=40, help="files of the packed baseline day")
     parser.add_argument("--s3-latency-ms", type=float, default=None,
                         help="sources on weed mini's S3, each request held this long")
+    parser.add_argument("--arrivals", type=int, default=None,
+                        help="simulate the current day: this many files landing (see above)")
+    parser.add_argument("--every-s", type=float, default=1.0, help="seconds between landings")
+    parser.add_argument("--sensor-interval-s", type=int, default=30,
+                        help="minimum seconds between sensor ticks in the simulation")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
+    if args.arrivals:
+        result = freshness(args.arrivals, args.every_s, args.sensor_interval_s)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        return
     report: list[dict[str, Any]] = []
     with _sources(args.s3_latency_ms) as (target, spec):
         for files in (int(f) for f in args.files.split(",")):

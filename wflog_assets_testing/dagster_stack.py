@@ -89,6 +89,23 @@ class DagsterStack:
             time.sleep(1)
         raise TimeoutError("dagster-webserver did not load the code location")
 
+    def start_sensor(self, name: str) -> None:
+        """Turn a sensor on, as its toggle in the UI does."""
+        started = self.query(
+            """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+                 __typename ... on Sensor { sensorState { status } } } }""",
+            {"s": {"repositoryLocationName": self.location, "repositoryName": "__repository__",
+                   "sensorName": name}},
+        )["startSensor"]
+        assert started["sensorState"]["status"] == "RUNNING", started
+
+    def partition_runs(self, partition: str) -> list[dict[str, Any]]:
+        """status, startTime and endTime of every run of a partition."""
+        return self.query(
+            """query($day: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $day}]}) {
+                 ... on Runs { results { status startTime endTime } } } }""",
+            {"day": partition})["runsOrError"]["results"]
+
     def launch_asset_backfill(self, assets: list[str], partitions: list[str],
                               tags: dict[str, str] | None = None) -> str:
         """A backfill of assets' partitions (the asset graph's *Materialize* → *Launch backfill*,

@@ -67,13 +67,7 @@ def test_ui_backfill_then_sensor_run_for_a_new_day(stack: tuple[DagsterStack, Ba
     assert materialized == dict.fromkeys(ASSETS, len(DAYS))
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, DAYS)
 
-    started = dagster.query(
-        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
-             __typename ... on Sensor { sensorState { status } } } }""",
-        {"s": {"repositoryLocationName": dagster.location, "repositoryName": "__repository__",
-               "sensorName": SENSOR_NAME}},
-    )["startSensor"]
-    assert started["sensorState"]["status"] == "RUNNING", started
+    dagster.start_sensor(SENSOR_NAME)
     _write(backend, NEW_DAY)
 
     def new_day_run() -> dict[str, Any] | None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +18,9 @@ from pathlib import Path
 import pytest
 
 from wflog_assets.defs.sensors import SENSOR_NAME
-from wflog_assets.iceberg.commit import day_filter
-from wflog_assets.iceberg.schema import SOURCE_FILE
-from wflog_assets.tools.generate import gzip_lines, writer_flushes
+from wflog_assets_testing.arrivals import land_and_watch
 from wflog_assets_testing.backends import Backend, rest_backend, rest_env
-from wflog_assets_testing.dagster_stack import DagsterStack, until
+from wflog_assets_testing.dagster_stack import DagsterStack
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 from wflog_assets_testing.weed import WeedServer
 
@@ -54,51 +50,15 @@ def stack(weed: WeedServer, tmp_path: Path) -> Iterator[tuple[DagsterStack, Back
         dagster.stop()
 
 
-def _queryable(backend: Backend, day: dt.date) -> set[str]:
-    catalog = backend.catalog.load_catalog()
-    if not catalog.table_exists(backend.catalog.identifier()):
-        return set()
-    scan = backend.table().scan(row_filter=day_filter(day), selected_fields=(SOURCE_FILE,))
-    return set(scan.to_arrow().column(SOURCE_FILE).to_pylist())
-
-
 def test_files_landing_all_day_are_queryable_within_two_minutes_without_pile_up(
         stack: tuple[DagsterStack, Backend]):
     dagster, backend = stack
     today = dt.datetime.now(dt.UTC).date()
-    started = dagster.query(
-        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
-             __typename ... on Sensor { sensorState { status } } } }""",
-        {"s": {"repositoryLocationName": dagster.location, "repositoryName": "__repository__",
-               "sensorName": SENSOR_NAME}},
-    )["startSensor"]
-    assert started["sensorState"]["status"] == "RUNNING", started
-    landed: dict[str, float] = {}
-
-    def writer() -> None:
-        for key, lines in writer_flushes(today, FILES, seed=int(time.time())):
-            backend.store.write(key, gzip_lines(lines))
-            landed[key] = time.monotonic()
-            time.sleep(EVERY_S)
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    seen: dict[str, float] = {}
-
-    def all_seen() -> bool:
-        now = time.monotonic()
-        for key in _queryable(backend, today) - set(seen):
-            seen[key] = now
-        return not thread.is_alive() and set(landed) <= set(seen)
-
-    until("every landed file in the table", all_seen, timeout_s=FILES * EVERY_S + 240, every_s=1)
-    latencies = sorted(seen[k] - landed[k] for k in landed)
+    dagster.start_sensor(SENSOR_NAME)
+    latencies = sorted(land_and_watch(backend, today, FILES, EVERY_S, timeout_s=240))
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     assert p95 <= 120, latencies
-    runs = dagster.query(
-        """query($day: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $day}]}) {
-             ... on Runs { results { status startTime endTime } } } }""",
-        {"day": today.isoformat()})["runsOrError"]["results"]
+    runs = dagster.partition_runs(today.isoformat())
     assert runs and all(r["status"] == "SUCCESS" for r in runs), runs
     spans = sorted((r["startTime"], r["endTime"]) for r in runs)
     # never two runs of the day at once: each started after the one before had ended
