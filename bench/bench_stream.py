@@ -214,15 +214,6 @@ def _measure(files: int, packed: int, target: dict[str, str],
     return entry
 
 
-FRESHNESS_DAGSTER_YAML = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
-telemetry:
-  enabled: false
-"""
 
 
 def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
@@ -236,7 +227,7 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
     from wflog_assets.iceberg.maintenance import compact_day
     from wflog_assets_testing.arrivals import land_and_watch
     from wflog_assets_testing.backends import rest_backend, rest_env
-    from wflog_assets_testing.dagster_stack import DagsterStack
+    from wflog_assets_testing.dagster_stack import running_stack
     from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
     from wflog_assets_testing.weed import start_weed, stop_weed
 
@@ -246,13 +237,12 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:10]
     backend = rest_backend(weed, run)
     env = {**os.environ, **rest_env(weed, run), "WFLOG_SENSOR_INTERVAL_S": str(interval_s)}
-    stack = DagsterStack(root / "dagster_home", env, FRESHNESS_DAGSTER_YAML)
     try:
-        stack.wait_ready()
-        stack.start_sensor(SENSOR_NAME)
-        today = dt.datetime.now(dt.UTC).date()
-        latencies = sorted(land_and_watch(backend, today, files, every_s, timeout_s=600))
-        runs = stack.partition_runs(today.isoformat())
+        with running_stack(root / "dagster_home", env, max_runs=4) as stack:
+            stack.start_sensor(SENSOR_NAME)
+            today = dt.datetime.now(dt.UTC).date()
+            latencies = sorted(land_and_watch(backend, today, files, every_s, timeout_s=600))
+            runs = stack.partition_runs(today.isoformat())
         spans = sorted((r["startTime"], r["endTime"] or 0) for r in runs)
 
         def per_partition() -> dict[tuple[object, ...], int]:
@@ -266,7 +256,6 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
         after = per_partition()
         exact = table_rows(backend.table()) == expected_rows_for_days(backend.store, [today])
     finally:
-        stack.stop()
         stop_weed(weed)
         shutil.rmtree(root, ignore_errors=True)
     figures = {

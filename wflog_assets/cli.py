@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -47,7 +48,7 @@ def _instance(home: Path):  # -> dg.DagsterInstance
 
 
 def materialize_days(days: Sequence[str], dagster_home: Path,
-                     layouts: bool = False) -> list[dict[str, object]]:
+                     layouts: bool = False) -> list[dict[str, Any]]:
     """Run the ingest job (and the layout study's) for each day; return workflow_logs metadata."""
     from wflog_assets.definitions import INGEST_JOB, LAYOUT_JOB, defs
 

@@ -11,7 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,30 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PRODUCTION_DAGSTER_YAML = ROOT / "wflog_assets" / "deploy" / "dagster.yaml"
 T = TypeVar("T")
+
+
+QUEUED_DAGSTER_YAML = """
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: {max_runs}
+telemetry:
+  enabled: false
+"""
+
+
+@contextmanager
+def running_stack(home: Path, env: dict[str, str], max_runs: int = 2) -> Iterator[DagsterStack]:
+    """A webserver and a daemon on a fresh DAGSTER_HOME with a queued run coordinator, ready;
+    stopped (with everything they spawned) on exit."""
+    stack = DagsterStack(home, env, QUEUED_DAGSTER_YAML.format(max_runs=max_runs))
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+    assert all(p.poll() is not None for p in stack.procs)
 
 
 class DagsterStack:

@@ -62,9 +62,11 @@ class FlakyProxy:
             threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, delay_s: float = 0.0) -> None:
         try:
             while data := src.recv(65536):
+                if delay_s:
+                    time.sleep(delay_s)
                 dst.sendall(data)
         except OSError:
             pass
@@ -89,19 +91,6 @@ class LatencyProxy(FlakyProxy):
 
     def _serve(self, client: socket.socket, action: str) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=self._delayed, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(client, upstream, self.delay_s),
+                         daemon=True).start()
         threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
-
-    def _delayed(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                time.sleep(self.delay_s)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

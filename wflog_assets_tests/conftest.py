@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +23,7 @@ from wflog_assets_testing.backends import (  # noqa: F401 - re-exported for the 
     rest_env,
     weed_s3,
 )
+from wflog_assets_testing.dagster_stack import DagsterStack, running_stack
 from wflog_assets_testing.weed import WeedServer, start_weed, stop_weed
 
 
@@ -39,6 +42,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "embedded":
         return embedded_backend(tmp_path)
     return rest_backend(request.getfixturevalue("weed"))
+
+
+@pytest.fixture
+def stack(weed: WeedServer, tmp_path: Path) -> Iterator[tuple[DagsterStack, Backend]]:
+    """dagster-webserver + dagster-daemon on a fresh instance, pointed at weed mini through the
+    environment (as in production), the sensor ticking every 5 s; and the same backend."""
+    run = uuid.uuid4().hex[:10]
+    env = {**os.environ, **rest_env(weed, run), "WFLOG_SENSOR_INTERVAL_S": "5"}
+    with running_stack(tmp_path / "dagster_home", env) as dagster:
+        yield dagster, rest_backend(weed, run)
 
 
 @pytest.fixture

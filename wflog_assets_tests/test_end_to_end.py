@@ -4,49 +4,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from wflog_assets.definitions import TABLE_TAG
 from wflog_assets.defs.sensors import DIGEST_TAG, SENSOR_NAME
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
-from wflog_assets_testing.backends import Backend, rest_backend, rest_env
+from wflog_assets_testing.backends import Backend
 from wflog_assets_testing.dagster_stack import DagsterStack, until
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
-from wflog_assets_testing.weed import WeedServer
 
 ASSETS = ["raw_log_chunks", "normalized_log_batches", "workflow_logs"]
 SMALL = GeneratorSettings(rows_per_day=500, files_per_day=2, workflows_per_day=4)
 DAYS = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(3)]
 NEW_DAY = dt.date(2025, 12, 4)
-DAGSTER_YAML = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 2
-telemetry:
-  enabled: false
-"""
-
-
-@pytest.fixture
-def stack(weed: WeedServer, tmp_path: Path) -> Iterator[tuple[DagsterStack, Backend]]:
-    run = uuid.uuid4().hex[:10]
-    backend = rest_backend(weed, run)
-    env = {**os.environ, **rest_env(weed, run), "WFLOG_SENSOR_INTERVAL_S": "5"}
-    dagster = DagsterStack(tmp_path / "dagster_home", env, DAGSTER_YAML)
-    try:
-        dagster.wait_ready()
-        yield dagster, backend
-    finally:
-        dagster.stop()
-    assert all(p.poll() is not None for p in dagster.procs)
 
 
 def _write(backend: Backend, day: dt.date) -> None:

@@ -10,44 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from wflog_assets.defs.sensors import SENSOR_NAME
 from wflog_assets_testing.arrivals import land_and_watch
-from wflog_assets_testing.backends import Backend, rest_backend, rest_env
+from wflog_assets_testing.backends import Backend
 from wflog_assets_testing.dagster_stack import DagsterStack
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
-from wflog_assets_testing.weed import WeedServer
 
 FILES = 45
 EVERY_S = 2.0  # one file every 2 s: 90 s of arrivals
-DAGSTER_YAML = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
-telemetry:
-  enabled: false
-"""
-
-
-@pytest.fixture
-def stack(weed: WeedServer, tmp_path: Path) -> Iterator[tuple[DagsterStack, Backend]]:
-    run = uuid.uuid4().hex[:10]
-    backend = rest_backend(weed, run)
-    env = {**os.environ, **rest_env(weed, run), "WFLOG_SENSOR_INTERVAL_S": "5"}
-    dagster = DagsterStack(tmp_path / "dagster_home", env, DAGSTER_YAML)
-    try:
-        dagster.wait_ready()
-        yield dagster, backend
-    finally:
-        dagster.stop()
 
 
 def test_files_landing_all_day_are_queryable_within_two_minutes_without_pile_up(

@@ -259,7 +259,7 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             "phase_seconds": dg.MetadataValue.json(staged.times.as_dict()),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         }
-        if staged.min_timestamp is not None:
+        if staged.min_timestamp is not None and staged.max_timestamp is not None:
             metadata["min_timestamp"] = dg.MetadataValue.float(staged.min_timestamp)
             metadata["max_timestamp"] = dg.MetadataValue.float(staged.max_timestamp)
         return dg.MaterializeResult(value=staged, metadata=metadata)

@@ -11,6 +11,7 @@ from pydantic import Field
 from wflog_assets.defs.partitions import partition_month
 from wflog_assets.defs.resources import IcebergCatalogResource
 from wflog_assets.iceberg.maintenance import (
+    CompactionResult,
     ManifestRewrite,
     compact_day,
     compact_month,
@@ -20,6 +21,20 @@ from wflog_assets.iceberg.maintenance import (
 
 GROUP = "maintenance"
 MAINTENANCE_JOB = "maintain_workflow_logs"
+
+
+def compaction_metadata(label: str, result: CompactionResult) -> dict[str, dg.MetadataValue]:
+    """What a compaction did, for a materialization (`label`: what was compacted)."""
+    return {
+        label: dg.MetadataValue.text(result.month),
+        "partitions": dg.MetadataValue.int(result.partitions),
+        "partitions_compacted": dg.MetadataValue.int(result.partitions_compacted),
+        "files_before": dg.MetadataValue.int(result.files_before),
+        "files_after": dg.MetadataValue.int(result.files_after),
+        "rows_rewritten": dg.MetadataValue.int(result.rows),
+        "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
+        "commit_attempts": dg.MetadataValue.int(result.attempts),
+    }
 
 
 class MaintenanceConfig(dg.Config):
@@ -43,7 +58,7 @@ class MaintenanceConfig(dg.Config):
 def build_maintenance(
     monthly: dg.MonthlyPartitionsDefinition, workflow_logs: dg.AssetsDefinition,
     run_tags: dict[str, str],
-) -> tuple[dg.AssetsDefinition, Any, dg.ScheduleDefinition]:  # Any: define_asset_job's type
+) -> tuple[dg.AssetsDefinition, Any, Any]:  # Any: define_asset_job's and the schedule's types
     """The maintenance asset, its job (runs tagged like the ingest runs: they commit to the same
     table) and a schedule on the 2nd of each month for the month before (off until started)."""
 
@@ -67,8 +82,8 @@ def build_maintenance(
             manifests = rewrite_manifests(lambda: catalog.load_table(identifier))
         else:
             current = catalog.load_table(identifier)
-            count = (len(current.current_snapshot().manifests(current.io))
-                     if current.current_snapshot() else 0)
+            snapshot = current.current_snapshot()
+            count = len(snapshot.manifests(current.io)) if snapshot is not None else 0
             manifests = ManifestRewrite(count, count, None)
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=config.expire_snapshots_older_than_days)
         table = catalog.load_table(identifier)
@@ -80,14 +95,7 @@ def build_maintenance(
             f"{result.rows} rows), manifests {manifests.manifests_before} -> "
             f"{manifests.manifests_after}, {expired} snapshots expired")
         return dg.MaterializeResult(metadata={
-            "month": dg.MetadataValue.text(result.month),
-            "partitions": dg.MetadataValue.int(result.partitions),
-            "partitions_compacted": dg.MetadataValue.int(result.partitions_compacted),
-            "files_before": dg.MetadataValue.int(result.files_before),
-            "files_after": dg.MetadataValue.int(result.files_after),
-            "rows_rewritten": dg.MetadataValue.int(result.rows),
-            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
-            "commit_attempts": dg.MetadataValue.int(result.attempts),
+            **compaction_metadata("month", result),
             "manifests_before": dg.MetadataValue.int(manifests.manifests_before),
             "manifests_after": dg.MetadataValue.int(manifests.manifests_after),
             "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
@@ -160,14 +168,7 @@ def build_day_compaction(
                          f"{result.partitions} partitions compacted ({result.files_before} -> "
                          f"{result.files_after} files, {result.rows} rows)")
         return dg.MaterializeResult(metadata={
-            "day": dg.MetadataValue.text(result.month),
-            "partitions": dg.MetadataValue.int(result.partitions),
-            "partitions_compacted": dg.MetadataValue.int(result.partitions_compacted),
-            "files_before": dg.MetadataValue.int(result.files_before),
-            "files_after": dg.MetadataValue.int(result.files_after),
-            "rows_rewritten": dg.MetadataValue.int(result.rows),
-            "snapshot_id": dg.MetadataValue.text(str(result.snapshot_id)),
-            "commit_attempts": dg.MetadataValue.int(result.attempts),
+            **compaction_metadata("day", result),
             "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
         })
 

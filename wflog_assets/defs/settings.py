@@ -69,7 +69,7 @@ def _get(name: str) -> str | None:
 
 def _secret(name: str) -> str | None:
     """A secret as an EnvVar reference (resolved at run time), or None when unset."""
-    return dg.EnvVar(name) if dg.EnvVar(name).get_value() else None  # type: ignore[return-value]
+    return dg.EnvVar(name) if dg.EnvVar(name).get_value() else None
 
 
 def _bool(name: str) -> bool:
@@ -135,7 +135,9 @@ def log_source() -> LogSourceResource:
 
 
 def iceberg_catalog() -> IcebergCatalogResource:
-    names = {"namespace": _get("WFLOG_NAMESPACE"), "table_name": _get("WFLOG_TABLE")}
+    names = {field: value for field, value in (("namespace", _get("WFLOG_NAMESPACE")),
+                                               ("table_name", _get("WFLOG_TABLE")))
+             if value is not None}
     if _choice("WFLOG_CATALOG", ("sqlite", "rest")) == "rest":
         return RestCatalogResource(
             uri=_required("WFLOG_CATALOG_URI", "when WFLOG_CATALOG=rest"),

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
-from pyiceberg.expressions import And, EqualTo, In, StartsWith
+from pyiceberg.expressions import And
 from pyiceberg.io.pyarrow import ArrowScan, _check_pyarrow_schema_compatible
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
@@ -40,6 +40,7 @@ from pyiceberg.utils.properties import property_as_bool
 from wflog_assets.errors import CommitRetriesExhaustedError, TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
+from wflog_assets.iceberg.expressions import equal, is_in, starts_with
 from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.phases import PhaseTimes
 from wflog_assets.source.manifest import Manifest, ManifestEntry, day_prefix
@@ -192,7 +193,7 @@ def plan_reads(table: Table | None, manifest: Manifest) -> ReadPlan:
     if table is None:
         return ReadPlan(plan_day({}, manifest), None, 0, 0)
     previous = last_day_snapshot(table, manifest.day)
-    if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+    if previous is not None and summary_value(previous, SUMMARY_DIGEST) == manifest.digest:
         return ReadPlan(nothing, _snapshot_id(table), -1, -1)
     committed = committed_state(table, manifest.day)
     plan = plan_day(committed.versions, manifest)
@@ -238,7 +239,7 @@ def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
 def day_filter(day: dt.date) -> And:
     """The rows of one day: its source files, and (a partition field, so whole manifests of
     other months are skipped unread) its month, which every row of the day has."""
-    return And(EqualTo(MONTH, day.month), StartsWith(SOURCE_FILE, day_prefix(day)))
+    return And(equal(MONTH, day.month), starts_with(SOURCE_FILE, day_prefix(day)))
 
 
 @dataclass
@@ -267,7 +268,7 @@ def _lineage_batches(table: Table, task: FileScanTask, prefix: str) -> Iterator[
                     yield pa.Table.from_batches([batch]).filter(keep)
                 return
     projected = table.schema().select(*columns)
-    scan = ArrowScan(table.metadata, table.io, projected, row_filter=StartsWith(SOURCE_FILE, prefix))
+    scan = ArrowScan(table.metadata, table.io, projected, row_filter=starts_with(SOURCE_FILE, prefix))
     yield from (pa.Table.from_batches([b]) for b in scan.to_record_batches([task]))
 
 
@@ -436,7 +437,7 @@ class DayCommit:
         try:
             tx = table.transaction()
             if plan.rewrite_keys:
-                tx.delete(In(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
+                tx.delete(is_in(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
             snapshot = tx.update_snapshot(snapshot_properties=properties)
             # honour commit.manifest-merge.enabled as Iceberg's own appends do: merged manifests
             # keep planning (and so every later commit) from growing with the table's history
@@ -458,12 +459,12 @@ class DayCommit:
         manifest = self.manifest
         table = without_library_retries(self.load_table())
         previous = last_day_snapshot(table, manifest.day)
-        if previous is not None and previous.summary.get(SUMMARY_DIGEST) == manifest.digest:
+        if previous is not None and summary_value(previous, SUMMARY_DIGEST) == manifest.digest:
             if isinstance(self.last_error, CommitStateUnknownException) and self.last_plan:
                 # our unconfirmed attempt did land: report what it wrote
                 return _result(table, manifest, self.last_plan, self.last_previous,
                                self.rows_to_write, attempt)
-            self.rows_kept = int(previous.summary.get(SUMMARY_DAY_ROWS) or -1)
+            self.rows_kept = int(summary_value(previous, SUMMARY_DAY_ROWS) or -1)
             return self._result("unchanged", previous, attempt)
         plan, holds_day = self._plan(table)
         if previous is None and not manifest.entries and not holds_day:
@@ -519,6 +520,11 @@ def commit_day(
     """
     return DayCommit(load_table, manifest, rows, staged, planned, observe).run(
         max_attempts, base_backoff_s)
+
+
+def summary_value(snapshot: Snapshot, key: str) -> str | None:
+    """A property of a snapshot's summary (None if absent)."""
+    return snapshot.summary.get(key) if snapshot.summary is not None else None
 
 
 def _summary_int(snapshot: Snapshot, key: str) -> int:

@@ -499,7 +499,7 @@ def write_data_files(
         writer.add(block)
     if writer is not None:
         out.data_files.extend(writer.finish())
-    out.partitions = len({tuple(f.partition) for f in out.data_files})
+    out.partitions = len({tuple(f.partition) for f in out.data_files})  # type: ignore[arg-type]
     return out
 
 

@@ -26,9 +26,6 @@ from pyiceberg.expressions import (
     AlwaysTrue,
     And,
     BooleanExpression,
-    EqualTo,
-    GreaterThanOrEqual,
-    LessThan,
 )
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
@@ -45,6 +42,7 @@ from wflog_assets.iceberg.commit import (
     without_library_retries,
     write_data_files,
 )
+from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP
 from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.normalize import sort_for_table
@@ -71,8 +69,8 @@ def month_filter(year: int, month: int) -> And:
     start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
     days = calendar.monthrange(year, month)[1]
     end = start + dt.timedelta(days=days)
-    return And(EqualTo(MONTH, month), GreaterThanOrEqual(TIMESTAMP, start.timestamp()),
-               LessThan(TIMESTAMP, end.timestamp()))
+    return And(equal(MONTH, month), at_least(TIMESTAMP, start.timestamp()),
+               less_than(TIMESTAMP, end.timestamp()))
 
 
 FilePredicate = Callable[[Table, DataFile], bool]
@@ -83,7 +81,7 @@ def _plan(table: Table, where: BooleanExpression, only: FilePredicate | None
     groups: dict[tuple[object, ...], list[FileScanTask]] = defaultdict(list)
     for task in table.scan(row_filter=where).plan_files():
         if only is None or only(table, task.file):
-            groups[(task.file.spec_id, *task.file.partition)].append(task)
+            groups[(task.file.spec_id, *task.file.partition)].append(task)  # type: ignore[misc]
     return groups
 
 
@@ -106,7 +104,8 @@ def compact(load_table: Callable[[], Table], where: BooleanExpression, label: st
         backoff(attempt, base_backoff_s)
         table = without_library_retries(load_table())
         delete_files(table, written)  # files of a plan that lost the race
-        written, old, rows = [], [], 0
+        old: list[DataFile] = []
+        written, rows = [], 0
         groups = _plan(table, where, only)
         todo = {key: tasks for key, tasks in groups.items()
                 if len(tasks) > 1 and not any(t.delete_files for t in tasks)}
@@ -202,7 +201,7 @@ class _MergeByMonth(_MergeAppendFiles):
         summary = summaries[self._month_position]
         if summary.lower_bound is None or summary.lower_bound != summary.upper_bound:
             return None
-        return int(from_bytes(LongType(), summary.lower_bound))  # type: ignore[arg-type]
+        return int(from_bytes(LongType(), summary.lower_bound))
 
     def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
         by_month: dict[int, list[ManifestFile]] = defaultdict(list)

@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,15 +31,13 @@ from pyiceberg.expressions import (
     AlwaysTrue,
     And,
     BooleanExpression,
-    EqualTo,
-    GreaterThanOrEqual,
-    LessThan,
 )
 from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, NestedField, PrimitiveType
 
 from wflog_assets.errors import QueryError
+from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.schema import TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE
 
 DEFAULT_COLUMNS: tuple[str, ...] = (
@@ -73,13 +72,13 @@ class P0Query:
     def row_filter(self) -> BooleanExpression:
         expr: BooleanExpression = AlwaysTrue()
         if self.workflow is not None:
-            expr = And(expr, EqualTo(WORKFLOW_NAME, self.workflow))
+            expr = And(expr, equal(WORKFLOW_NAME, self.workflow))
         if self.node is not None:
-            expr = And(expr, EqualTo(WORKFLOW_NODE, self.node))
+            expr = And(expr, equal(WORKFLOW_NODE, self.node))
         if self.start is not None:
-            expr = And(expr, GreaterThanOrEqual(TIMESTAMP, self.start))
+            expr = And(expr, at_least(TIMESTAMP, self.start))
         if self.end is not None:
-            expr = And(expr, LessThan(TIMESTAMP, self.end))
+            expr = And(expr, less_than(TIMESTAMP, self.end))
         return expr
 
     def arrow_mask(self, rows: pa.Table) -> pa.ChunkedArray:
@@ -144,7 +143,7 @@ def _bound(task: FileScanTask, field_id: int, upper: bool) -> float | None:
     return None if raw is None else float(from_bytes(DoubleType(), raw))
 
 
-def _rg_stats(rg: pq.RowGroupMetaData, index: int | None) -> tuple[object, object] | None:
+def _rg_stats(rg: pq.RowGroupMetaData, index: int | None) -> tuple[Any, Any] | None:
     if index is None:
         return None
     stats = rg.column(index).statistics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,7 +45,7 @@ class CheckOutcome:
     passed: bool
     severity: str
     description: str
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 CHECKS: dict[str, tuple[str, str]] = {
@@ -102,7 +103,7 @@ def _day_facts(table: Table, day: dt.date, start: float, end: float) -> _DayFact
     return facts
 
 
-def _bound(bounds: dict[int, bytes] | None, field_id: int, type_: object) -> object:
+def _bound(bounds: dict[int, bytes] | None, field_id: int, type_: object) -> Any:
     raw = (bounds or {}).get(field_id)
     return None if raw is None else from_bytes(type_, raw)  # type: ignore[arg-type]
 

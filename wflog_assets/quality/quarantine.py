@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
+from pyiceberg.expressions import And, BooleanExpression
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
+from wflog_assets.iceberg.expressions import equal, is_in
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
     SOURCE_ETAG,
@@ -87,7 +88,7 @@ def _utf8_repair(values: pa.Array) -> tuple[pa.Array, pa.Array | None]:
     for value in raw.to_pylist():
         text = None if value is None else value.decode("utf-8", "backslashreplace")
         fixed.append(text)
-        bad.append(value is not None and text.encode("utf-8") != value)
+        bad.append(text is not None and text.encode("utf-8") != value)
     return pa.array(fixed, values.type), pa.array(bad, pa.bool_())
 
 
@@ -186,11 +187,11 @@ def write_quarantine(table: Table, day: str, quarantined: pa.Table,
                      files: Collection[str] | None = None) -> int | None:
     """Replace the day's quarantine records of `files` (default: of every file of the day) with
     `quarantined`, in one commit; None if nothing to do."""
-    where: BooleanExpression = EqualTo(QUARANTINE_DAY, day)
+    where: BooleanExpression = equal(QUARANTINE_DAY, day)
     if files is not None:
         if not files:
             return None
-        where = And(where, In(SOURCE_FILE, sorted(files)))
+        where = And(where, is_in(SOURCE_FILE, sorted(files)))
     existing = table.scan(row_filter=where, selected_fields=(QUARANTINE_DAY,)).to_arrow().num_rows
     if existing == 0 and quarantined.num_rows == 0:
         return None
@@ -208,7 +209,7 @@ def write_quarantine(table: Table, day: str, quarantined: pa.Table,
 
 def day_quarantine(table: Table, day: str) -> pa.Table:
     """Every record the quarantine holds for a day (whichever run kept it out), by file."""
-    return table.scan(row_filter=EqualTo(QUARANTINE_DAY, day),
+    return table.scan(row_filter=equal(QUARANTINE_DAY, day),
                       selected_fields=(SOURCE_FILE, SOURCE_ETAG, QUARANTINE_REASON)).to_arrow()
 
 

@@ -86,9 +86,9 @@ def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFil
 
     `key` and `etag` identify the source object version; every row carries them (lineage).
     """
-    for column in REQUIRED_COLUMNS:
-        if column not in source.column_names:
-            raise NormalizationError(key, column, "required column is missing from the file")
+    for required in REQUIRED_COLUMNS:
+        if required not in source.column_names:
+            raise NormalizationError(key, required, "required column is missing from the file")
     source = source.combine_chunks()
     n = source.num_rows
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import os
 import time
@@ -20,7 +21,7 @@ class ObjectStore(Protocol):
         """Objects under `prefix` in key order (only keys after `start_after`, if given)."""
         ...
 
-    def list_folders(self, prefix: str) -> list[str]:
+    def list_folders(self, prefix: str) -> builtins.list[str]:
         """Names of the folders right below `prefix` (one delimiter level)."""
         ...
 
@@ -55,7 +56,7 @@ class LocalObjectStore:
             yield ManifestEntry(key=key, size=st.st_size,
                                 etag=f"{st.st_size:x}-{st.st_mtime_ns:x}", last_modified=modified)
 
-    def list_folders(self, prefix: str) -> list[str]:
+    def list_folders(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
@@ -91,9 +92,9 @@ class S3ObjectStore:
                     last_modified=obj["LastModified"].astimezone(dt.UTC).isoformat(),
                 )
 
-    def list_folders(self, prefix: str) -> list[str]:
+    def list_folders(self, prefix: str) -> builtins.list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        names: list[str] = []
+        names: builtins.list[str] = []
         full = self.prefix + prefix
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
             names.extend(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
