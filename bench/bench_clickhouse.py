@@ -56,8 +56,10 @@ def generate(path: Path, megabytes: int, seed: int = 5) -> int:
     rng = random.Random(seed)
     start = 1_764_547_200  # 2025-12-01
     severities = ("INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR", "CRITICAL")
-    names = [f"atlan-{c}-{1_600_000_000 + i}-cron-{start + i * 977}" for i, c in
-             enumerate(("salesforce", "snowflake", "tableau", "dbt") * 50)]
+    names = [
+        f"atlan-{c}-{1_600_000_000 + i}-cron-{start + i * 977}"
+        for i, c in enumerate(("salesforce", "snowflake", "tableau", "dbt") * 50)
+    ]
     target, written, rows = megabytes * 1_000_000, 0, 0
     with path.open("w", encoding="utf-8") as f:
         f.write('"Timestamp","SeverityText","TenantName","Body","WorkflowName","WorkflowNode"\n')
@@ -69,14 +71,25 @@ def generate(path: Path, megabytes: int, seed: int = 5) -> int:
                 if rows % 3:
                     stamp += f".{int(ts * 1e6) % 1_000_000:06d}"
                 name = rng.choice(names)
-                body = (f'Processed batch {rows}, status="ok", rows={rng.randrange(10**5)}'
-                        if rows % 11 else
-                        f"Traceback (most recent call last):\n  File \"a.py\", line {rows % 900}"
-                        f"\nValueError: bad value, {'x' * rng.randrange(400)}")
+                body = (
+                    f'Processed batch {rows}, status="ok", rows={rng.randrange(10**5)}'
+                    if rows % 11
+                    else f'Traceback (most recent call last):\n  File "a.py", line {rows % 900}'
+                    f"\nValueError: bad value, {'x' * rng.randrange(400)}"
+                )
                 node = None if rows % 17 == 0 else f"{name}-step-{rows % 7}"
-                lines.append(",".join((_field(stamp), _field(rng.choice(severities)),
-                                       _field("application_sdk.activities.common"),
-                                       _field(body), _field(name), _field(node))))
+                lines.append(
+                    ",".join(
+                        (
+                            _field(stamp),
+                            _field(rng.choice(severities)),
+                            _field("application_sdk.activities.common"),
+                            _field(body),
+                            _field(name),
+                            _field(node),
+                        )
+                    )
+                )
                 rows += 1
             block = "\n".join(lines) + "\n"
             f.write(block)
@@ -85,20 +98,27 @@ def generate(path: Path, megabytes: int, seed: int = 5) -> int:
 
 
 def run_child(mode: str, export: Path, out: Path, rows_per_file: int) -> dict[str, float]:
-    completed = subprocess.run([sys.executable, "-c", CHILD, mode, str(export), str(out),
-                                str(rows_per_file)], check=True, capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(export), str(out), str(rows_per_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[250, 1100])
     parser.add_argument("--rows-per-file", type=int, default=250_000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wflog-bench-ch-"))
-    print("| export | rows | baseline s | convert s | ratio | convert rows/s | MB/s "
-          "| baseline peak RSS | convert peak RSS | chunk files |")
+    print(
+        "| export | rows | baseline s | convert s | ratio | convert rows/s | MB/s "
+        "| baseline peak RSS | convert peak RSS | chunk files |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mb in args.sizes_mb:
         export = work / f"export-{mb}mb.csv"
@@ -107,13 +127,17 @@ def main() -> None:
         base = run_child("baseline", export, work / "unused", args.rows_per_file)
         conv = run_child("convert", export, work / f"out-{mb}", args.rows_per_file)
         assert conv["rows"] == base["rows"] == rows, (conv, base, rows)
-        print(f"| {size_mb:,.0f} MB | {rows:,} | {base['seconds']:.1f} | {conv['seconds']:.1f} "
-              f"| {conv['seconds'] / base['seconds']:.2f}x | {rows / conv['seconds']:,.0f} "
-              f"| {size_mb / conv['seconds']:.1f} | {base['peak_rss_mb']:,.0f} MB "
-              f"| {conv['peak_rss_mb']:,.0f} MB | {conv['files']} |")
+        print(
+            f"| {size_mb:,.0f} MB | {rows:,} | {base['seconds']:.1f} | {conv['seconds']:.1f} "
+            f"| {conv['seconds'] / base['seconds']:.2f}x | {rows / conv['seconds']:,.0f} "
+            f"| {size_mb / conv['seconds']:.1f} | {base['peak_rss_mb']:,.0f} MB "
+            f"| {conv['peak_rss_mb']:,.0f} MB | {conv['files']} |"
+        )
         export.unlink()
-    print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB "
-          f"peak, generation only; outputs under {work})")
+    print(
+        f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB "
+        f"peak, generation only; outputs under {work})"
+    )
 
 
 if __name__ == "__main__":

@@ -34,10 +34,18 @@ def records(n: int, seed: int = 3) -> list[dict[str, object]]:
         level = rng.choice(LEVELS)
         extra = _open_extra(rng, rng.choice(names), temporal_only=rng.random() < 0.1)
         extra["attempt"] = i % 3 + 1
-        out.append({"timestamp": 1766966400.0 + i * 0.01, "level": level,
-                    "logger_name": rng.choice(LOGGERS), "message": _message(rng, level, i),
-                    "file": "/app/a.py", "line": rng.randrange(900), "function": "run",
-                    "extra": extra})
+        out.append(
+            {
+                "timestamp": 1766966400.0 + i * 0.01,
+                "level": level,
+                "logger_name": rng.choice(LOGGERS),
+                "message": _message(rng, level, i),
+                "file": "/app/a.py",
+                "line": rng.randrange(900),
+                "function": "run",
+                "extra": extra,
+            }
+        )
     return out
 
 
@@ -58,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     recs = records(args.rows)
     per = -(-len(recs) // args.files)
-    chunks = [recs[i:i + per] for i in range(0, len(recs), per)]
+    chunks = [recs[i : i + per] for i in range(0, len(recs), per)]
     parquet_files, json_files = [], []
     for chunk in chunks:
         sink = io.BytesIO()
@@ -71,12 +79,15 @@ def main() -> None:
         return sum(pq.read_table(io.BytesIO(b)).num_rows for b in parquet_files)
 
     def json_plain() -> int:
-        return sum(pj.read_json(pa.input_stream(pa.BufferReader(b), compression="gzip")).num_rows
-                   for b in json_files)
+        return sum(
+            pj.read_json(pa.input_stream(pa.BufferReader(b), compression="gzip")).num_rows for b in json_files
+        )
 
     def parquet_ours() -> int:
-        return sum(normalize_table(pq.read_table(io.BytesIO(b)), f"k{i}", "e").table.num_rows
-                   for i, b in enumerate(parquet_files))
+        return sum(
+            normalize_table(pq.read_table(io.BytesIO(b)), f"k{i}", "e").table.num_rows
+            for i, b in enumerate(parquet_files)
+        )
 
     def json_ours() -> int:
         total = 0
@@ -88,21 +99,26 @@ def main() -> None:
 
     mb_parquet = sum(map(len, parquet_files)) / 1e6
     mb_json = sum(map(len, json_files)) / 1e6
-    print(f"{args.rows} records in {args.files} files: Parquet {mb_parquet:.1f} MB, "
-          f"JSON lines gz {mb_json:.1f} MB (median of {args.repeat})")
+    print(
+        f"{args.rows} records in {args.files} files: Parquet {mb_parquet:.1f} MB, "
+        f"JSON lines gz {mb_json:.1f} MB (median of {args.repeat})"
+    )
     results = {}
-    for name, fn in [("parquet: pyarrow read only", parquet_plain),
-                     ("parquet: read + normalize", parquet_ours),
-                     ("jsonl.gz: pyarrow read only", json_plain),
-                     ("jsonl.gz: read + normalize", json_ours)]:
+    for name, fn in [
+        ("parquet: pyarrow read only", parquet_plain),
+        ("parquet: read + normalize", parquet_ours),
+        ("jsonl.gz: pyarrow read only", json_plain),
+        ("jsonl.gz: read + normalize", json_ours),
+    ]:
         seconds, rows = best_of(args.repeat, fn)
         assert rows == args.rows
         results[name] = seconds
         print(f"  {name:<30} {seconds:7.3f} s  {rows / seconds:>12,.0f} rows/s")
     p_ours, p_plain = results["parquet: read + normalize"], results["parquet: pyarrow read only"]
     j_ours, j_plain = results["jsonl.gz: read + normalize"], results["jsonl.gz: pyarrow read only"]
-    print(f"  read + normalize vs plain read: parquet {p_ours / p_plain:.2f}x, "
-          f"jsonl.gz {j_ours / j_plain:.2f}x")
+    print(
+        f"  read + normalize vs plain read: parquet {p_ours / p_plain:.2f}x, jsonl.gz {j_ours / j_plain:.2f}x"
+    )
     print(f"  jsonl.gz vs parquet (read + normalize): {j_ours / p_ours:.2f}x the time")
 
 

@@ -51,8 +51,9 @@ def make_source(root: Path, rows: int, files: int) -> None:
     marker = root / f"_done-{rows}-{files}"
     if marker.exists():
         return
-    settings = GeneratorSettings(rows_per_day=BASE_ROWS_PER_FILE * files, files_per_day=files,
-                                 workflows_per_day=60, seed=11)
+    settings = GeneratorSettings(
+        rows_per_day=BASE_ROWS_PER_FILE * files, files_per_day=files, workflows_per_day=60, seed=11
+    )
     per_file = rows // files
     for index, (key, data) in enumerate(generate_day(DAY, settings)):
         base = pq.read_table(io.BytesIO(data))
@@ -60,8 +61,7 @@ def make_source(root: Path, rows: int, files: int) -> None:
         table = pa.concat_tables([base] * reps).slice(0, per_file)
         ts = base.column("timestamp")
         lo, hi = pc.min_max(ts).as_py().values()
-        rng = pa.array(sorted((lo + (hi - lo) * ((i * 7919) % per_file) / per_file)
-                              for i in range(per_file)))
+        rng = pa.array(sorted((lo + (hi - lo) * ((i * 7919) % per_file) / per_file) for i in range(per_file)))
         table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", rng)
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +91,14 @@ def mode_bound(source: Path, work: Path) -> dict[str, Any]:
     for table in tables:
         names = table.column("atlan_argo_workflow_name").combine_chunks()
         months = table.column("month").combine_chunks()
-        ends = sorted({*pc.run_end_encode(names).run_ends.to_pylist(),
-                       *pc.run_end_encode(months).run_ends.to_pylist()})
+        ends = sorted(
+            {*pc.run_end_encode(names).run_ends.to_pylist(), *pc.run_end_encode(months).run_ends.to_pylist()}
+        )
         start = 0
         for end in ends:
             slices.setdefault((names[start].as_py(), months[start].as_py()), []).append(
-                table.slice(start, end - start))
+                table.slice(start, end - start)
+            )
             start = end
     out = work / "bound"
     out.mkdir(parents=True, exist_ok=True)
@@ -106,14 +108,18 @@ def mode_bound(source: Path, work: Path) -> dict[str, Any]:
         part = pa.concat_tables(slices.pop(key))
         part = part.take(pc.sort_indices(part, sort_keys=[("timestamp", "descending")]))
         sort_s += time.perf_counter() - s0
-        pq.write_table(part, out / f"part-{written}.parquet", compression="zstd",
-                       row_group_size=32 * 1024)
+        pq.write_table(part, out / f"part-{written}.parquet", compression="zstd", row_group_size=32 * 1024)
     t3 = time.perf_counter()
-    return {"rows": sum(t.num_rows for t in tables), "seconds": t3 - t0,
-            "data_files": len(list(out.iterdir())),
-            "phases": {"read + normalize + sort per file": t1 - t0,
-                       "merge per partition (concat + sort)": sort_s,
-                       "write": t3 - t1 - sort_s}}
+    return {
+        "rows": sum(t.num_rows for t in tables),
+        "seconds": t3 - t0,
+        "data_files": len(list(out.iterdir())),
+        "phases": {
+            "read + normalize + sort per file": t1 - t0,
+            "merge per partition (concat + sort)": sort_s,
+            "write": t3 - t1 - sort_s,
+        },
+    }
 
 
 def _resources(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -127,15 +133,21 @@ def _resources(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     catalog = SqliteCatalogResource(data_dir=str(work / "catalog"))
     if args.source == "local":
-        return {"log_source": LocalLogSource(root=str(Path(args.source_dir)), read_workers=WORKERS,
-                                             piece_rows=args.piece_rows),
-                "iceberg": catalog,
-                "staging_io_manager": ArrowStagingIOManager(root=str(work / "staging"))}
-    s3 = SourceS3Resource(**json.loads(args.s3))
-    return {"log_source": S3LogSource(s3=s3, bucket=args.bucket, prefix=args.prefix,
-                                      read_workers=WORKERS, piece_rows=args.piece_rows),
+        return {
+            "log_source": LocalLogSource(
+                root=str(Path(args.source_dir)), read_workers=WORKERS, piece_rows=args.piece_rows
+            ),
             "iceberg": catalog,
-            "staging_io_manager": ArrowStagingIOManager(root=f"s3://{args.bucket}/staging", s3=s3)}
+            "staging_io_manager": ArrowStagingIOManager(root=str(work / "staging")),
+        }
+    s3 = SourceS3Resource(**json.loads(args.s3))
+    return {
+        "log_source": S3LogSource(
+            s3=s3, bucket=args.bucket, prefix=args.prefix, read_workers=WORKERS, piece_rows=args.piece_rows
+        ),
+        "iceberg": catalog,
+        "staging_io_manager": ArrowStagingIOManager(root=f"s3://{args.bucket}/staging", s3=s3),
+    }
 
 
 def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -154,15 +166,18 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         meta[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
-    steps = {s.step_key: s.end_time - s.start_time
-             for s in instance.get_run_step_stats(result.run_id)}
+    steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
     normalized, table = meta["normalized_log_batches"], meta["workflow_logs"]
     checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
     read = normalized["phase_seconds"]
     return {
-        "rows": table["rows_written"], "seconds": t2 - t1, "startup_seconds": t1 - t0,
-        "data_files": table["data_files_written"], "failed_checks": [c.check_name for c in checks],
-        "source_bytes": normalized["source_bytes_read"], "sorted_runs": normalized["sorted_runs"],
+        "rows": table["rows_written"],
+        "seconds": t2 - t1,
+        "startup_seconds": t1 - t0,
+        "data_files": table["data_files_written"],
+        "failed_checks": [c.check_name for c in checks],
+        "source_bytes": normalized["source_bytes_read"],
+        "sorted_runs": normalized["sorted_runs"],
         "staged_bytes": normalized.get("staged_bytes", 0),
         "phases": {
             "list (raw_log_chunks step)": steps.get("raw_log_chunks", 0.0),
@@ -207,24 +222,47 @@ def mode_download(args: argparse.Namespace) -> dict[str, Any]:
     from wflog_assets.defs.resources import SourceS3Resource
 
     client = SourceS3Resource(**json.loads(args.s3)).get_client()
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=args.bucket, Prefix=args.prefix) for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=args.bucket, Prefix=args.prefix)
+        for o in page.get("Contents", [])
+    ]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as pool:
-        total = sum(pool.map(lambda k: len(client.get_object(Bucket=args.bucket, Key=k)[
-            "Body"].read()), keys))
+        total = sum(
+            pool.map(lambda k: len(client.get_object(Bucket=args.bucket, Key=k)["Body"].read()), keys)
+        )
     return {"rows": 0, "seconds": time.perf_counter() - t0, "bytes": total, "data_files": 0}
 
 
 # ------------------------------------------------------------------------------------ driver
-def run_child(mode: str, args: argparse.Namespace, source_dir: Path, work: Path,
-              extra: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", mode, "--source-dir", str(source_dir),
-           "--work", str(work), "--piece-rows", str(args.piece_rows), "--source", args.source, *extra]
+def run_child(
+    mode: str, args: argparse.Namespace, source_dir: Path, work: Path, extra: list[str]
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--source-dir",
+        str(source_dir),
+        "--work",
+        str(work),
+        "--piece-rows",
+        str(args.piece_rows),
+        "--source",
+        args.source,
+        *extra,
+    ]
     work.mkdir(parents=True, exist_ok=True)
     with open(work / "stderr.log", "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        )
         out = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -235,16 +273,22 @@ def run_child(mode: str, args: argparse.Namespace, source_dir: Path, work: Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", default="500000,2000000,8000000")
     parser.add_argument("--files", type=int, default=40)
-    parser.add_argument("--per-file-rows", type=int, default=2_000_000,
-                        help="the day size that also runs the per-file-commit baseline (0: none)")
+    parser.add_argument(
+        "--per-file-rows",
+        type=int,
+        default=2_000_000,
+        help="the day size that also runs the per-file-commit baseline (0: none)",
+    )
     parser.add_argument("--source", choices=("local", "s3"), default="local")
     parser.add_argument("--piece-rows", type=int, default=48 * 1024)
-    parser.add_argument("--modes", default="bound,assets,download,per_file",
-                        help="which to run (download: --source s3 only)")
+    parser.add_argument(
+        "--modes", default="bound,assets,download,per_file", help="which to run (download: --source s3 only)"
+    )
     parser.add_argument("--work", default=None, help="work directory (default: a temp dir)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -285,12 +329,13 @@ def main() -> None:
             extra: list[str] = []
             if weed is not None:
                 extra = _upload(weed, source, rows)
-            print(f"\n== {rows:,} rows in {args.files} files, {mb:.0f} MB ({args.source}) ==",
-                  flush=True)
+            print(f"\n== {rows:,} rows in {args.files} files, {mb:.0f} MB ({args.source}) ==", flush=True)
             wanted = args.modes.split(",")
-            modes = [m for m in ("bound", "assets") if m in wanted] + (
-                ["download"] if weed is not None and "download" in wanted else []) + (
-                ["per_file"] if rows == args.per_file_rows and "per_file" in wanted else [])
+            modes = (
+                [m for m in ("bound", "assets") if m in wanted]
+                + (["download"] if weed is not None and "download" in wanted else [])
+                + (["per_file"] if rows == args.per_file_rows and "per_file" in wanted else [])
+            )
             day: dict[str, Any] = {"rows": rows, "files": args.files, "source_mb": round(mb, 1)}
             for mode in modes:
                 work = base / f"work-{rows}-{mode}-{time.time_ns()}"
@@ -301,14 +346,15 @@ def main() -> None:
                 day["assets_vs_bound"] = round(a / b, 2)
                 print(f"   assets / bound = {a / b:.2f}x")
             if "per_file" in day and "assets" in day:
-                day["per_file_vs_assets"] = round(day["per_file"]["seconds"] /
-                                                  day["assets"]["seconds"], 2)
+                day["per_file_vs_assets"] = round(day["per_file"]["seconds"] / day["assets"]["seconds"], 2)
                 print(f"   per-file commits / assets = {day['per_file_vs_assets']:.2f}x")
             if "download" in day and "assets" in day:
                 fetched = day["assets"]["phases"]["  fetch, summed over threads"]
-                print(f"   plain download {day['download']['seconds']:.2f} s "
-                      f"({day['download']['bytes'] / 1e6:.0f} MB); the assets' fetch phase "
-                      f"{fetched:.2f} s summed over {WORKERS} threads")
+                print(
+                    f"   plain download {day['download']['seconds']:.2f} s "
+                    f"({day['download']['bytes'] / 1e6:.0f} MB); the assets' fetch phase "
+                    f"{fetched:.2f} s summed over {WORKERS} threads"
+                )
             results.append(day)
     finally:
         if weed is not None:
@@ -323,13 +369,19 @@ def main() -> None:
 def _upload(weed: Any, source: Path, rows: int) -> list[str]:
     from wflog_assets.defs.resources import SourceS3Resource
 
-    s3 = {"endpoint_url": weed.s3_endpoint, "region_name": weed.region, "path_style": True,
-          "aws_access_key_id": weed.access_key, "aws_secret_access_key": weed.secret_key}
+    s3 = {
+        "endpoint_url": weed.s3_endpoint,
+        "region_name": weed.region,
+        "path_style": True,
+        "aws_access_key_id": weed.access_key,
+        "aws_secret_access_key": weed.secret_key,
+    }
     client = SourceS3Resource(**s3).get_client()
     prefix = f"bench-{rows}"
     for path in source.rglob("*.parquet"):
-        client.put_object(Bucket=weed.source_bucket, Key=f"{prefix}/{path.relative_to(source)}",
-                          Body=path.read_bytes())
+        client.put_object(
+            Bucket=weed.source_bucket, Key=f"{prefix}/{path.relative_to(source)}", Body=path.read_bytes()
+        )
     return ["--s3", json.dumps(s3), "--bucket", weed.source_bucket, "--prefix", prefix]
 
 
@@ -337,8 +389,10 @@ def _print(mode: str, f: dict[str, Any], bound: float | None, rows: int) -> None
     rate = f"{rows / f['seconds']:>10,.0f} rows/s" if f.get("rows") else " " * 17
     startup = f", start-up {f['startup_seconds']:.1f} s" if "startup_seconds" in f else ""
     ratio = f"{f['seconds'] / bound:5.2f}x bound" if bound else " " * 11
-    print(f"  {mode:<9} {f['seconds']:7.2f} s {rate}  {ratio}  "
-          f"peak RSS {f['peak_rss_mib']:>5} MiB  data files {f.get('data_files', 0)}{startup}")
+    print(
+        f"  {mode:<9} {f['seconds']:7.2f} s {rate}  {ratio}  "
+        f"peak RSS {f['peak_rss_mib']:>5} MiB  data files {f.get('data_files', 0)}{startup}"
+    )
     for phase, seconds in f.get("phases", {}).items():
         print(f"      {phase:<44} {seconds:7.2f} s")
     if f.get("failed_checks"):

@@ -43,9 +43,11 @@ def day_rows(day: dt.date, rng: random.Random, scale: float) -> pa.Table:
         base, extra = divmod(round(HEAVY_ROWS * scale), HEAVY_DAYS)
         counts[HEAVY] = base + (1 if day.day <= extra else 0)
     for rank in range(1, TAIL_PER_DAY + 1):
-        name = f"atlan-{rng.choice(('snowflake', 'tableau', 'postgres', 'dbt'))}-" \
-               f"{1_600_000_000 + rng.randrange(10**8)}-cron-{int(t0) + rng.randrange(86_400)}"
-        counts[name] = max(20, round(40_000 * scale / rank ** 1.3))
+        name = (
+            f"atlan-{rng.choice(('snowflake', 'tableau', 'postgres', 'dbt'))}-"
+            f"{1_600_000_000 + rng.randrange(10**8)}-cron-{int(t0) + rng.randrange(86_400)}"
+        )
+        counts[name] = max(20, round(40_000 * scale / rank**1.3))
     return rows_for_counts(day, counts, rng)
 
 
@@ -60,32 +62,35 @@ def rows_for_counts(day: dt.date, counts: dict[str, int], rng: random.Random) ->
         stamps.extend(t0 + rng.random() * 86_399 for _ in range(n))
         nodes.extend(rng.choice(node_names) for _ in range(n))
         levels.extend(rng.choice(LEVELS) for _ in range(n))
-        messages.extend(f"Processed batch {i} of {rng.randrange(500)} records, status=ok"
-                        for i in range(n))
+        messages.extend(f"Processed batch {i} of {rng.randrange(500)} records, status=ok" for i in range(n))
     total = len(names)
     key = f"{day_prefix(day)}chunk-0-part{int(t0 * 1000)}.parquet"
     timestamps = pa.array(stamps, pa.float64())
     data = {f.name: pa.nulls(total, f.type) for f in ARROW_SCHEMA}
-    data.update({
-        "timestamp": timestamps,
-        "level": pa.array(levels, pa.large_string()),
-        "logger_name": pa.array(["application_sdk.activities.common"] * total, pa.large_string()),
-        "message": pa.array(messages, pa.large_string()),
-        "atlan_argo_workflow_name": pa.array(names, pa.large_string()),
-        "atlan_argo_workflow_node": pa.array(nodes, pa.large_string()),
-        "trace_id": pa.array(names, pa.large_string()),
-        "month": month_of(timestamps),
-        "source_file": pa.array([key] * total, pa.large_string()),
-        "source_etag": pa.array(["bench"] * total, pa.large_string()),
-    })
+    data.update(
+        {
+            "timestamp": timestamps,
+            "level": pa.array(levels, pa.large_string()),
+            "logger_name": pa.array(["application_sdk.activities.common"] * total, pa.large_string()),
+            "message": pa.array(messages, pa.large_string()),
+            "atlan_argo_workflow_name": pa.array(names, pa.large_string()),
+            "atlan_argo_workflow_node": pa.array(nodes, pa.large_string()),
+            "trace_id": pa.array(names, pa.large_string()),
+            "month": month_of(timestamps),
+            "source_file": pa.array([key] * total, pa.large_string()),
+            "source_etag": pa.array(["bench"] * total, pa.large_string()),
+        }
+    )
     return pa.Table.from_pydict(data, schema=ARROW_SCHEMA)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="row-count factor (1.0: the seed's 436,985-row workflow)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="row-count factor (1.0: the seed's 436,985-row workflow)"
+    )
     parser.add_argument("--days", type=int, default=31)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--out", help="directory for layout-report.md/.png/.json")
@@ -107,20 +112,24 @@ def main() -> None:
         manifest = Manifest.build(day.isoformat(), [ManifestEntry(key, 1, "bench", "")])
         for layout, identifier in identifiers.items():
             t = time.perf_counter()
-            commit_day(lambda i=identifier: catalog.load_table(i), manifest,
-                       sort_for_table(rows, layout))
+            commit_day(lambda i=identifier: catalog.load_table(i), manifest, sort_for_table(rows, layout))
             write_s[layout] += time.perf_counter() - t
-    print(f"{rows_total:,} rows over {args.days} days written to 3 layouts in "
-          f"{time.perf_counter() - started:.1f} s "
-          f"({', '.join(f'{k} {v:.1f} s' for k, v in write_s.items())}); data in {work}")
+    print(
+        f"{rows_total:,} rows over {args.days} days written to 3 layouts in "
+        f"{time.perf_counter() - started:.1f} s "
+        f"({', '.join(f'{k} {v:.1f} s' for k, v in write_s.items())}); data in {work}"
+    )
     for layout, identifier in identifiers.items():
         files = list(catalog.load_table(identifier).scan().plan_files())
-        print(f"  {layout}: {len(files)} data files, "
-              f"{sum(f.file.file_size_in_bytes for f in files) / 1e6:.1f} MB")
+        print(
+            f"  {layout}: {len(files)} data files, "
+            f"{sum(f.file.file_size_in_bytes for f in files) / 1e6:.1f} MB"
+        )
 
     workflows = pick_workflows(catalog.load_table(identifiers["wf_month"]))
-    figures = measure(lambda layout: catalog.load_table(identifiers[layout]), workflows,
-                      repetitions=args.repetitions)
+    figures = measure(
+        lambda layout: catalog.load_table(identifiers[layout]), workflows, repetitions=args.repetitions
+    )
     print("\nThe seed's P0 table (all rows of the heaviest workflow) and ours, cold median:\n")
     print(seed_comparison(figures))
     print("\nEvery workflow and query shape:\n")

@@ -39,18 +39,26 @@ def main() -> int:
     parser.add_argument("--rows-per-day", type=int, default=20_000)
     parser.add_argument("--files-per-day", type=int, default=8)
     parser.add_argument("--workflows-per-day", type=int, default=25)
-    parser.add_argument("--kill-daemon-after", type=int, default=None,
-                        help="SIGKILL the daemon after this many successful runs (default: days/2; "
-                             "-1: never)")
+    parser.add_argument(
+        "--kill-daemon-after",
+        type=int,
+        default=None,
+        help="SIGKILL the daemon after this many successful runs (default: days/2; -1: never)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     kill = args.days // 2 if args.kill_daemon_after is None else args.kill_daemon_after
     settings = LoadSettings(
-        days=args.days, first_day=dt.date.fromisoformat(args.first_day),
+        days=args.days,
+        first_day=dt.date.fromisoformat(args.first_day),
         max_concurrent_runs=args.concurrency,
-        data=GeneratorSettings(rows_per_day=args.rows_per_day, files_per_day=args.files_per_day,
-                               workflows_per_day=args.workflows_per_day),
-        kill_daemon_after_runs=None if kill < 0 else kill, timeout_s=4 * 3600,
+        data=GeneratorSettings(
+            rows_per_day=args.rows_per_day,
+            files_per_day=args.files_per_day,
+            workflows_per_day=args.workflows_per_day,
+        ),
+        kill_daemon_after_runs=None if kill < 0 else kill,
+        timeout_s=4 * 3600,
     )
     with tempfile.TemporaryDirectory(prefix="wflog-scale-") as tmp:
         work = Path(tmp)
@@ -66,24 +74,35 @@ def main() -> int:
     figures = report.as_dict()
     rss = report.run_peak_rss_mib
     print()
-    print("| days | runs at once | source rows | wall (first run after) | runs' span | runs/min "
-          "| runs (ok/failed/retried) | commit conflicts retried | peak RSS per run (median / max) |")
+    print(
+        "| days | runs at once | source rows | wall (first run after) | runs' span | runs/min "
+        "| runs (ok/failed/retried) | commit conflicts retried | peak RSS per run (median / max) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---|---:|---|")
-    print(f"| {report.days} | {report.max_concurrent_runs} (seen {report.max_runs_in_progress}) "
-          f"| {report.source_rows:,} | {report.wall_s:.0f} s ({report.first_run_s:.0f} s) "
-          f"| {report.runs_span_s:.0f} s | {report.runs_per_minute:.1f} "
-          f"| {report.runs_succeeded}/{report.runs_failed}/{report.runs_retried} "
-          f"| {report.conflicts_retried} of {report.commit_attempts} attempts "
-          f"| {rss.get('median', 0):.0f} / {rss.get('max', 0):.0f} MiB ({rss.get('processes', 0)} runs) |")
-    print(f"run duration, median of the first / last tenth of runs: {report.run_s_first_tenth:.1f} s / "
-          f"{report.run_s_last_tenth:.1f} s")
+    print(
+        f"| {report.days} | {report.max_concurrent_runs} (seen {report.max_runs_in_progress}) "
+        f"| {report.source_rows:,} | {report.wall_s:.0f} s ({report.first_run_s:.0f} s) "
+        f"| {report.runs_span_s:.0f} s | {report.runs_per_minute:.1f} "
+        f"| {report.runs_succeeded}/{report.runs_failed}/{report.runs_retried} "
+        f"| {report.conflicts_retried} of {report.commit_attempts} attempts "
+        f"| {rss.get('median', 0):.0f} / {rss.get('max', 0):.0f} MiB ({rss.get('processes', 0)} runs) |"
+    )
+    print(
+        f"run duration, median of the first / last tenth of runs: {report.run_s_first_tenth:.1f} s / "
+        f"{report.run_s_last_tenth:.1f} s"
+    )
     print()
-    ok = (report.rows_per_day_ok and report.duplicate_rows == 0
-          and report.days_succeeded == report.days
-          and set(report.partitions_materialized.values()) == {report.days})
-    print(f"table check: rows per day exact={report.rows_per_day_ok}, duplicates={report.duplicate_rows}, "
-          f"snapshots={report.snapshots}, partitions materialized={report.partitions_materialized}, "
-          f"daemon killed at {report.daemon_killed_at_s} s and restarted {report.daemon_restarts}x")
+    ok = (
+        report.rows_per_day_ok
+        and report.duplicate_rows == 0
+        and report.days_succeeded == report.days
+        and set(report.partitions_materialized.values()) == {report.days}
+    )
+    print(
+        f"table check: rows per day exact={report.rows_per_day_ok}, duplicates={report.duplicate_rows}, "
+        f"snapshots={report.snapshots}, partitions materialized={report.partitions_materialized}, "
+        f"daemon killed at {report.daemon_killed_at_s} s and restarted {report.daemon_restarts}x"
+    )
     print("RESULT:", "OK" if ok else "WRONG")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2, default=str))

@@ -61,9 +61,10 @@ def make_sources(write: Callable[[str, bytes], None], files: int, packed: int) -
             lines_all.extend(lines)
         per = -(-len(lines_all) // packed)
         for index in range(packed):
-            key = (f"{files}/packed/{day_prefix(DAY)}hour={index * 24 // packed:02d}/"
-                   f"{index:06d}_packed.json.gz")
-            pool.submit(write, key, gzip_lines(lines_all[index * per:(index + 1) * per]))
+            key = (
+                f"{files}/packed/{day_prefix(DAY)}hour={index * 24 // packed:02d}/{index:06d}_packed.json.gz"
+            )
+            pool.submit(write, key, gzip_lines(lines_all[index * per : (index + 1) * per]))
     return len(lines_all)
 
 
@@ -75,17 +76,27 @@ def writer_of(spec: dict[str, str]) -> Callable[[str, bytes], None]:
         return LocalObjectStore(spec["root"]).write
     import boto3
 
-    client = boto3.client("s3", endpoint_url=spec["endpoint"], region_name="us-east-1",
-                          aws_access_key_id=spec["key"], aws_secret_access_key=spec["secret"])
-    return lambda key, data: client.put_object(Bucket=spec["bucket"],
-                                               Key=f"{spec['prefix']}/{key}", Body=data)
+    client = boto3.client(
+        "s3",
+        endpoint_url=spec["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=spec["key"],
+        aws_secret_access_key=spec["secret"],
+    )
+    return lambda key, data: client.put_object(
+        Bucket=spec["bucket"], Key=f"{spec['prefix']}/{key}", Body=data
+    )
 
 
 def make_in_child(spec: dict[str, str], files: int, packed: int) -> int:
     """`make_sources` in a child process: the parent stays small, and the peak RSS a run's
     child inherits across fork + exec is its own, not the generator's."""
-    out = subprocess.run([sys.executable, __file__, "_make", json.dumps(spec), str(files),
-                          str(packed)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "_make", json.dumps(spec), str(files), str(packed)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return int(out.strip().splitlines()[-1])
 
 
@@ -93,8 +104,12 @@ def run_child(source: dict[str, str], work: Path) -> dict[str, Any]:
     """One ingest of DAY in a child process: wall seconds, peak RSS, the assets' metadata."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "_run", json.dumps(source), str(work)],
-                                stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "_run", json.dumps(source), str(work)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
         out = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
@@ -122,43 +137,58 @@ def child(spec: str, work: str) -> None:
     if source["kind"] == "local":
         log_source: Any = LocalLogSource(root=source["root"])
     else:
-        s3 = SourceS3Resource(endpoint_url=source["endpoint"], region_name="us-east-1",
-                              path_style=True, aws_access_key_id=source["key"],
-                              aws_secret_access_key=source["secret"])
+        s3 = SourceS3Resource(
+            endpoint_url=source["endpoint"],
+            region_name="us-east-1",
+            path_style=True,
+            aws_access_key_id=source["key"],
+            aws_secret_access_key=source["secret"],
+        )
         log_source = S3LogSource(s3=s3, bucket=source["bucket"], prefix=source["prefix"])
-    resources = {"log_source": log_source,
-                 "iceberg": SqliteCatalogResource(data_dir=f"{work}/catalog"),
-                 "staging_io_manager": ArrowStagingIOManager(root=f"{work}/staging")}
+    resources = {
+        "log_source": log_source,
+        "iceberg": SqliteCatalogResource(data_dir=f"{work}/catalog"),
+        "staging_io_manager": ArrowStagingIOManager(root=f"{work}/staging"),
+    }
     job = build_definitions(resources, "2026-11-01").resolve_job_def(INGEST_JOB)
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(partition_key=DAY.isoformat(), instance=instance)
-    meta = {e.event_specific_data.materialization.asset_key.path[-1]:
-            {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.event_specific_data.materialization.asset_key.path[-1]: {
+            k: v.value for k, v in e.event_specific_data.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
     normalized, table = meta["normalized_log_batches"], meta["workflow_logs"]
-    print(json.dumps({
-        "outcome": table["outcome"], "day_rows": table["day_rows"],
-        "rows_written": table["rows_written"], "files_read": normalized["files_read"],
-        "files_in_day": normalized["files_in_day"],
-        "source_bytes_read": normalized["source_bytes_read"],
-        "files_by_reader": normalized["files_by_reader"],
-        "data_files_written": table["data_files_written"],
-        "failed_checks": [c.check_name for c in result.get_asset_check_evaluations()
-                          if not c.passed],
-        "phases": normalized["phase_seconds"],
-    }))
+    print(
+        json.dumps(
+            {
+                "outcome": table["outcome"],
+                "day_rows": table["day_rows"],
+                "rows_written": table["rows_written"],
+                "files_read": normalized["files_read"],
+                "files_in_day": normalized["files_in_day"],
+                "source_bytes_read": normalized["source_bytes_read"],
+                "files_by_reader": normalized["files_by_reader"],
+                "data_files_written": table["data_files_written"],
+                "failed_checks": [c.check_name for c in result.get_asset_check_evaluations() if not c.passed],
+                "phases": normalized["phase_seconds"],
+            }
+        )
+    )
 
 
 @contextmanager
-def _sources(latency_ms: float | None) -> Iterator[tuple[dict[str, str],
-                                                        Callable[[str], dict[str, str]]]]:
+def _sources(latency_ms: float | None) -> Iterator[tuple[dict[str, str], Callable[[str], dict[str, str]]]]:
     """(where to write sources, the source spec of a top folder to read): a local folder, or
     weed mini (written directly, read through the latency proxy)."""
     root = Path(tempfile.mkdtemp(prefix="wflog-stream-"))
     try:
         if latency_ms is None:
-            yield ({"kind": "local", "root": str(root / "src")},
-                   lambda top: {"kind": "local", "root": str(root / "src" / top)})
+            yield (
+                {"kind": "local", "root": str(root / "src")},
+                lambda top: {"kind": "local", "root": str(root / "src" / top)},
+            )
             return
         from wflog_assets_testing.faults import LatencyProxy
         from wflog_assets_testing.weed import start_weed, stop_weed
@@ -166,11 +196,16 @@ def _sources(latency_ms: float | None) -> Iterator[tuple[dict[str, str],
         (root / "weed").mkdir()
         weed = start_weed(root / "weed")
         proxy = LatencyProxy(int(weed.s3_endpoint.rsplit(":", 1)[1]), latency_ms / 1000)
-        direct = {"kind": "s3", "endpoint": weed.s3_endpoint, "bucket": weed.source_bucket,
-                  "prefix": root.name, "key": weed.access_key, "secret": weed.secret_key}
+        direct = {
+            "kind": "s3",
+            "endpoint": weed.s3_endpoint,
+            "bucket": weed.source_bucket,
+            "prefix": root.name,
+            "key": weed.access_key,
+            "secret": weed.secret_key,
+        }
         try:
-            yield direct, lambda top: {**direct, "endpoint": proxy.endpoint,
-                                       "prefix": f"{root.name}/{top}"}
+            yield direct, lambda top: {**direct, "endpoint": proxy.endpoint, "prefix": f"{root.name}/{top}"}
         finally:
             proxy.close()
             stop_weed(weed)
@@ -178,42 +213,48 @@ def _sources(latency_ms: float | None) -> Iterator[tuple[dict[str, str],
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _measure(files: int, packed: int, target: dict[str, str],
-             spec: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+def _measure(
+    files: int, packed: int, target: dict[str, str], spec: Callable[[str], dict[str, str]]
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     rows = make_in_child(target, files, packed)
-    print(f"{files} tiny files, {rows} rows (sources written in "
-          f"{time.perf_counter() - t0:.0f} s)", flush=True)
+    print(
+        f"{files} tiny files, {rows} rows (sources written in {time.perf_counter() - t0:.0f} s)", flush=True
+    )
     from wflog_assets.tools.generate import gzip_lines, writer_flushes
 
     work = Path(tempfile.mkdtemp(prefix="wflog-stream-work-"))
     try:
         tiny, packed_day = spec(f"{files}/tiny"), spec(f"{files}/packed")
-        runs = {"packed": run_child(packed_day, work / "packed"),
-                "tiny": run_child(tiny, work / "tiny")}
+        runs = {"packed": run_child(packed_day, work / "packed"), "tiny": run_child(tiny, work / "tiny")}
         key, lines = next(writer_flushes(DAY, 1, seed=99))
-        writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999999_')}",
-                          gzip_lines(lines[:5]))
+        writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999999_')}", gzip_lines(lines[:5]))
         runs["late"] = run_child(tiny, work / "tiny")
         runs["unchanged"] = run_child(tiny, work / "tiny")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = {name: run["seconds"] for name, run in runs.items()}
-    entry = {"files": files, "rows": rows, "runs": runs, "ratios": {
-        "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
-        "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
-        "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3)}}
+    entry = {
+        "files": files,
+        "rows": rows,
+        "runs": runs,
+        "ratios": {
+            "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
+            "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
+            "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
+        },
+    }
     for name, run in runs.items():
-        print(f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
-              f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
-              f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']}  "
-              f"rows/s={rows / run['seconds']:,.0f}  files/s={run['files_read'] / run['seconds']:,.0f}"
-              f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
-              flush=True)
+        print(
+            f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
+            f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
+            f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']}  "
+            f"rows/s={rows / run['seconds']:,.0f}  files/s={run['files_read'] / run['seconds']:,.0f}"
+            f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
+            flush=True,
+        )
     print(f"  ratios: {entry['ratios']}", flush=True)
     return entry
-
-
 
 
 def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
@@ -259,14 +300,20 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
         stop_weed(weed)
         shutil.rmtree(root, ignore_errors=True)
     figures = {
-        "files": files, "every_s": every_s, "sensor_interval_s": interval_s,
+        "files": files,
+        "every_s": every_s,
+        "sensor_interval_s": interval_s,
         "p50_s": round(statistics.median(latencies), 1),
         "p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
-        "max_s": round(latencies[-1], 1), "runs": len(runs),
+        "max_s": round(latencies[-1], 1),
+        "runs": len(runs),
         "runs_failed": sum(r["status"] != "SUCCESS" for r in runs),
         "runs_overlapped": any(b[0] < a[1] for a, b in itertools.pairwise(spans)),
-        "partitions": len(before), "files_per_partition_before": {
-            "max": max(before.values()), "mean": round(statistics.mean(before.values()), 2)},
+        "partitions": len(before),
+        "files_per_partition_before": {
+            "max": max(before.values()),
+            "mean": round(statistics.mean(before.values()), 2),
+        },
         "files_per_partition_after": {"max": max(after.values())},
         "partitions_compacted": compaction.partitions_compacted,
         "rows_exact": exact,
@@ -285,13 +332,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", default="20000,100000", help="tiny files per day, comma-separated")
     parser.add_argument("--packed", type=int, default=40, help="files of the packed baseline day")
-    parser.add_argument("--s3-latency-ms", type=float, default=None,
-                        help="sources on weed mini's S3, each request held this long")
-    parser.add_argument("--arrivals", type=int, default=None,
-                        help="simulate the current day: this many files landing (see above)")
+    parser.add_argument(
+        "--s3-latency-ms",
+        type=float,
+        default=None,
+        help="sources on weed mini's S3, each request held this long",
+    )
+    parser.add_argument(
+        "--arrivals",
+        type=int,
+        default=None,
+        help="simulate the current day: this many files landing (see above)",
+    )
     parser.add_argument("--every-s", type=float, default=1.0, help="seconds between landings")
-    parser.add_argument("--sensor-interval-s", type=int, default=30,
-                        help="minimum seconds between sensor ticks in the simulation")
+    parser.add_argument(
+        "--sensor-interval-s",
+        type=int,
+        default=30,
+        help="minimum seconds between sensor ticks in the simulation",
+    )
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     if args.arrivals:

@@ -41,8 +41,9 @@ def day_rows(day: dt.date, rng: random.Random, heavy_rows: int, tail: int):  # -
     t0 = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
     counts = {HEAVY: heavy_rows}
     for rank in range(1, tail + 1):
-        counts[f"atlan-dbt-{1_600_000_000 + rng.randrange(10**8)}-cron-{t0 + rng.randrange(86_400)}"] = (
-            max(20, round(2_000 / rank ** 1.3)))
+        counts[f"atlan-dbt-{1_600_000_000 + rng.randrange(10**8)}-cron-{t0 + rng.randrange(86_400)}"] = max(
+            20, round(2_000 / rank**1.3)
+        )
     return rows_for_counts(day, counts, rng)
 
 
@@ -64,17 +65,23 @@ def p0(catalog: SqlCatalog, limit: int | None, repetitions: int) -> dict[str, fl
         result = p0_query(table, HEAVY, limit=limit)
         times.append(result.seconds)
     assert result is not None
-    return {"seconds": round(statistics.median(times), 3), "rows": result.rows.num_rows,
-            "files_planned": result.files_planned, "files_read": result.files_read,
-            "plan_seconds": round(result.plan_seconds, 3)}
+    return {
+        "seconds": round(statistics.median(times), 3),
+        "rows": result.rows.num_rows,
+        "files_planned": result.files_planned,
+        "files_read": result.files_read,
+        "plan_seconds": round(result.plan_seconds, 3),
+    }
 
 
 def table_shape(catalog: SqlCatalog) -> dict[str, int]:
     table = catalog.load_table(IDENTIFIER)
     snapshot = table.current_snapshot()
-    return {"data_files": sum(1 for _ in table.scan().plan_files()),
-            "manifests": len(snapshot.manifests(table.io)) if snapshot else 0,
-            "snapshots": len(table.snapshots())}
+    return {
+        "data_files": sum(1 for _ in table.scan().plan_files()),
+        "manifests": len(snapshot.manifests(table.io)) if snapshot else 0,
+        "snapshots": len(table.snapshots()),
+    }
 
 
 def main() -> int:
@@ -83,19 +90,34 @@ def main() -> int:
     parser.add_argument("--heavy-rows", type=int, default=1200)
     parser.add_argument("--tail", type=int, default=20, help="short workflow runs per day")
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--rewrite-manifests", action="store_true",
-                        help="maintenance also merges manifests month by month")
-    parser.add_argument("--merge-manifests", type=int, default=0, metavar="N",
-                        help="set commit.manifest-merge.enabled with min-count-to-merge N (0: off)")
-    parser.add_argument("--monthly", action="store_true",
-                        help="run the maintenance (compact the month, expire snapshots) at each "
-                             "month's end during the year, as the schedule would")
+    parser.add_argument(
+        "--rewrite-manifests", action="store_true", help="maintenance also merges manifests month by month"
+    )
+    parser.add_argument(
+        "--merge-manifests",
+        type=int,
+        default=0,
+        metavar="N",
+        help="set commit.manifest-merge.enabled with min-count-to-merge N (0: off)",
+    )
+    parser.add_argument(
+        "--monthly",
+        action="store_true",
+        help="run the maintenance (compact the month, expire snapshots) at each "
+        "month's end during the year, as the schedule would",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wflog-bench-year-"))
     catalog = SqlCatalog("bench", uri=f"sqlite:///{work}/catalog.db", warehouse=work.as_uri())
-    merge = {"commit.manifest-merge.enabled": "true",
-             "commit.manifest.min-count-to-merge": str(args.merge_manifests)} if args.merge_manifests else {}
+    merge = (
+        {
+            "commit.manifest-merge.enabled": "true",
+            "commit.manifest.min-count-to-merge": str(args.merge_manifests),
+        }
+        if args.merge_manifests
+        else {}
+    )
     ensure_table(catalog, IDENTIFIER, properties=merge)
     rng = random.Random(7)
     first_day = dt.date(2025, 1, 1)
@@ -120,49 +142,71 @@ def main() -> int:
         "commit_s_first_tenth_median": round(statistics.median(commit_s[:tenth]), 3),
         "commit_s_last_tenth_median": round(statistics.median(commit_s[-tenth:]), 3),
         "commit_s_last": round(commit_s[-1], 3),
-        "before": {**table_shape(catalog), "p0_all": p0(catalog, None, args.repetitions),
-                   "p0_limit100": p0(catalog, 100, args.repetitions)},
+        "before": {
+            **table_shape(catalog),
+            "p0_all": p0(catalog, None, args.repetitions),
+            "p0_limit100": p0(catalog, 100, args.repetitions),
+        },
     }
     started = time.perf_counter()
-    months = sorted({((first_day + dt.timedelta(days=i)).year, (first_day + dt.timedelta(days=i)).month)
-                     for i in range(args.days)})
+    months = sorted(
+        {
+            ((first_day + dt.timedelta(days=i)).year, (first_day + dt.timedelta(days=i)).month)
+            for i in range(args.days)
+        }
+    )
     results = [compact_month(lambda: catalog.load_table(IDENTIFIER), y, m) for y, m in months]
-    rewritten = (rewrite_manifests(lambda: catalog.load_table(IDENTIFIER))
-                 if args.rewrite_manifests else None)
+    rewritten = rewrite_manifests(lambda: catalog.load_table(IDENTIFIER)) if args.rewrite_manifests else None
     compacted_s = time.perf_counter() - started
     expired = expire_snapshots(catalog.load_table(IDENTIFIER), dt.datetime.now(dt.UTC))
     figures["maintenance"] = {
-        "months": len(months), "seconds": round(compacted_s, 1),
+        "months": len(months),
+        "seconds": round(compacted_s, 1),
         "files_before": sum(r.files_before for r in results),
-        "files_after": sum(r.files_after for r in results), "snapshots_expired": expired,
+        "files_after": sum(r.files_after for r in results),
+        "snapshots_expired": expired,
         "manifests_before": rewritten.manifests_before if rewritten else None,
-        "manifests_after": rewritten.manifests_after if rewritten else None}
-    figures["after"] = {**table_shape(catalog), "p0_all": p0(catalog, None, args.repetitions),
-                        "p0_limit100": p0(catalog, 100, args.repetitions)}
+        "manifests_after": rewritten.manifests_after if rewritten else None,
+    }
+    figures["after"] = {
+        **table_shape(catalog),
+        "p0_all": p0(catalog, None, args.repetitions),
+        "p0_limit100": p0(catalog, 100, args.repetitions),
+    }
     next_day = first_day + dt.timedelta(days=args.days)
     figures["commit_s_after_maintenance"] = round(commit(catalog, next_day, rng, args), 3)
 
     b, a = figures["before"], figures["after"]
     if monthly_s:
-        print(f"monthly maintenance during the year: {len(monthly_s)} runs, median "
-              f"{statistics.median(monthly_s):.2f} s")
-    print(f"{args.days} daily commits: first {figures['commit_s_first']:.3f} s, median of the first "
-          f"tenth {figures['commit_s_first_tenth_median']:.3f} s, of the last tenth "
-          f"{figures['commit_s_last_tenth_median']:.3f} s "
-          f"({figures['commit_s_last_tenth_median'] / figures['commit_s_first_tenth_median']:.2f}x), "
-          f"after maintenance {figures['commit_s_after_maintenance']:.3f} s")
-    print(f"maintenance: {len(months)} months compacted in {compacted_s:.1f} s, "
-          f"{figures['maintenance']['files_before']} -> {figures['maintenance']['files_after']} files, "
-          f"{expired} snapshots expired")
+        print(
+            f"monthly maintenance during the year: {len(monthly_s)} runs, median "
+            f"{statistics.median(monthly_s):.2f} s"
+        )
+    print(
+        f"{args.days} daily commits: first {figures['commit_s_first']:.3f} s, median of the first "
+        f"tenth {figures['commit_s_first_tenth_median']:.3f} s, of the last tenth "
+        f"{figures['commit_s_last_tenth_median']:.3f} s "
+        f"({figures['commit_s_last_tenth_median'] / figures['commit_s_first_tenth_median']:.2f}x), "
+        f"after maintenance {figures['commit_s_after_maintenance']:.3f} s"
+    )
+    print(
+        f"maintenance: {len(months)} months compacted in {compacted_s:.1f} s, "
+        f"{figures['maintenance']['files_before']} -> {figures['maintenance']['files_after']} files, "
+        f"{expired} snapshots expired"
+    )
     print()
-    print("| | data files | manifests | snapshots | P0 all rows: s (files planned / read) "
-          "| P0 LIMIT 100: s (files read) |")
+    print(
+        "| | data files | manifests | snapshots | P0 all rows: s (files planned / read) "
+        "| P0 LIMIT 100: s (files read) |"
+    )
     print("|---|---:|---:|---:|---|---|")
     for name, f in (("before maintenance", b), ("after maintenance", a)):
         full, limited = f["p0_all"], f["p0_limit100"]
-        print(f"| {name} | {f['data_files']} | {f['manifests']} | {f['snapshots']} "
-              f"| {full['seconds']:.3f} ({full['files_planned']} / {full['files_read']}) "
-              f"| {limited['seconds']:.3f} ({limited['files_read']}) |")
+        print(
+            f"| {name} | {f['data_files']} | {f['manifests']} | {f['snapshots']} "
+            f"| {full['seconds']:.3f} ({full['files_planned']} / {full['files_read']}) "
+            f"| {limited['seconds']:.3f} ({limited['files_read']}) |"
+        )
     print(f"\nheavy workflow: {b['p0_all']['rows']:,} rows; data in {work}")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))

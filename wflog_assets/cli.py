@@ -29,12 +29,20 @@ def _store(dest: str) -> ObjectStore:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     settings = GeneratorSettings(
-        rows_per_day=args.rows_per_day, files_per_day=args.files_per_day,
-        workflows_per_day=args.workflows_per_day, hour_level=args.hour_level, seed=args.seed,
+        rows_per_day=args.rows_per_day,
+        files_per_day=args.files_per_day,
+        workflows_per_day=args.workflows_per_day,
+        hour_level=args.hour_level,
+        seed=args.seed,
         format=args.format,
     )
-    keys = write_days(_store(args.dest), dt.date.fromisoformat(args.start), args.days, settings,
-                      late_files_per_day=args.late_files)
+    keys = write_days(
+        _store(args.dest),
+        dt.date.fromisoformat(args.start),
+        args.days,
+        settings,
+        late_files_per_day=args.late_files,
+    )
     print(f"wrote {len(keys)} chunk files for {args.days} day(s) from {args.start} to {args.dest}")
     return 0
 
@@ -47,8 +55,7 @@ def _instance(home: Path):  # -> dg.DagsterInstance
     return dg.DagsterInstance.from_config(str(home))
 
 
-def materialize_days(days: Sequence[str], dagster_home: Path,
-                     layouts: bool = False) -> list[dict[str, Any]]:
+def materialize_days(days: Sequence[str], dagster_home: Path, layouts: bool = False) -> list[dict[str, Any]]:
     """Run the ingest job (and the layout study's) for each day; return workflow_logs metadata."""
     from wflog_assets.definitions import INGEST_JOB, LAYOUT_JOB, defs
 
@@ -60,8 +67,9 @@ def materialize_days(days: Sequence[str], dagster_home: Path,
     with _instance(dagster_home) as instance:
         for day in days:
             for job in jobs:
-                result = job.execute_in_process(partition_key=day, instance=instance,
-                                                run_config=QUIET_RUN_CONFIG)
+                result = job.execute_in_process(
+                    partition_key=day, instance=instance, run_config=QUIET_RUN_CONFIG
+                )
                 if not result.success:
                     raise SystemExit(f"run of {job.name} for {day} failed")
                 for mat in result.get_asset_materialization_events():
@@ -111,34 +119,43 @@ def _layout_table(layout: str):  # -> pyiceberg Table
     return settings.iceberg_catalog().ensure_table(layout)
 
 
-def _print_p0(workflow: str, node: str | None, limit: int, start: float | None = None,
-              end: float | None = None, columns: tuple[str, ...] | None = None,
-              layout: str = "wf_month") -> None:
+def _print_p0(
+    workflow: str,
+    node: str | None,
+    limit: int,
+    start: float | None = None,
+    end: float | None = None,
+    columns: tuple[str, ...] | None = None,
+    layout: str = "wf_month",
+) -> None:
     from wflog_assets.iceberg.query import DEFAULT_COLUMNS, p0_query
 
     table = _layout_table(layout)
-    result = p0_query(table, workflow, node=node, start=start, end=end, limit=limit,
-                      columns=columns or DEFAULT_COLUMNS)
-    print(f"P0 query on {layout}: workflow={workflow} node={node} limit={limit}: "
-          f"{result.rows.num_rows} rows; {result.files_planned} files planned "
-          f"({result.bytes_planned} bytes), {result.files_read} read, "
-          f"{result.row_groups_read} row groups, {result.rows_scanned} rows scanned, "
-          f"{result.bytes_read} bytes read; {result.plan_seconds * 1000:.0f} ms planning, "
-          f"{result.seconds * 1000:.0f} ms in all")
+    result = p0_query(
+        table, workflow, node=node, start=start, end=end, limit=limit, columns=columns or DEFAULT_COLUMNS
+    )
+    print(
+        f"P0 query on {layout}: workflow={workflow} node={node} limit={limit}: "
+        f"{result.rows.num_rows} rows; {result.files_planned} files planned "
+        f"({result.bytes_planned} bytes), {result.files_read} read, "
+        f"{result.row_groups_read} row groups, {result.rows_scanned} rows scanned, "
+        f"{result.bytes_read} bytes read; {result.plan_seconds * 1000:.0f} ms planning, "
+        f"{result.seconds * 1000:.0f} ms in all"
+    )
     for row in result.rows.to_pylist():
         if columns:
             print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
             continue
-        stamp = dt.datetime.fromtimestamp(row["timestamp"], tz=dt.UTC).isoformat(
-            timespec="milliseconds")
+        stamp = dt.datetime.fromtimestamp(row["timestamp"], tz=dt.UTC).isoformat(timespec="milliseconds")
         message = textwrap.shorten(row["message"] or "", 70)
         print(f"  {stamp}  {row['level']:<8} {message}")
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     columns = tuple(c.strip() for c in args.columns.split(",")) if args.columns else None
-    _print_p0(args.workflow, args.node, args.limit, _instant(args.start), _instant(args.end),
-              columns, args.layout)
+    _print_p0(
+        args.workflow, args.node, args.limit, _instant(args.start), _instant(args.end), columns, args.layout
+    )
     return 0
 
 
@@ -152,11 +169,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     tables = {layout: resource.ensure_table(layout, catalog) for layout in LAYOUTS}
     empty = [layout for layout, table in tables.items() if table.current_snapshot() is None]
     if empty:
-        raise SystemExit(f"no data in the table(s) of {', '.join(empty)}: materialize "
-                         "workflow_logs and the layout_study assets first")
+        raise SystemExit(
+            f"no data in the table(s) of {', '.join(empty)}: materialize "
+            "workflow_logs and the layout_study assets first"
+        )
     workflows = pick_workflows(tables[DEFAULT_LAYOUT], args.workflow or [])
-    figures = measure(lambda layout: catalog.load_table(resource.layout_identifier(layout)),
-                      workflows, repetitions=args.repetitions, limit=args.limit)
+    figures = measure(
+        lambda layout: catalog.load_table(resource.layout_identifier(layout)),
+        workflows,
+        repetitions=args.repetitions,
+        limit=args.limit,
+    )
     for path in write_report(figures, args.out):
         print(f"wrote {path}")
     print(seed_comparison(figures))
@@ -172,9 +195,11 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
     except (ExportFormatError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"export {args.export} (id {result.export_id}): {result.rows_read} rows read, "
-          f"{result.rows_written} written to {len(result.files)} chunk file(s) in "
-          f"{len(result.rows_by_day)} day(s), {result.rows_rejected} rejected")
+    print(
+        f"export {args.export} (id {result.export_id}): {result.rows_read} rows read, "
+        f"{result.rows_written} written to {len(result.files)} chunk file(s) in "
+        f"{len(result.rows_by_day)} day(s), {result.rows_rejected} rejected"
+    )
     for day, rows in sorted(result.rows_by_day.items()):
         print(f"  {day}: {rows} rows")
     if result.rejects:
@@ -182,8 +207,10 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
         for reject in result.rejects[:10]:
             print(f"  line {reject.line}: {reject.reason}", file=sys.stderr)
         if not args.allow_rejects:
-            print("error: rows were rejected (see the rejects file); fix the export or pass "
-                  "--allow-rejects", file=sys.stderr)
+            print(
+                "error: rows were rejected (see the rejects file); fix the export or pass --allow-rejects",
+                file=sys.stderr,
+            )
             return 1
     return 0
 
@@ -197,8 +224,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     source = LocalObjectStore(data / "source")
     start = dt.date.fromisoformat(settings.start_date())
     days = [start + dt.timedelta(days=i) for i in range(len(DEMO_FORMATS))]
-    missing = [(d, f) for d, f in zip(days, DEMO_FORMATS, strict=True)
-               if not (source.root / day_prefix(d)).is_dir()]
+    missing = [
+        (d, f) for d, f in zip(days, DEMO_FORMATS, strict=True) if not (source.root / day_prefix(d)).is_dir()
+    ]
     for day, fmt in missing:
         write_days(source, day, 1, GeneratorSettings(format=fmt), late_files_per_day=1)
     print(f"demo data: {source.root} ({len(missing)} day(s) generated now)")
@@ -209,8 +237,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table = catalog.ensure_table()
     counts = workflow_row_counts(table)
     total = sum(counts.column("count_all").to_pylist())
-    print(f"table {catalog.identifier()}: {total} rows, {counts.num_rows} workflows, "
-          f"{len(table.snapshots())} snapshots")
+    print(
+        f"table {catalog.identifier()}: {total} rows, {counts.num_rows} workflows, "
+        f"{len(table.snapshots())} snapshots"
+    )
     _print_p0(counts.column(0)[0].as_py(), None, 5)
     print(f"Dagster UI: DAGSTER_HOME={data / 'dagster_home'} .venv/bin/dagster dev")
     return 0
@@ -230,17 +260,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--late-files", type=int, default=0, help="late chunk files per day")
     gen.add_argument("--hour-level", action="store_true", help="write under hour=HH/")
     gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--format", choices=("parquet", "jsonl", "mixed"), default="parquet",
-                     help="old Parquet chunks, the current writer's gzip JSON lines, or both")
+    gen.add_argument(
+        "--format",
+        choices=("parquet", "jsonl", "mixed"),
+        default="parquet",
+        help="old Parquet chunks, the current writer's gzip JSON lines, or both",
+    )
     gen.set_defaults(func=cmd_generate)
 
     mat = sub.add_parser("materialize", help="run the daily job for a range of days")
     mat.add_argument("--start", required=True)
     mat.add_argument("--days", type=int, default=1)
-    mat.add_argument("--dagster-home", help="instance directory (default: $WFLOG_DATA_DIR/"
-                     "dagster_home)")
-    mat.add_argument("--layouts", action="store_true",
-                     help="also load the days into the bucket layouts' tables (layout study)")
+    mat.add_argument("--dagster-home", help="instance directory (default: $WFLOG_DATA_DIR/dagster_home)")
+    mat.add_argument(
+        "--layouts",
+        action="store_true",
+        help="also load the days into the bucket layouts' tables (layout study)",
+    )
     mat.set_defaults(func=cmd_materialize)
 
     query = sub.add_parser("query", help="the P0 query: newest logs of one workflow")
@@ -249,29 +285,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     query.add_argument("--limit", type=int, default=20)
     query.add_argument("--start", help="from this time (inclusive): ISO 8601, UTC, or Unix seconds")
     query.add_argument("--end", help="until this time (exclusive)")
-    query.add_argument("--columns", help="comma-separated columns (default: timestamp, level, "
-                       "logger_name, atlan_argo_workflow_node, message)")
-    query.add_argument("--layout", default="wf_month", choices=("wf_month", "wf_bucket",
-                                                                 "wf_bucket_month"))
+    query.add_argument(
+        "--columns",
+        help="comma-separated columns (default: timestamp, level, "
+        "logger_name, atlan_argo_workflow_node, message)",
+    )
+    query.add_argument("--layout", default="wf_month", choices=("wf_month", "wf_bucket", "wf_bucket_month"))
     query.set_defaults(func=cmd_query)
 
     report = sub.add_parser("report", help="the layout study: P0 latency per partition layout")
-    report.add_argument("--out", default="layout-report",
-                        help="path stem: writes <out>.md, <out>.png and <out>.json")
-    report.add_argument("--workflow", action="append",
-                        help="a workflow to measure besides heaviest/median/tiny (repeatable)")
+    report.add_argument(
+        "--out", default="layout-report", help="path stem: writes <out>.md, <out>.png and <out>.json"
+    )
+    report.add_argument(
+        "--workflow", action="append", help="a workflow to measure besides heaviest/median/tiny (repeatable)"
+    )
     report.add_argument("--repetitions", type=int, default=5)
     report.add_argument("--limit", type=int, default=100)
     report.set_defaults(func=cmd_report)
 
-    convert = sub.add_parser("convert-clickhouse",
-                             help="ClickHouse CSV export -> chunk files in the source layout")
+    convert = sub.add_parser(
+        "convert-clickhouse", help="ClickHouse CSV export -> chunk files in the source layout"
+    )
     convert.add_argument("export", help="the export: .csv or .csv.gz, with header")
-    convert.add_argument("--dest", required=True,
-                         help="source root: directory or s3://bucket/prefix")
+    convert.add_argument("--dest", required=True, help="source root: directory or s3://bucket/prefix")
     convert.add_argument("--rows-per-file", type=int, default=250_000)
-    convert.add_argument("--allow-rejects", action="store_true",
-                         help="exit 0 even if rows were rejected (they are still recorded)")
+    convert.add_argument(
+        "--allow-rejects",
+        action="store_true",
+        help="exit 0 even if rows were rejected (they are still recorded)",
+    )
     convert.set_defaults(func=cmd_convert_clickhouse)
 
     demo = sub.add_parser("demo", help="generate demo logs and ingest them (embedded default)")

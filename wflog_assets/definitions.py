@@ -46,17 +46,22 @@ def build_definitions(
     )
     sensor = build_source_sensor(ingest, partitions, sensor_lookback_days, sensor_interval_s)
     maintenance, maintenance_job, maintenance_schedule = build_maintenance(
-        monthly_partitions(start_date), assets[-1], tags)
+        monthly_partitions(start_date), assets[-1], tags
+    )
     compaction, compaction_job, compaction_sensor = build_day_compaction(
-        partitions, assets[-1], tags, lookback_days=sensor_lookback_days)
+        partitions, assets[-1], tags, lookback_days=sensor_lookback_days
+    )
     # A day's steps form a chain (list -> normalize -> commit) with nothing to run in parallel,
     # and the staged batches cross steps as Parquet files, not memory: running them in the run's
     # own process saves two interpreter start-ups per run (bench/bench_scale_out.py).
-    return dg.Definitions(assets=[*assets, *study, maintenance, compaction],
-                          jobs=[ingest, layout_tables, maintenance_job, compaction_job],
-                          sensors=[sensor, compaction_sensor], schedules=[maintenance_schedule],
-                          resources=dict(resources),
-                          executor=dg.in_process_executor)
+    return dg.Definitions(
+        assets=[*assets, *study, maintenance, compaction],
+        jobs=[ingest, layout_tables, maintenance_job, compaction_job],
+        sensors=[sensor, compaction_sensor],
+        schedules=[maintenance_schedule],
+        resources=dict(resources),
+        executor=dg.in_process_executor,
+    )
 
 
 @dg.definitions

@@ -21,8 +21,9 @@ def queryable(backend: Backend, day: dt.date) -> set[str]:
     return set(scan.to_arrow().column(SOURCE_FILE).to_pylist())
 
 
-def land_and_watch(backend: Backend, day: dt.date, files: int, every_s: float,
-                   timeout_s: float, seed: int = 0) -> list[float]:
+def land_and_watch(
+    backend: Backend, day: dt.date, files: int, every_s: float, timeout_s: float, seed: int = 0
+) -> list[float]:
     """Write the writer's files for `day` one every `every_s` seconds while watching the table;
     return each file's seconds from landing to queryable, in landing order."""
     landed: dict[str, float] = {}
@@ -39,8 +40,9 @@ def land_and_watch(backend: Backend, day: dt.date, files: int, every_s: float,
     deadline = time.monotonic() + files * every_s + timeout_s
     while thread.is_alive() or not set(landed) <= set(seen):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(set(landed) - set(seen))} of {len(landed)} files never "
-                               f"became queryable")
+            raise TimeoutError(
+                f"{len(set(landed) - set(seen))} of {len(landed)} files never became queryable"
+            )
         now = time.monotonic()
         for key in queryable(backend, day) - set(seen):
             seen[key] = now

@@ -30,8 +30,11 @@ START = "2025-12-01"
 
 def weed_s3(weed: WeedServer) -> SourceS3Resource:
     return SourceS3Resource(
-        endpoint_url=weed.s3_endpoint, region_name=weed.region, path_style=True,
-        aws_access_key_id=weed.access_key, aws_secret_access_key=weed.secret_key,
+        endpoint_url=weed.s3_endpoint,
+        region_name=weed.region,
+        path_style=True,
+        aws_access_key_id=weed.access_key,
+        aws_secret_access_key=weed.secret_key,
     )
 
 
@@ -98,10 +101,15 @@ def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
     s3 = weed_s3(weed)
     prefix = rest_env(weed, run)["WFLOG_S3_PREFIX"]
     catalog = RestCatalogResource(
-        uri=weed.iceberg_uri, credential=f"{weed.access_key}:{weed.secret_key}",
-        warehouse=f"s3://{weed.warehouse}", s3_endpoint=weed.s3_endpoint,
-        s3_access_key_id=weed.access_key, s3_secret_access_key=weed.secret_key,
-        s3_region=weed.region, s3_path_style=True, namespace=f"wflog_{run}",
+        uri=weed.iceberg_uri,
+        credential=f"{weed.access_key}:{weed.secret_key}",
+        warehouse=f"s3://{weed.warehouse}",
+        s3_endpoint=weed.s3_endpoint,
+        s3_access_key_id=weed.access_key,
+        s3_secret_access_key=weed.secret_key,
+        s3_region=weed.region,
+        s3_path_style=True,
+        namespace=f"wflog_{run}",
     )
     return Backend(
         name="rest",
@@ -111,6 +119,7 @@ def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
             "log_source": S3LogSource(s3=s3, bucket=weed.source_bucket, prefix=prefix, read_workers=4),
             "iceberg": catalog,
             "staging_io_manager": ArrowStagingIOManager(
-                root=f"s3://{weed.source_bucket}/staging-{run}", s3=s3),
+                root=f"s3://{weed.source_bucket}/staging-{run}", s3=s3
+            ),
         },
     )

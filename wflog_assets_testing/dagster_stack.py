@@ -61,16 +61,18 @@ class DagsterStack:
         self.workspace = ["-w", str(ROOT / "workspace.yaml")]
         self.location = ""
         self.daemons: list[subprocess.Popen[bytes]] = []
-        self.webserver = self._spawn("webserver", [str(BIN / "dagster-webserver"), *self.workspace,
-                                                    "-h", "127.0.0.1", "-p", str(port)])
+        self.webserver = self._spawn(
+            "webserver", [str(BIN / "dagster-webserver"), *self.workspace, "-h", "127.0.0.1", "-p", str(port)]
+        )
         # the daemon starts once the webserver has created the instance's storage (`wait_ready`):
         # started together on a fresh DAGSTER_HOME, both create its tables and one of them dies
         self.daemon: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "ab")
-        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        )
 
     @property
     def procs(self) -> list[subprocess.Popen[bytes]]:
@@ -89,8 +91,7 @@ class DagsterStack:
 
     def query(self, text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": text, "variables": variables or {}}).encode()
-        request = urllib.request.Request(self.url, data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.load(response)
         assert "errors" not in payload, payload
@@ -101,8 +102,10 @@ class DagsterStack:
         while time.monotonic() < deadline:
             assert all(p.poll() is None for p in self.procs), "a Dagster process exited"
             try:
-                data = self.query("{ workspaceOrError { ... on Workspace { locationEntries {"
-                                  " name locationOrLoadError { __typename } } } } }")
+                data = self.query(
+                    "{ workspaceOrError { ... on Workspace { locationEntries {"
+                    " name locationOrLoadError { __typename } } } } }"
+                )
                 entries = data["workspaceOrError"]["locationEntries"]
                 if entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
                     self.location = entries[0]["name"]
@@ -119,8 +122,13 @@ class DagsterStack:
         started = self.query(
             """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
                  __typename ... on Sensor { sensorState { status } } } }""",
-            {"s": {"repositoryLocationName": self.location, "repositoryName": "__repository__",
-                   "sensorName": name}},
+            {
+                "s": {
+                    "repositoryLocationName": self.location,
+                    "repositoryName": "__repository__",
+                    "sensorName": name,
+                }
+            },
         )["startSensor"]
         assert started["sensorState"]["status"] == "RUNNING", started
 
@@ -129,17 +137,24 @@ class DagsterStack:
         return self.query(
             """query($day: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $day}]}) {
                  ... on Runs { results { status startTime endTime } } } }""",
-            {"day": partition})["runsOrError"]["results"]
+            {"day": partition},
+        )["runsOrError"]["results"]
 
-    def launch_asset_backfill(self, assets: list[str], partitions: list[str],
-                              tags: dict[str, str] | None = None) -> str:
+    def launch_asset_backfill(
+        self, assets: list[str], partitions: list[str], tags: dict[str, str] | None = None
+    ) -> str:
         """A backfill of assets' partitions (the asset graph's *Materialize* → *Launch backfill*,
         with the dialog's tags, which every run of the backfill carries)."""
         launched = self.query(
             """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
                  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-            {"params": {"partitionNames": partitions, "assetSelection": [{"path": [a]} for a in assets],
-                        "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}},
+            {
+                "params": {
+                    "partitionNames": partitions,
+                    "assetSelection": [{"path": [a]} for a in assets],
+                    "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
+                }
+            },
         )["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         return launched["backfillId"]
@@ -147,7 +162,8 @@ class DagsterStack:
     def backfill_status(self, backfill_id: str) -> str:
         return self.query(
             "query($id: String!) { partitionBackfillOrError(backfillId: $id) {"
-            " ... on PartitionBackfill { status } } }", {"id": backfill_id},
+            " ... on PartitionBackfill { status } } }",
+            {"id": backfill_id},
         )["partitionBackfillOrError"]["status"]
 
     def backfill_finished(self, backfill_id: str) -> bool:

@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 
-_SLOW_DOWN = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: 95\r\n"
-              b"Connection: close\r\n\r\n<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>"
-              b"<Message>injected</Message></Error>\n")
+_SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: 95\r\n"
+    b'Connection: close\r\n\r\n<?xml version="1.0"?><Error><Code>SlowDown</Code>'
+    b"<Message>injected</Message></Error>\n"
+)
 
 
 class FlakyProxy:
@@ -91,6 +93,5 @@ class LatencyProxy(FlakyProxy):
 
     def _serve(self, client: socket.socket, action: str) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=self._pipe, args=(client, upstream, self.delay_s),
-                         daemon=True).start()
+        threading.Thread(target=self._pipe, args=(client, upstream, self.delay_s), daemon=True).start()
         threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()

@@ -126,11 +126,13 @@ class ProcessWatch:
         return int(fields["PPid"]), cmdline, hwm
 
     def sample(self) -> None:
-        procs = {int(p): info for p in os.listdir("/proc") if p.isdigit()
-                 if (info := self._read(p)) is not None}
+        procs = {
+            int(p): info for p in os.listdir("/proc") if p.isdigit() if (info := self._read(p)) is not None
+        }
         servers = {pid for pid, (_, cmd, _) in procs.items() if b"api grpc" in cmd}
-        workers = {pid for pid, (ppid, cmd, _) in procs.items()
-                   if ppid in servers and b"resource_tracker" not in cmd}
+        workers = {
+            pid for pid, (ppid, cmd, _) in procs.items() if ppid in servers and b"resource_tracker" not in cmd
+        }
         for pid in workers:
             self.run_workers[pid] = max(self.run_workers.get(pid, 0), procs[pid][2])
 
@@ -139,8 +141,11 @@ class ProcessWatch:
         values = sorted(kib / 1024 for kib in self.run_workers.values())
         if not values:
             return {"processes": 0}
-        return {"processes": len(values), "median": round(statistics.median(values), 1),
-                "max": round(values[-1], 1)}
+        return {
+            "processes": len(values),
+            "median": round(statistics.median(values), 1),
+            "max": round(values[-1], 1),
+        }
 
 
 def _upload(store: S3ObjectStore, settings: LoadSettings) -> tuple[list[dt.date], int, int]:
@@ -159,7 +164,8 @@ def expected_rows_per_day(store: S3ObjectStore, days: list[dt.date]) -> dict[str
     counts: dict[str, int] = {}
     for day in days:
         counts[day.isoformat()] = sum(
-            len(source_records(store.read(e.key), e.key)) for e in list_day(store, day).entries)
+            len(source_records(store.read(e.key), e.key)) for e in list_day(store, day).entries
+        )
     return counts
 
 
@@ -169,8 +175,7 @@ def table_rows_per_day(table: Table) -> tuple[dict[str, int], int]:
     micros = pc.cast(pc.floor(pc.multiply(data["timestamp"], 1_000_000)), "int64")
     days = pc.strftime(pc.cast(micros, pa.timestamp("us", tz="UTC")), format="%Y-%m-%d")
     per_day = Counter(days.to_pylist())
-    keys = data.group_by(["timestamp", "source_file", "message", "line"]).aggregate(
-        [([], "count_all")])
+    keys = data.group_by(["timestamp", "source_file", "message", "line"]).aggregate([([], "count_all")])
     duplicates = pc.sum(pc.subtract(keys["count_all"], 1)).as_py() or 0
     return dict(per_day), duplicates
 
@@ -190,21 +195,38 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_load(weed: WeedServer, postgres: PostgresServer, db_name: str, work_dir: Path,
-             settings: LoadSettings, log=print) -> LoadReport:
+def run_load(
+    weed: WeedServer,
+    postgres: PostgresServer,
+    db_name: str,
+    work_dir: Path,
+    settings: LoadSettings,
+    log=print,
+) -> LoadReport:
     run = uuid.uuid4().hex[:10]
     backend = rest_backend(weed, run)
     assert isinstance(backend.store, S3ObjectStore)
     t0 = time.monotonic()
     days, files, size = _upload(backend.store, settings)
     expected = expected_rows_per_day(backend.store, days)
-    log(f"generated {len(days)} days: {files} files, {size / 1e6:.1f} MB, "
-        f"{sum(expected.values())} rows in {time.monotonic() - t0:.1f} s")
-    report = LoadReport(days=len(days), max_concurrent_runs=settings.max_concurrent_runs,
-                        source_rows=sum(expected.values()), source_files=files, source_bytes=size)
-    env = {**os.environ, **rest_env(weed, run), **postgres.env(db_name),
-           "DAGSTER_MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
-           "WFLOG_START_DATE": settings.first_day.isoformat()}
+    log(
+        f"generated {len(days)} days: {files} files, {size / 1e6:.1f} MB, "
+        f"{sum(expected.values())} rows in {time.monotonic() - t0:.1f} s"
+    )
+    report = LoadReport(
+        days=len(days),
+        max_concurrent_runs=settings.max_concurrent_runs,
+        source_rows=sum(expected.values()),
+        source_files=files,
+        source_bytes=size,
+    )
+    env = {
+        **os.environ,
+        **rest_env(weed, run),
+        **postgres.env(db_name),
+        "DAGSTER_MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
+        "WFLOG_START_DATE": settings.first_day.isoformat(),
+    }
     home = work_dir / "dagster_home"
     stack = DagsterStack(home, env, PRODUCTION_DAGSTER_YAML.read_text())
     try:
@@ -212,14 +234,19 @@ def run_load(weed: WeedServer, postgres: PostgresServer, db_name: str, work_dir:
         with ProcessWatch() as watch:
             start = time.monotonic()
             backfill_id = stack.launch_asset_backfill(
-                list(ASSETS), [d.isoformat() for d in days],
-                tags={TABLE_TAG: backend.catalog.identifier()})
+                list(ASSETS), [d.isoformat() for d in days], tags={TABLE_TAG: backend.catalog.identifier()}
+            )
             log(f"backfill {backfill_id} launched over GraphQL: {len(days)} days")
             with _environ(postgres.env(db_name)), dg.DagsterInstance.from_config(str(home)) as instance:
                 _follow(stack, instance, backfill_id, settings, report, start, log)
                 report.wall_s = round(time.monotonic() - start, 1)
-                _collect(instance, backfill_id, backend.catalog.identifier(), report,
-                         launched_at=time.time() - (time.monotonic() - start))
+                _collect(
+                    instance,
+                    backfill_id,
+                    backend.catalog.identifier(),
+                    report,
+                    launched_at=time.time() - (time.monotonic() - start),
+                )
         report.run_peak_rss_mib = watch.summary()
     finally:
         stack.stop()
@@ -233,22 +260,33 @@ def run_load(weed: WeedServer, postgres: PostgresServer, db_name: str, work_dir:
     return report
 
 
-def _follow(stack: DagsterStack, instance: dg.DagsterInstance, backfill_id: str,
-            settings: LoadSettings, report: LoadReport, start: float, log) -> None:
+def _follow(
+    stack: DagsterStack,
+    instance: dg.DagsterInstance,
+    backfill_id: str,
+    settings: LoadSettings,
+    report: LoadReport,
+    start: float,
+    log,
+) -> None:
     """Poll until the backfill completes; kill and restart the daemon on the way if asked."""
     deadline = start + settings.timeout_s
     last = ""
     while True:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         by_status = Counter(r.status.value for r in runs)
-        report.max_runs_in_progress = max(report.max_runs_in_progress,
-                                          by_status["STARTED"] + by_status["STARTING"])
+        report.max_runs_in_progress = max(
+            report.max_runs_in_progress, by_status["STARTED"] + by_status["STARTING"]
+        )
         line = " ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
         if line != last:
             log(f"  {time.monotonic() - start:6.1f} s  {line}")
             last = line
-        if (settings.kill_daemon_after_runs is not None and report.daemon_killed_at_s is None
-                and by_status["SUCCESS"] >= settings.kill_daemon_after_runs):
+        if (
+            settings.kill_daemon_after_runs is not None
+            and report.daemon_killed_at_s is None
+            and by_status["SUCCESS"] >= settings.kill_daemon_after_runs
+        ):
             stack.kill_daemon()
             report.daemon_killed_at_s = round(time.monotonic() - start, 1)
             log(f"  {report.daemon_killed_at_s:6.1f} s  daemon SIGKILLed; restarting it")
@@ -267,16 +305,20 @@ def _day_of(run: dg.DagsterRun) -> str | None:
     return run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start")
 
 
-def _collect(instance: dg.DagsterInstance, backfill_id: str, table_id: str,
-             report: LoadReport, launched_at: float) -> None:
+def _collect(
+    instance: dg.DagsterInstance, backfill_id: str, table_id: str, report: LoadReport, launched_at: float
+) -> None:
     records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     starts = [r.start_time for r in records if r.start_time]
     ends = [r.end_time for r in records if r.end_time]
     if starts and ends:
         report.first_run_s = round(min(starts) - launched_at, 1)
         report.runs_span_s = round(max(ends) - min(starts), 1)
-    done = sorted((r.start_time, r.end_time - r.start_time) for r in records
-                  if r.start_time and r.end_time and r.dagster_run.status == dg.DagsterRunStatus.SUCCESS)
+    done = sorted(
+        (r.start_time, r.end_time - r.start_time)
+        for r in records
+        if r.start_time and r.end_time and r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    )
     if done:
         tenth = max(1, len(done) // 10)
         report.run_s_first_tenth = round(statistics.median(d for _, d in done[:tenth]), 1)
@@ -298,5 +340,5 @@ def _collect(instance: dg.DagsterInstance, backfill_id: str, table_id: str,
     report.commit_attempts = attempts
     report.conflicts_retried = attempts - committed
     report.partitions_materialized = {
-        name: len(instance.get_materialized_partitions(dg.AssetKey(name))) for name in ASSETS}
-
+        name: len(instance.get_materialized_partitions(dg.AssetKey(name))) for name in ASSETS
+    }

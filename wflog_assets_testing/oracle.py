@@ -55,8 +55,7 @@ def canonical(text: str | None) -> Any:
 def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
     extra_in = record.get("extra") or {}
     extra = {name: _text(extra_in.get(name)) for name in EXTRA_FIELDS}
-    other = sorted((k, _text(v)) for k, v in extra_in.items()
-                   if k not in EXTRA_FIELDS and v is not None)
+    other = sorted((k, _text(v)) for k, v in extra_in.items() if k not in EXTRA_FIELDS and v is not None)
     ts = record.get("timestamp")
     level = record.get("level")
     return {
@@ -91,8 +90,10 @@ def expected_rows_for_days(store: ObjectStore, days: list[dt.date]) -> list[dict
     rows: list[dict[str, Any]] = []
     for day in days:
         for entry in list_day(store, day).entries:
-            rows.extend(expected_row(r, entry.key, entry.etag)
-                        for r in source_records(store.read(entry.key), entry.key))
+            rows.extend(
+                expected_row(r, entry.key, entry.etag)
+                for r in source_records(store.read(entry.key), entry.key)
+            )
     return sorted_rows(rows)
 
 

@@ -50,10 +50,27 @@ class PostgresServer:
 
     def psql(self, sql: str, db_name: str = "postgres") -> str:
         out = subprocess.run(
-            [str(self.bindir / "psql"), "-h", self.host, "-p", str(self.port), "-U", self.username,
-             "-d", db_name, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
-            env={**os.environ, "PGPASSWORD": self.password}, capture_output=True, text=True,
-            check=False, timeout=60,
+            [
+                str(self.bindir / "psql"),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.username,
+                "-d",
+                db_name,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+            env={**os.environ, "PGPASSWORD": self.password},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
         if out.returncode != 0:
             raise PostgresStartError(f"psql failed: {out.stderr.strip()}")
@@ -73,8 +90,11 @@ class PostgresServer:
 
 def find_bindir() -> Path:
     configured = os.environ.get("WFLOG_TEST_PG_BINDIR")
-    candidates = [Path(configured)] if configured else sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    candidates = (
+        [Path(configured)]
+        if configured
+        else sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    )
     if not configured and shutil.which("initdb"):
         candidates.append(Path(shutil.which("initdb")).parent)  # type: ignore[arg-type]
     for bindir in candidates:
@@ -82,7 +102,8 @@ def find_bindir() -> Path:
             return bindir
     raise PostgresStartError(
         "PostgreSQL server binaries (initdb, pg_ctl) not found: run `bash .ci/setup` (installs the "
-        "distribution's postgresql package) or set WFLOG_TEST_PG_BINDIR")
+        "distribution's postgresql package) or set WFLOG_TEST_PG_BINDIR"
+    )
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -102,24 +123,58 @@ def start_postgres(timeout_s: float = 60.0) -> PostgresServer:
         shutil.chown(pwfile, SUPERUSER)
     (port,) = free_ports(1)
     init = subprocess.run(
-        _as_server_user([str(bindir / "initdb"), "-D", str(data_dir), "-U", SUPERUSER,
-                         f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8",
-                         "--locale=C.UTF-8", "--no-sync"]),
-        capture_output=True, text=True, check=False, timeout=120,
+        _as_server_user(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     pwfile.unlink()
     if init.returncode != 0:
         raise PostgresStartError(f"initdb failed: {init.stderr.strip()}")
-    options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
-               "-c max_connections=200 -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off")
-    start = subprocess.run(
-        _as_server_user([str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log"),
-                         "-o", options, "-w", "-t", str(int(timeout_s)), "start"]),
-        capture_output=True, text=True, check=False, timeout=timeout_s + 10,
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
+        "-c max_connections=200 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off"
     )
-    server = PostgresServer(host="127.0.0.1", port=port, username=SUPERUSER, password=password,
-                            data_dir=data_dir, bindir=bindir)
+    start = subprocess.run(
+        _as_server_user(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "start",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s + 10,
+    )
+    server = PostgresServer(
+        host="127.0.0.1", port=port, username=SUPERUSER, password=password, data_dir=data_dir, bindir=bindir
+    )
     if start.returncode != 0:
         log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
         raise PostgresStartError(f"pg_ctl start failed: {start.stderr.strip()} {log[-2000:]}")
@@ -137,9 +192,23 @@ def start_postgres(timeout_s: float = 60.0) -> PostgresServer:
 
 def stop_postgres(server: PostgresServer) -> None:
     stop = subprocess.run(
-        _as_server_user([str(server.bindir / "pg_ctl"), "-D", str(server.data_dir), "-m", "fast",
-                         "-w", "-t", "30", "stop"]),
-        capture_output=True, text=True, check=False, timeout=60,
+        _as_server_user(
+            [
+                str(server.bindir / "pg_ctl"),
+                "-D",
+                str(server.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "30",
+                "stop",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     if stop.returncode != 0:
         pid_file = server.data_dir / "postmaster.pid"

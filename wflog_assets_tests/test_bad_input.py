@@ -33,10 +33,21 @@ LONG = "L" * 100_000 + " end"
 
 
 def record(i: int, name: str | None = "atlan-wf-good", **over: Any) -> dict[str, Any]:
-    rec = {"timestamp": T0 + 100 + i * 7.25, "level": "INFO", "logger_name": "app.x",
-           "message": f"message {i}", "file": "a.py", "line": i, "function": "run",
-           "extra": {"atlan-argo-workflow-name": name, "atlan-argo-workflow-node": "node-1",
-                     "trace_id": name, "attempt": i % 3}}
+    rec = {
+        "timestamp": T0 + 100 + i * 7.25,
+        "level": "INFO",
+        "logger_name": "app.x",
+        "message": f"message {i}",
+        "file": "a.py",
+        "line": i,
+        "function": "run",
+        "extra": {
+            "atlan-argo-workflow-name": name,
+            "atlan-argo-workflow-node": "node-1",
+            "trace_id": name,
+            "attempt": i % 3,
+        },
+    }
     rec.update(over)
     return rec
 
@@ -105,9 +116,14 @@ def outcome(weed: WeedServer) -> Iterator[Outcome]:
     with dg.DagsterInstance.ephemeral() as instance:
         result = backend.run_day(DAY, instance)
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-        yield Outcome(backend, _meta(result, "raw_log_chunks"),
-                      _meta(result, "normalized_log_batches"), _meta(result, "workflow_logs"),
-                      checks, {e.key: e.etag for e in list_day(backend.store, DAY).entries})
+        yield Outcome(
+            backend,
+            _meta(result, "raw_log_chunks"),
+            _meta(result, "normalized_log_batches"),
+            _meta(result, "workflow_logs"),
+            checks,
+            {e.key: e.etag for e in list_day(backend.store, DAY).entries},
+        )
 
 
 def _rejected(o: Outcome) -> dict[str, str]:
@@ -130,31 +146,36 @@ def _table(o: Outcome) -> list[dict[str, Any]]:
 
 
 def test_good_rows_of_the_day_all_land_in_one_commit(outcome: Outcome):
-    good = (_rows_of(outcome, GOOD_A, "chunk-0-part1.parquet")
-            + _rows_of(outcome, GOOD_B, "hour=07/chunk-1-part2.parquet")
-            + _rows_of(outcome, [NAMELESS[0]], "chunk-8-part9.parquet")
-            + _rows_of(outcome, [OUTSIDE[0]], "chunk-9-part10.parquet")
-            + _rows_of(outcome, [{**record(40), "message": "fine"}], "chunk-10-part11.parquet")
-            + _rows_of(outcome, DUPLICATE, "chunk-11-part12.parquet"))
+    good = (
+        _rows_of(outcome, GOOD_A, "chunk-0-part1.parquet")
+        + _rows_of(outcome, GOOD_B, "hour=07/chunk-1-part2.parquet")
+        + _rows_of(outcome, [NAMELESS[0]], "chunk-8-part9.parquet")
+        + _rows_of(outcome, [OUTSIDE[0]], "chunk-9-part10.parquet")
+        + _rows_of(outcome, [{**record(40), "message": "fine"}], "chunk-10-part11.parquet")
+        + _rows_of(outcome, DUPLICATE, "chunk-11-part12.parquet")
+    )
     assert _table(outcome) == sorted_rows(good)
     assert outcome.logs["outcome"] == "appended" and len(outcome.backend.table().snapshots()) == 1
-    for name in ("row_count_parity", "no_null_workflow_names", "timestamps_inside_day",
-                 "schema_as_declared"):
+    for name in ("row_count_parity", "no_null_workflow_names", "timestamps_inside_day", "schema_as_declared"):
         assert outcome.checks[name].passed, (name, outcome.checks[name].metadata)
     parity = outcome.checks["row_count_parity"].metadata
     assert parity["table_rows"].value == parity["accepted_rows"].value == len(good)
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("chunk-2-part3.parquet", "not a readable Parquet file"),
-    ("chunk-3-part4.parquet", "not a readable Parquet file"),
-    ("chunk-4-part5.parquet", "empty object (0 bytes)"),
-    ("chunk-5-part6.parquet", "column 'timestamp': cannot cast string to double"),
-    ("chunk-6-part7.parquet", "column 'timestamp': required column is missing"),
-    ("chunk-7-part8.parquet", "column 'extra': required column is missing"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("chunk-2-part3.parquet", "not a readable Parquet file"),
+        ("chunk-3-part4.parquet", "not a readable Parquet file"),
+        ("chunk-4-part5.parquet", "empty object (0 bytes)"),
+        ("chunk-5-part6.parquet", "column 'timestamp': cannot cast string to double"),
+        ("chunk-6-part7.parquet", "column 'timestamp': required column is missing"),
+        ("chunk-7-part8.parquet", "column 'extra': required column is missing"),
+    ],
+)
 def test_unreadable_file_is_reported_with_key_and_reason_and_quarantined(
-        outcome: Outcome, name: str, reason: str):
+    outcome: Outcome, name: str, reason: str
+):
     key = PREFIX + name
     assert _rejected(outcome)[key].startswith(reason)
     assert not [r for r in _table(outcome) if r["source_file"] == key]
@@ -173,21 +194,25 @@ def test_objects_that_are_not_chunk_files_are_listed_as_ignored(outcome: Outcome
     assert not keys & set(ignored)
 
 
-@pytest.mark.parametrize(("name", "records", "reason"), [
-    ("chunk-8-part9.parquet", NAMELESS[1:], "no workflow name"),
-    ("chunk-9-part10.parquet", OUTSIDE[1:], "timestamp outside the day 2025-12-05"),
-])
+@pytest.mark.parametrize(
+    ("name", "records", "reason"),
+    [
+        ("chunk-8-part9.parquet", NAMELESS[1:], "no workflow name"),
+        ("chunk-9-part10.parquet", OUTSIDE[1:], "timestamp outside the day 2025-12-05"),
+    ],
+)
 def test_bad_rows_are_quarantined_and_their_files_good_rows_land(
-        outcome: Outcome, name: str, records: list[dict[str, Any]], reason: str):
+    outcome: Outcome, name: str, records: list[dict[str, Any]], reason: str
+):
     key = PREFIX + name
     quarantined = [q for q in _quarantine(outcome) if q["source_file"] == key]
     assert sorted(q["message"] for q in quarantined) == sorted(r["message"] for r in records)
     assert all(q["quarantine_reason"].startswith(reason) for q in quarantined)
     assert len([r for r in _table(outcome) if r["source_file"] == key]) == 1
-    summary = {(r.data["key"], r.data["reason"]): r.data["rows"]
-               for r in outcome.normalized["quarantine"].records}
-    assert sum(v for (k, why), v in summary.items() if k == key and why.startswith(reason)) == len(
-        records)
+    summary = {
+        (r.data["key"], r.data["reason"]): r.data["rows"] for r in outcome.normalized["quarantine"].records
+    }
+    assert sum(v for (k, why), v in summary.items() if k == key and why.startswith(reason)) == len(records)
 
 
 def test_invalid_utf8_row_is_quarantined_with_its_bytes_escaped(outcome: Outcome):
@@ -204,8 +229,10 @@ def test_a_100kb_message_lands_intact(outcome: Outcome):
 
 def test_duplicate_rows_across_files_land_twice_and_warn(outcome: Outcome):
     copies = [r for r in _table(outcome) if r["message"] == "message 3"]
-    assert sorted(r["source_file"] for r in copies) == [PREFIX + "chunk-0-part1.parquet",
-                                                         PREFIX + "chunk-11-part12.parquet"]
+    assert sorted(r["source_file"] for r in copies) == [
+        PREFIX + "chunk-0-part1.parquet",
+        PREFIX + "chunk-11-part12.parquet",
+    ]
     check = outcome.checks["no_duplicate_rows"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["duplicate_copies"].value == 1
@@ -223,5 +250,6 @@ def test_rerun_of_the_bad_day_writes_nothing_and_keeps_one_quarantine(outcome: O
     # nothing has no rows to look for duplicates in
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert {name: e.passed for name, e in evaluations.items() if name != "no_duplicate_rows"} == {
-        name: e.passed for name, e in outcome.checks.items() if name != "no_duplicate_rows"}
+        name: e.passed for name, e in outcome.checks.items() if name != "no_duplicate_rows"
+    }
     assert evaluations["no_duplicate_rows"].metadata["rows_judged"].value == 0

@@ -44,18 +44,46 @@ def expected(row: tuple[str | None, ...]) -> dict[str, Any]:
     assert stamp is not None
     ts = _ts(stamp)
     extra = dict.fromkeys(
-        ("activity_id", "activity_type", "atlan-argo-workflow-name", "atlan-argo-workflow-node",
-         "attempt", "client_host", "duration_ms", "heartbeat_timeout", "log_type", "method",
-         "namespace", "path", "request_id", "run_id", "schedule_to_close_timeout",
-         "schedule_to_start_timeout", "start_to_close_timeout", "status_code", "task_queue",
-         "trace_id", "url", "workflow_id", "workflow_type"))
-    extra.update({"atlan-argo-workflow-name": name, "atlan-argo-workflow-node": node,
-                  "trace_id": name})
+        (
+            "activity_id",
+            "activity_type",
+            "atlan-argo-workflow-name",
+            "atlan-argo-workflow-node",
+            "attempt",
+            "client_host",
+            "duration_ms",
+            "heartbeat_timeout",
+            "log_type",
+            "method",
+            "namespace",
+            "path",
+            "request_id",
+            "run_id",
+            "schedule_to_close_timeout",
+            "schedule_to_start_timeout",
+            "start_to_close_timeout",
+            "status_code",
+            "task_queue",
+            "trace_id",
+            "url",
+            "workflow_id",
+            "workflow_type",
+        )
+    )
+    extra.update({"atlan-argo-workflow-name": name, "atlan-argo-workflow-node": node, "trace_id": name})
     return {
-        "timestamp": ts, "level": "WARNING" if severity == "WARN" else severity,
-        "logger_name": tenant, "message": body, "file": None, "line": None, "function": None,
-        "trace_id": name, "atlan_argo_workflow_name": name, "atlan_argo_workflow_node": node,
-        "extra": extra, "month": dt.datetime.fromtimestamp(ts, tz=dt.UTC).month,
+        "timestamp": ts,
+        "level": "WARNING" if severity == "WARN" else severity,
+        "logger_name": tenant,
+        "message": body,
+        "file": None,
+        "line": None,
+        "function": None,
+        "trace_id": name,
+        "atlan_argo_workflow_name": name,
+        "atlan_argo_workflow_node": node,
+        "extra": extra,
+        "month": dt.datetime.fromtimestamp(ts, tz=dt.UTC).month,
         "extra_other": [],
     }
 
@@ -67,17 +95,40 @@ def _without_lineage(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 GOOD_ROWS: list[tuple[str | None, ...]] = [
     ("2025-12-01 00:00:00", "INFO", "app.sql", "plain", "atlan-wf-1", "atlan-wf-1-fetch-1"),
-    ("2025-12-01 08:15:30.5", "WARN", "app.sql", 'he said "hi", then left', "atlan-wf-1",
-     "atlan-wf-1-fetch-1"),
-    ("2025-12-01 09:00:00.123456", "ERROR", "app.http",
-     'Traceback (most recent call last):\n  File "a.py", line 3\nValueError: a, b, "c"',
-     "atlan-wf-1", "atlan-wf-1-extract-2"),
+    (
+        "2025-12-01 08:15:30.5",
+        "WARN",
+        "app.sql",
+        'he said "hi", then left',
+        "atlan-wf-1",
+        "atlan-wf-1-fetch-1",
+    ),
+    (
+        "2025-12-01 09:00:00.123456",
+        "ERROR",
+        "app.http",
+        'Traceback (most recent call last):\n  File "a.py", line 3\nValueError: a, b, "c"',
+        "atlan-wf-1",
+        "atlan-wf-1-extract-2",
+    ),
     ("2025-12-01 10:00:00.000001", "NOTICE", "app.x", None, "atlan-wf-2", None),
     ("2025-12-01 23:59:59.999999", "INFO", None, "", "atlan-wf-2", "n"),
-    ("2025-12-02 00:00:00", "CRITICAL", "app.ü", "naïve café ✓ 日本語\r\nline two", "atlan-wf-3",
-     "atlan-wf-3-x"),
-    ("2025-12-02 12:34:56.75", "DEBUG", "app.x", "commas,,, and \\ backslash \\N literal",
-     "atlan-wf-3", "atlan-wf-3-x"),
+    (
+        "2025-12-02 00:00:00",
+        "CRITICAL",
+        "app.ü",
+        "naïve café ✓ 日本語\r\nline two",
+        "atlan-wf-3",
+        "atlan-wf-3-x",
+    ),
+    (
+        "2025-12-02 12:34:56.75",
+        "DEBUG",
+        "app.x",
+        "commas,,, and \\ backslash \\N literal",
+        "atlan-wf-3",
+        "atlan-wf-3-x",
+    ),
 ]
 DAYS = [dt.date(2025, 12, 1), dt.date(2025, 12, 2)]
 
@@ -88,18 +139,20 @@ def _run_days(backend: Backend, instance: dg.DagsterInstance) -> None:
 
 
 def test_export_converted_then_ingested_equals_the_csv_rows_field_by_field(
-        backend: Backend, instance: dg.DagsterInstance, tmp_path: Path):
+    backend: Backend, instance: dg.DagsterInstance, tmp_path: Path
+):
     export = tmp_path / "export.csv"
     export.write_bytes(ch_csv(GOOD_ROWS))
     result = convert_export(export, backend.store, rows_per_file=3)
     assert (result.rows_read, result.rows_written, result.rows_rejected) == (7, 7, 0)
     assert result.rows_by_day == {"2025-12-01": 5, "2025-12-02": 2}
     assert len(result.files) == 3  # 5 rows of day 1 in files of 3, day 2 in one
-    assert all(k.startswith(("year=2025/month=12/day=01/chunk-ch", "year=2025/month=12/day=02/"))
-               for k in result.files)
+    assert all(
+        k.startswith(("year=2025/month=12/day=01/chunk-ch", "year=2025/month=12/day=02/"))
+        for k in result.files
+    )
     _run_days(backend, instance)
-    assert _without_lineage(table_rows(backend.table())) == _without_lineage(
-        [expected(r) for r in GOOD_ROWS])
+    assert _without_lineage(table_rows(backend.table())) == _without_lineage([expected(r) for r in GOOD_ROWS])
 
 
 def test_gzip_export_converts_to_the_same_rows(tmp_path: Path):
@@ -124,12 +177,15 @@ BAD_EXPORT: list[tuple[str, str | None]] = [
     ('"yesterday","INFO","app.x","bad time","atlan-wf-1","n"', "unparsable timestamp 'yesterday'"),
     ('"2025-12-01 11:00:00","INFO","app.x","too","many","a","b"', "expected 6 fields, found 7"),
     ('\\N,"INFO","app.x","no time","atlan-wf-1","n"', "empty timestamp"),
-    ('"2025-02-30 10:00:00","INFO","app.x","no such day","atlan-wf-1","n"',
-     "unparsable timestamp '2025-02-30 10:00:00'"),
-    ('"2025-12-01 11:00:00","INFO","app.x","a\nmulti-line","and too few"',
-     "expected 6 fields, found 5"),
-    ('"2025-12-01T11:00:00","INFO","app.x","ISO T","atlan-wf-1","n"',
-     "unparsable timestamp '2025-12-01T11:00:00'"),
+    (
+        '"2025-02-30 10:00:00","INFO","app.x","no such day","atlan-wf-1","n"',
+        "unparsable timestamp '2025-02-30 10:00:00'",
+    ),
+    ('"2025-12-01 11:00:00","INFO","app.x","a\nmulti-line","and too few"', "expected 6 fields, found 5"),
+    (
+        '"2025-12-01T11:00:00","INFO","app.x","ISO T","atlan-wf-1","n"',
+        "unparsable timestamp '2025-12-01T11:00:00'",
+    ),
     (ch_csv([GOOD_ROWS[4]]).decode().split("\n", 1)[1].rstrip("\n"), None),
 ]
 
@@ -152,15 +208,17 @@ def _bad_export(path: Path) -> Path:
 
 @pytest.mark.parametrize("block_size", [1 << 20, 256])
 def test_bad_rows_go_to_the_rejects_file_with_line_and_reason_and_good_rows_convert(
-        tmp_path: Path, block_size: int):
+    tmp_path: Path, block_size: int
+):
     export = _bad_export(tmp_path / "bad.csv")
     lines = export.read_text().split("\n")
     store = LocalObjectStore(tmp_path / "out")
     result = convert_export(export, store, block_size=block_size)
     rejects = [json.loads(x) for x in (tmp_path / "out" / result.rejects_key).read_text().splitlines()]
     wanted = _expected_rejects()
-    assert [(r["line"], r["reason"][: len(reason)]) for r, (_, reason) in
-            zip(rejects, wanted, strict=True)] == wanted
+    assert [
+        (r["line"], r["reason"][: len(reason)]) for r, (_, reason) in zip(rejects, wanted, strict=True)
+    ] == wanted
     assert wanted[0][0] == 5 and wanted[-1][0] == 13  # after a 3-line row, and a 2-line one
     texts = [text for text, reason in BAD_EXPORT if reason is not None]
     for r, text in zip(rejects, texts, strict=True):  # the line where the row starts
@@ -168,14 +226,14 @@ def test_bad_rows_go_to_the_rejects_file_with_line_and_reason_and_good_rows_conv
     assert (result.rows_read, result.rows_written, result.rows_rejected) == (10, 3, 7)
 
 
-def test_cli_exits_non_zero_on_rejects_unless_allowed(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]):
+def test_cli_exits_non_zero_on_rejects_unless_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     export = _bad_export(tmp_path / "bad.csv")
     assert cli_main(["convert-clickhouse", str(export), "--dest", str(tmp_path / "o1")]) == 1
     err = capsys.readouterr().err
     assert "line 5: expected 6 fields, found 4" in err and "--allow-rejects" in err
-    assert cli_main(["convert-clickhouse", str(export), "--dest", str(tmp_path / "o2"),
-                     "--allow-rejects"]) == 0
+    assert (
+        cli_main(["convert-clickhouse", str(export), "--dest", str(tmp_path / "o2"), "--allow-rejects"]) == 0
+    )
     good = tmp_path / "good.csv"
     good.write_bytes(ch_csv(GOOD_ROWS))
     assert cli_main(["convert-clickhouse", str(good), "--dest", str(tmp_path / "o3")]) == 0
@@ -194,11 +252,20 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_converting_twice_gives_identical_files_and_ingesting_after_both_no_duplicates(
-        tmp_path: Path, instance: dg.DagsterInstance):
+    tmp_path: Path, instance: dg.DagsterInstance
+):
     export = tmp_path / "export.csv"
-    many = [(f"2025-12-0{1 + i % 2} {i % 24:02d}:{i % 60:02d}:{i % 60:02d}.{i:06d}", "INFO",
-             "app", f"message {i}, \"quoted\"\nsecond line", f"atlan-wf-{i % 5}", f"n{i % 3}")
-            for i in range(5_000)]
+    many = [
+        (
+            f"2025-12-0{1 + i % 2} {i % 24:02d}:{i % 60:02d}:{i % 60:02d}.{i:06d}",
+            "INFO",
+            "app",
+            f'message {i}, "quoted"\nsecond line',
+            f"atlan-wf-{i % 5}",
+            f"n{i % 3}",
+        )
+        for i in range(5_000)
+    ]
     export.write_bytes(ch_csv(many))
     a, b = LocalObjectStore(tmp_path / "a"), LocalObjectStore(tmp_path / "b")
     first = convert_export(export, a, rows_per_file=1_000, max_buffered_rows=1_500, block_size=1 << 16)
@@ -211,5 +278,4 @@ def test_converting_twice_gives_identical_files_and_ingesting_after_both_no_dupl
     _run_days(backend, instance)
     convert_export(export, backend.store, rows_per_file=1_000)  # the same export again
     _run_days(backend, instance)
-    assert _without_lineage(table_rows(backend.table())) == _without_lineage(
-        [expected(r) for r in many])
+    assert _without_lineage(table_rows(backend.table())) == _without_lineage([expected(r) for r in many])

@@ -73,8 +73,7 @@ def _spill(backend: Backend, tmp_path: Path) -> tuple[pafs.FileSystem, str]:
     return staging.s3.arrow_filesystem(), staging.root.removeprefix("s3://") + "/runs"
 
 
-def test_spilled_runs_make_the_same_table_as_a_one_shot_pyiceberg_append(backend: Backend,
-                                                                          tmp_path: Path):
+def test_spilled_runs_make_the_same_table_as_a_one_shot_pyiceberg_append(backend: Backend, tmp_path: Path):
     rows = _day_rows(backend)
     catalog = backend.catalog.load_catalog()
     ns = backend.catalog.identifier().rsplit(".", 1)[0]
@@ -109,12 +108,12 @@ def test_spilled_runs_make_the_same_table_as_a_one_shot_pyiceberg_append(backend
         # same rows in the same timestamp order (rows of equal timestamps in any order)
         assert a.column(TIMESTAMP).equals(b.column(TIMESTAMP))
         assert a.sort_by([(c, "ascending") for c in columns if c != "extra"]).equals(
-            b.sort_by([(c, "ascending") for c in columns if c != "extra"]))
+            b.sort_by([(c, "ascending") for c in columns if c != "extra"])
+        )
     assert streamed.scan().to_arrow().num_rows == one_shot.scan().to_arrow().num_rows
 
 
-def test_a_day_of_many_pieces_gives_one_sorted_file_per_partition(backend: Backend,
-                                                                   tmp_path: Path):
+def test_a_day_of_many_pieces_gives_one_sorted_file_per_partition(backend: Backend, tmp_path: Path):
     rows = _day_rows(backend)
     table = backend.catalog.ensure_table()
     runs = [MemoryRun.of(piece, table.spec(), table.schema()) for piece in _pieces(rows, 12)]
@@ -123,8 +122,9 @@ def test_a_day_of_many_pieces_gives_one_sorted_file_per_partition(backend: Backe
     _commit(table, written.data_files)
 
     files = _files(table.refresh())
-    expected = Counter(zip(rows.column(WORKFLOW_NAME).to_pylist(), rows.column(MONTH).to_pylist(),
-                           strict=True))
+    expected = Counter(
+        zip(rows.column(WORKFLOW_NAME).to_pylist(), rows.column(MONTH).to_pylist(), strict=True)
+    )
     assert {k: sum(f.record_count for f in v) for k, v in files.items()} == expected
     assert all(len(v) == 1 for v in files.values())
     for (data_file,) in files.values():
@@ -137,12 +137,12 @@ def test_only_the_selected_source_files_rows_are_written(tmp_path: Path, backend
     table = backend.catalog.ensure_table()
     keep_key = rows.column("source_file")[0].as_py()
     runs = [MemoryRun.of(piece, table.spec(), table.schema()) for piece in _pieces(rows, 3)]
-    written = write_data_files(table.metadata, table.io, runs,
-                               keep=lambda b: pc.equal(b.column("source_file"), keep_key))
+    written = write_data_files(
+        table.metadata, table.io, runs, keep=lambda b: pc.equal(b.column("source_file"), keep_key)
+    )
     _commit(table, written.data_files)
     got = table.refresh().scan().to_arrow()
-    assert written.rows == got.num_rows == pc.sum(pc.equal(rows.column("source_file"), keep_key)
-                                                 ).as_py()
+    assert written.rows == got.num_rows == pc.sum(pc.equal(rows.column("source_file"), keep_key)).as_py()
     assert set(got.column("source_file").to_pylist()) == {keep_key}
 
 
@@ -151,12 +151,14 @@ def test_a_partition_past_the_target_file_size_rolls_into_several_sorted_files(t
 
     backend = embedded_backend(tmp_path)
     rows = _day_rows(backend)
-    table = ensure_table(backend.catalog.load_catalog(), backend.catalog.identifier(),
-                         properties={"write.target-file-size-bytes": "1",
-                                     "write.parquet.row-group-limit": "100"})
-    written = write_data_files(table.metadata, table.io,
-                               [MemoryRun.of(p, table.spec(), table.schema())
-                                for p in _pieces(rows, 4)])
+    table = ensure_table(
+        backend.catalog.load_catalog(),
+        backend.catalog.identifier(),
+        properties={"write.target-file-size-bytes": "1", "write.parquet.row-group-limit": "100"},
+    )
+    written = write_data_files(
+        table.metadata, table.io, [MemoryRun.of(p, table.spec(), table.schema()) for p in _pieces(rows, 4)]
+    )
     _commit(table, written.data_files)
     files = _files(table.refresh())
     biggest = max(files.values(), key=lambda v: sum(f.record_count for f in v))
@@ -196,6 +198,7 @@ def test_runs_of_different_hours_are_read_one_after_another_not_all_at_once():
             for batch in t.to_batches(max_chunksize=2):
                 pulled.append(tag)
                 yield batch
+
         return start, batches()
 
     blocks = merge_partition([run("older", 100.0), run("newest", 300.0), run("middle", 200.0)])
@@ -220,8 +223,12 @@ def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backen
 
     rows = _day_rows(backend)
     table = backend.catalog.ensure_table()
-    _commit(table, write_data_files(table.metadata, table.io,
-                                    [MemoryRun.of(rows, table.spec(), table.schema())]).data_files)
+    _commit(
+        table,
+        write_data_files(
+            table.metadata, table.io, [MemoryRun.of(rows, table.spec(), table.schema())]
+        ).data_files,
+    )
     start = dt.datetime(DAY.year, DAY.month, DAY.day, tzinfo=dt.UTC).timestamp()
     clean = _day_facts(table.refresh(), DAY, start, start + 86_400)
     assert (clean.rows, clean.null_names, clean.outside) == (rows.num_rows, 0, 0)
@@ -229,12 +236,20 @@ def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backen
     assert (clean.min_ts, clean.max_ts) == (pc.min(ts).as_py(), pc.max(ts).as_py())
 
     bad = rows.slice(0, 2)  # the same day's file, but a blank name and a time after the day
-    bad = bad.set_column(bad.schema.get_field_index(WORKFLOW_NAME), WORKFLOW_NAME,
-                         pa.array([" ", "x"], bad.schema.field(WORKFLOW_NAME).type))
-    bad = bad.set_column(bad.schema.get_field_index(TIMESTAMP), TIMESTAMP,
-                         pa.array([start + 10, start + 90_000], pa.float64()))
-    _commit(table, write_data_files(table.metadata, table.io,
-                                    [MemoryRun.of(bad, table.spec(), table.schema())]).data_files)
+    bad = bad.set_column(
+        bad.schema.get_field_index(WORKFLOW_NAME),
+        WORKFLOW_NAME,
+        pa.array([" ", "x"], bad.schema.field(WORKFLOW_NAME).type),
+    )
+    bad = bad.set_column(
+        bad.schema.get_field_index(TIMESTAMP), TIMESTAMP, pa.array([start + 10, start + 90_000], pa.float64())
+    )
+    _commit(
+        table,
+        write_data_files(
+            table.metadata, table.io, [MemoryRun.of(bad, table.spec(), table.schema())]
+        ).data_files,
+    )
     mixed = _day_facts(table.refresh(), DAY, start, start + 86_400)
     assert (mixed.rows, mixed.null_names, mixed.outside) == (rows.num_rows + 2, 1, 1)
     assert mixed.max_ts == start + 90_000

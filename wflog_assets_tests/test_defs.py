@@ -34,10 +34,11 @@ def test_default_definitions_are_the_embedded_graph_with_lineage_and_daily_parti
     graph = d.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert set(ASSETS) <= keys
-    assert graph.get(dg.AssetKey("normalized_log_batches")).parent_keys == {
-        dg.AssetKey("raw_log_chunks")}
+    assert graph.get(dg.AssetKey("normalized_log_batches")).parent_keys == {dg.AssetKey("raw_log_chunks")}
     assert graph.get(dg.AssetKey("workflow_logs")).parent_keys == {
-        dg.AssetKey("raw_log_chunks"), dg.AssetKey("normalized_log_batches")}
+        dg.AssetKey("raw_log_chunks"),
+        dg.AssetKey("normalized_log_batches"),
+    }
     for name in ASSETS:
         node = graph.get(dg.AssetKey(name))
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
@@ -51,8 +52,7 @@ def test_default_definitions_are_the_embedded_graph_with_lineage_and_daily_parti
     assert isinstance(resources["iceberg"], SqliteCatalogResource)
 
 
-def test_start_date_and_production_settings_come_from_the_environment(
-        monkeypatch: pytest.MonkeyPatch):
+def test_start_date_and_production_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WFLOG_START_DATE", "2024-06-01")
     monkeypatch.setenv("WFLOG_SOURCE", "s3")
     monkeypatch.setenv("WFLOG_S3_BUCKET", "logs-bucket")
@@ -79,13 +79,14 @@ def test_start_date_and_production_settings_come_from_the_environment(
         ({"WFLOG_SOURCE": "ftp"}, "WFLOG_SOURCE='ftp': use one of local, s3"),
         ({"WFLOG_SOURCE": "s3"}, "WFLOG_S3_BUCKET is not set"),
         ({"WFLOG_CATALOG": "rest"}, "WFLOG_CATALOG_URI is not set"),
-        ({"WFLOG_CATALOG": "rest", "WFLOG_CATALOG_URI": "polaris:8181",
-          "WFLOG_CATALOG_WAREHOUSE": "w"}, "must be an http(s):// URL"),
+        (
+            {"WFLOG_CATALOG": "rest", "WFLOG_CATALOG_URI": "polaris:8181", "WFLOG_CATALOG_WAREHOUSE": "w"},
+            "must be an http(s):// URL",
+        ),
         ({"WFLOG_S3_PATH_STYLE": "maybe"}, "WFLOG_S3_PATH_STYLE='maybe': use true or false"),
     ],
 )
-def test_bad_settings_say_what_to_fix(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-                                      message: str):
+def test_bad_settings_say_what_to_fix(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -94,9 +95,17 @@ def test_bad_settings_say_what_to_fix(monkeypatch: pytest.MonkeyPatch, env: dict
 
 def test_dagster_loads_the_workspace_file():
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
-         "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr

@@ -15,8 +15,9 @@ from wflog_assets_testing.weed import WeedServer
 DAYS = [dt.date(2025, 12, 10), dt.date(2025, 12, 11)]
 
 
-def test_duckdb_reads_the_same_rows_as_the_source(weed: WeedServer, duck: duckdb.DuckDBPyConnection,
-                                                   instance: dg.DagsterInstance):
+def test_duckdb_reads_the_same_rows_as_the_source(
+    weed: WeedServer, duck: duckdb.DuckDBPyConnection, instance: dg.DagsterInstance
+):
     backend = rest_backend(weed)
     settings = GeneratorSettings(rows_per_day=1_500, files_per_day=3, workflows_per_day=6)
     for day in DAYS:
@@ -28,7 +29,9 @@ def test_duckdb_reads_the_same_rows_as_the_source(weed: WeedServer, duck: duckdb
     # and the P0 shape of query, answered by DuckDB from the same table
     heaviest, count = duck.execute(
         f"SELECT atlan_argo_workflow_name, count(*) c FROM lake.{backend.catalog.namespace}"
-        ".workflow_logs GROUP BY 1 ORDER BY c DESC LIMIT 1").fetchone()
-    expected = [r for r in expected_rows_for_days(backend.store, DAYS)
-                if r["atlan_argo_workflow_name"] == heaviest]
+        ".workflow_logs GROUP BY 1 ORDER BY c DESC LIMIT 1"
+    ).fetchone()
+    expected = [
+        r for r in expected_rows_for_days(backend.store, DAYS) if r["atlan_argo_workflow_name"] == heaviest
+    ]
     assert count == len(expected)

@@ -32,8 +32,11 @@ def test_ui_backfill_then_sensor_run_for_a_new_day(stack: tuple[DagsterStack, Ba
     backfill_id = dagster.launch_asset_backfill(ASSETS, [d.isoformat() for d in DAYS])
     dagster.wait_backfill(backfill_id, timeout_s=420)
     stats = dagster.query("{ assetNodes { assetKey { path } partitionStats { numMaterialized } } }")
-    materialized = {n["assetKey"]["path"][-1]: n["partitionStats"]["numMaterialized"]
-                    for n in stats["assetNodes"] if n["assetKey"]["path"][-1] in ASSETS}
+    materialized = {
+        n["assetKey"]["path"][-1]: n["partitionStats"]["numMaterialized"]
+        for n in stats["assetNodes"]
+        if n["assetKey"]["path"][-1] in ASSETS
+    }
     assert materialized == dict.fromkeys(ASSETS, len(DAYS))
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, DAYS)
 

@@ -33,12 +33,12 @@ def _write(backend: Backend) -> None:
 
 def _run(resources: dict[str, object], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     job = build_definitions(resources, START).resolve_job_def(INGEST_JOB)
-    return job.execute_in_process(partition_key=DAY.isoformat(), instance=instance,
-                                  raise_on_error=False)
+    return job.execute_in_process(partition_key=DAY.isoformat(), instance=instance, raise_on_error=False)
 
 
 def test_flaky_s3_resets_503s_and_slow_answers_are_retried_and_the_day_lands_exactly(
-        weed: WeedServer, instance: dg.DagsterInstance):
+    weed: WeedServer, instance: dg.DagsterInstance
+):
     backend = rest_backend(weed)
     _write(backend)
     s3_port = urlparse(weed.s3_endpoint).port
@@ -47,12 +47,18 @@ def test_flaky_s3_resets_503s_and_slow_answers_are_retried_and_the_day_lands_exa
     proxy = FlakyProxy(s3_port, lambda n: ("reset", "503", "slow", "ok")[n % 4], delay_s=0.5)
     try:
         source: S3LogSource = backend.resources["log_source"]
-        flaky = SourceS3Resource(endpoint_url=proxy.endpoint, region_name=weed.region,
-                                 path_style=True, aws_access_key_id=weed.access_key,
-                                 aws_secret_access_key=weed.secret_key, max_attempts=6)
-        resources = {**backend.resources,
-                     "log_source": S3LogSource(s3=flaky, bucket=source.bucket,
-                                               prefix=source.prefix, read_workers=4)}
+        flaky = SourceS3Resource(
+            endpoint_url=proxy.endpoint,
+            region_name=weed.region,
+            path_style=True,
+            aws_access_key_id=weed.access_key,
+            aws_secret_access_key=weed.secret_key,
+            max_attempts=6,
+        )
+        resources = {
+            **backend.resources,
+            "log_source": S3LogSource(s3=flaky, bucket=source.bucket, prefix=source.prefix, read_workers=4),
+        }
         result = _run(resources, instance)
     finally:
         proxy.close()
@@ -62,7 +68,8 @@ def test_flaky_s3_resets_503s_and_slow_answers_are_retried_and_the_day_lands_exa
 
 
 def test_catalog_down_fails_clearly_writes_nothing_and_a_rerun_lands_exactly(
-        weed: WeedServer, instance: dg.DagsterInstance):
+    weed: WeedServer, instance: dg.DagsterInstance
+):
     backend = rest_backend(weed)
     _write(backend)
     (dead_port,) = free_ports(1)
@@ -98,31 +105,41 @@ def _everything_under(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
 
 
-def test_secrets_appear_nowhere_in_logs_metadata_or_instance_storage(
-        weed: WeedServer, tmp_path: Path):
+def test_secrets_appear_nowhere_in_logs_metadata_or_instance_storage(weed: WeedServer, tmp_path: Path):
     run = uuid.uuid4().hex[:10]
     backend = rest_backend(weed, run)
     _write(backend)
     home = tmp_path / "dagster_home"
     env = {**os.environ, **rest_env(weed, run), "DAGSTER_HOME": str(home)}
-    ok = subprocess.run([str(BIN / "wflog-assets"), "materialize", "--start", DAY.isoformat(),
-                         "--dagster-home", str(home)], env=env, capture_output=True, timeout=300)
+    ok = subprocess.run(
+        [str(BIN / "wflog-assets"), "materialize", "--start", DAY.isoformat(), "--dagster-home", str(home)],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr.decode()[-3000:]
     (dead_port,) = free_ports(1)
     failing = subprocess.run(
-        [str(BIN / "wflog-assets"), "materialize", "--start", DAY.isoformat(), "--dagster-home",
-         str(home)], env={**env, "WFLOG_CATALOG_URI": f"http://127.0.0.1:{dead_port}"},
-        capture_output=True, timeout=300)
+        [str(BIN / "wflog-assets"), "materialize", "--start", DAY.isoformat(), "--dagster-home", str(home)],
+        env={**env, "WFLOG_CATALOG_URI": f"http://127.0.0.1:{dead_port}"},
+        capture_output=True,
+        timeout=300,
+    )
     assert failing.returncode != 0
     produced = ok.stdout + ok.stderr + failing.stdout + failing.stderr + _everything_under(home)
     assert b"CatalogUnavailableError" in produced  # the failure was recorded
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        counts = {key: instance.fetch_materializations(dg.AssetKey(key), limit=100).records
-                  for key in ("raw_log_chunks", "normalized_log_batches", "workflow_logs")}
+        counts = {
+            key: instance.fetch_materializations(dg.AssetKey(key), limit=100).records
+            for key in ("raw_log_chunks", "normalized_log_batches", "workflow_logs")
+        }
         # both runs listed the day; only the first reached the catalog (the second stopped
         # when it planned what to read)
         assert {k: len(v) for k, v in counts.items()} == {
-            "raw_log_chunks": 2, "normalized_log_batches": 1, "workflow_logs": 1}
+            "raw_log_chunks": 2,
+            "normalized_log_batches": 1,
+            "workflow_logs": 1,
+        }
         records = [r for v in counts.values() for r in v]
         produced += repr([r.event_log_entry for r in records]).encode()
     for secret in (weed.secret_key, f"{weed.access_key}:{weed.secret_key}"):

@@ -22,7 +22,8 @@ EVERY_S = 2.0  # one file every 2 s: 90 s of arrivals
 
 
 def test_files_landing_all_day_are_queryable_within_two_minutes_without_pile_up(
-        stack: tuple[DagsterStack, Backend]):
+    stack: tuple[DagsterStack, Backend],
+):
     dagster, backend = stack
     today = dt.datetime.now(dt.UTC).date()
     dagster.start_sensor(SENSOR_NAME)

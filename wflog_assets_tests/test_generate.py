@@ -22,9 +22,7 @@ def _files() -> list[tuple[str, pa.Table]]:
 def test_files_vary_like_the_real_writer():
     files = _files()
     extra_types = [t.schema.field("extra").type for _, t in files]
-    child_types = Counter(
-        (f.name, str(f.type)) for st in extra_types for f in st
-    )
+    child_types = Counter((f.name, str(f.type)) for st in extra_types for f in st)
     assert any(t == "null" for (_, t) in child_types), "no null-typed child"
     assert {"int64", "string"} <= {t for (n, t) in child_types if n == "attempt"}
     assert len({tuple(f.name for f in st) for st in extra_types}) == len(files), "same order"

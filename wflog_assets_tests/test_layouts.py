@@ -46,8 +46,7 @@ def _load_days(backend: Backend, instance: dg.DagsterInstance, days: list[dt.dat
     layouts_job = backend.definitions().resolve_job_def(LAYOUT_JOB)
     for day in days:
         backend.run_day(day, instance)
-        assert layouts_job.execute_in_process(partition_key=day.isoformat(),
-                                              instance=instance).success
+        assert layouts_job.execute_in_process(partition_key=day.isoformat(), instance=instance).success
 
 
 def _layout_table(backend: Backend, layout: str):  # -> pyiceberg Table
@@ -64,14 +63,15 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, d
 
 
 def test_each_layout_table_has_its_spec_sort_order_and_the_same_rows(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     _load_days(backend, instance, DAYS[:2])
     expected = expected_rows_for_days(backend.store, DAYS[:2])
     for layout, spec in LAYOUTS.items():
         table = _layout_table(backend, layout)
-        assert [(table.schema().find_column_name(f.source_id), str(f.transform))
-                for f in table.spec().fields] == [
-            (TABLE_SCHEMA.find_column_name(f.source_id), str(f.transform)) for f in spec.fields]
+        assert [
+            (table.schema().find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields
+        ] == [(TABLE_SCHEMA.find_column_name(f.source_id), str(f.transform)) for f in spec.fields]
         (sort_field,) = table.sort_order().fields
         assert table.schema().find_column_name(sort_field.source_id) == "timestamp"
         assert sort_field.direction == SORT_ORDER.fields[0].direction
@@ -86,32 +86,41 @@ def test_each_layout_table_has_its_spec_sort_order_and_the_same_rows(
 def test_rematerializing_a_layout_day_writes_nothing(study: tuple[Backend, dg.DagsterInstance]):
     backend, instance = study
     before = {layout: len(_layout_table(backend, layout).snapshots()) for layout in LAYOUTS}
-    result = backend.definitions().resolve_job_def(LAYOUT_JOB).execute_in_process(
-        partition_key=DAYS[0].isoformat(), instance=instance)
-    outcomes = {m.metadata["layout"].value: m.metadata["outcome"].value
-                for m in result.get_asset_materialization_events()
-                for m in [m.materialization]}
+    result = (
+        backend.definitions()
+        .resolve_job_def(LAYOUT_JOB)
+        .execute_in_process(partition_key=DAYS[0].isoformat(), instance=instance)
+    )
+    outcomes = {
+        m.metadata["layout"].value: m.metadata["outcome"].value
+        for m in result.get_asset_materialization_events()
+        for m in [m.materialization]
+    }
     assert outcomes == {"wf_bucket": "unchanged", "wf_bucket_month": "unchanged"}
     assert {layout: len(_layout_table(backend, layout).snapshots()) for layout in LAYOUTS} == before
 
 
 def _brute_force(rows: list[dict[str, Any]], q: P0Query) -> list[dict[str, Any]]:
-    hits = [r for r in rows if r[WORKFLOW_NAME] == q.workflow
-            and (q.node is None or r[WORKFLOW_NODE] == q.node)
-            and (q.start is None or r["timestamp"] >= q.start)
-            and (q.end is None or r["timestamp"] < q.end)]
+    hits = [
+        r
+        for r in rows
+        if r[WORKFLOW_NAME] == q.workflow
+        and (q.node is None or r[WORKFLOW_NODE] == q.node)
+        and (q.start is None or r["timestamp"] >= q.start)
+        and (q.end is None or r["timestamp"] < q.end)
+    ]
     hits.sort(key=lambda r: r["timestamp"], reverse=True)
     return [{c: r[c] for c in P0_COLUMNS} for r in hits[: q.limit]]
 
 
 def test_p0_results_are_identical_across_layouts_and_equal_a_brute_force_filter_and_sort(
-        study: tuple[Backend, dg.DagsterInstance]):
+    study: tuple[Backend, dg.DagsterInstance],
+):
     backend, _ = study
     rows = table_rows(_layout_table(backend, "wf_month"))
     counts = workflow_row_counts(_layout_table(backend, "wf_month"))
     heavy, tiny = counts.column(0)[0].as_py(), counts.column(0)[-1].as_py()
-    heavy_rows = sorted((r for r in rows if r[WORKFLOW_NAME] == heavy),
-                        key=lambda r: r["timestamp"])
+    heavy_rows = sorted((r for r in rows if r[WORKFLOW_NAME] == heavy), key=lambda r: r["timestamp"])
     node = heavy_rows[len(heavy_rows) // 2][WORKFLOW_NODE]
     mid = heavy_rows[len(heavy_rows) // 2]["timestamp"]
     queries = [
@@ -128,13 +137,21 @@ def test_p0_results_are_identical_across_layouts_and_equal_a_brute_force_filter_
         expected = _brute_force(rows, q)
         assert q.limit == 0 or q.workflow.startswith("atlan-no") or expected, q
         for layout in LAYOUTS:
-            got = p0_query(_layout_table(backend, layout), q.workflow, node=q.node, start=q.start,
-                           end=q.end, limit=q.limit, columns=P0_COLUMNS)
+            got = p0_query(
+                _layout_table(backend, layout),
+                q.workflow,
+                node=q.node,
+                start=q.start,
+                end=q.end,
+                limit=q.limit,
+                columns=P0_COLUMNS,
+            )
             assert got.rows.to_pylist() == expected, (layout, q)
 
 
 def test_p0_on_wf_month_plans_only_that_workflows_files_and_fewer_than_the_bucket_layouts(
-        study: tuple[Backend, dg.DagsterInstance]):
+    study: tuple[Backend, dg.DagsterInstance],
+):
     backend, _ = study
     tables = {layout: _layout_table(backend, layout) for layout in LAYOUTS}
     names = workflow_row_counts(tables["wf_month"]).column(0).to_pylist()
@@ -142,12 +159,15 @@ def test_p0_on_wf_month_plans_only_that_workflows_files_and_fewer_than_the_bucke
     fewer = 0
     for name in names:
         result = p0_query(tables["wf_month"], name, limit=10)
-        planned = {t.file.file_path for t in tables["wf_month"].scan(
-            row_filter=P0Query(name).row_filter()).plan_files()}
+        planned = {
+            t.file.file_path
+            for t in tables["wf_month"].scan(row_filter=P0Query(name).row_filter()).plan_files()
+        }
         own = {t.file.file_path for t in all_files if t.file.partition[0] == name}
         assert planned == own and result.files_planned == len(own) >= 1, name
-        bucket = {layout: p0_query(tables[layout], name, limit=10)
-                  for layout in ("wf_bucket", "wf_bucket_month")}
+        bucket = {
+            layout: p0_query(tables[layout], name, limit=10) for layout in ("wf_bucket", "wf_bucket_month")
+        }
         for layout, other in bucket.items():
             assert other.files_planned >= result.files_planned, (layout, name)
             assert other.rows.to_pylist() == result.rows.to_pylist(), (layout, name)
@@ -160,14 +180,16 @@ def _one_workflow_day(rows: int) -> tuple[pa.Table, Manifest]:
     t0 = dt.datetime(2025, 12, 5, tzinfo=dt.UTC).timestamp()
     key = "year=2025/month=12/day=05/chunk-0-part1.parquet"
     data = {f.name: pa.nulls(rows, f.type) for f in ARROW_SCHEMA}
-    data.update({
-        "timestamp": pa.array([t0 + i * 0.5 for i in range(rows)]),
-        WORKFLOW_NAME: pa.array(["atlan-heavy-1-cron-2"] * rows, pa.large_string()),
-        "message": pa.array([f"m{i}" for i in range(rows)], pa.large_string()),
-        "month": pa.array([12] * rows, pa.int64()),
-        "source_file": pa.array([key] * rows, pa.large_string()),
-        "source_etag": pa.array(["e1"] * rows, pa.large_string()),
-    })
+    data.update(
+        {
+            "timestamp": pa.array([t0 + i * 0.5 for i in range(rows)]),
+            WORKFLOW_NAME: pa.array(["atlan-heavy-1-cron-2"] * rows, pa.large_string()),
+            "message": pa.array([f"m{i}" for i in range(rows)], pa.large_string()),
+            "month": pa.array([12] * rows, pa.int64()),
+            "source_file": pa.array([key] * rows, pa.large_string()),
+            "source_etag": pa.array(["e1"] * rows, pa.large_string()),
+        }
+    )
     table = pa.Table.from_pydict(data, schema=ARROW_SCHEMA)
     manifest = Manifest.build("2025-12-05", [ManifestEntry(key, 1, "e1", "t")])
     return sort_for_table(table), manifest
@@ -195,9 +217,11 @@ def _figures_consistent(figures: list[dict[str, Any]], report_md: str) -> None:
     assert {"heaviest", "median", "tiny"} <= roles
     assert {f["layout"] for f in figures} == set(LAYOUTS)
     for f in figures:
-        row = (f"| `{f['workflow']}` | {f['role']} | {f['shape']} | {f['layout']} "
-               f"| {f['files_planned']} | {f['files_read']} | {f['bytes_read']:,} "
-               f"| {f['rows_matched']:,} |")
+        row = (
+            f"| `{f['workflow']}` | {f['role']} | {f['shape']} | {f['layout']} "
+            f"| {f['files_planned']} | {f['files_read']} | {f['bytes_read']:,} "
+            f"| {f['rows_matched']:,} |"
+        )
         assert row in report_md
         assert f["cold_p90_s"] >= f["cold_median_s"] > 0 and f["warm_p90_s"] >= f["warm_median_s"] > 0
     matched: dict[str, set[int]] = {}
@@ -207,11 +231,13 @@ def _figures_consistent(figures: list[dict[str, Any]], report_md: str) -> None:
 
 
 def test_report_asset_materializes_with_consistent_table_plot_and_figures(
-        study: tuple[Backend, dg.DagsterInstance]):
+    study: tuple[Backend, dg.DagsterInstance],
+):
     backend, instance = study
     defs = backend.definitions()
     result = dg.materialize(
-        [defs.resolve_assets_def("layout_benchmark_report")], instance=instance,
+        [defs.resolve_assets_def("layout_benchmark_report")],
+        instance=instance,
         run_config={"ops": {"layout_benchmark_report": {"config": {"repetitions": 2}}}},
     )
     (mat,) = result.asset_materializations_for_node("layout_benchmark_report")
@@ -220,25 +246,47 @@ def test_report_asset_materializes_with_consistent_table_plot_and_figures(
     _figures_consistent(figures, meta["report"])
     png = base64.b64decode(meta["plot"].split("base64,", 1)[1].rstrip(")"))
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    counts = {r[WORKFLOW_NAME]: r["count_all"]
-              for r in workflow_row_counts(_layout_table(backend, "wf_month")).to_pylist()}
+    counts = {
+        r[WORKFLOW_NAME]: r["count_all"]
+        for r in workflow_row_counts(_layout_table(backend, "wf_month")).to_pylist()
+    }
     for f in figures:
         assert f["rows_matched"] == counts[f["workflow"]]
-        assert f["rows_returned"] == (min(100, counts[f["workflow"]]) if f["shape"] == "limit 100"
-                                      else counts[f["workflow"]])
+        assert f["rows_returned"] == (
+            min(100, counts[f["workflow"]]) if f["shape"] == "limit 100" else counts[f["workflow"]]
+        )
     assert "| wf_month | 1.399 s | 9 | 436,985 |" in meta["seed_comparison"]
 
 
 def test_cli_query_and_report_read_the_configured_tables(
-        study: tuple[Backend, dg.DagsterInstance], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]):
+    study: tuple[Backend, dg.DagsterInstance],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
     backend, _ = study
     for setting in settings.ENV_SETTINGS:
         monkeypatch.delenv(setting.name, raising=False)
     monkeypatch.setenv("WFLOG_DATA_DIR", backend.catalog.data_dir)
     heavy = workflow_row_counts(_layout_table(backend, "wf_month")).column(0)[0].as_py()
-    assert cli_main(["query", "--workflow", heavy, "--limit", "3", "--layout", "wf_bucket",
-                     "--start", "2025-12-01T00:00", "--end", "2025-12-04"]) == 0
+    assert (
+        cli_main(
+            [
+                "query",
+                "--workflow",
+                heavy,
+                "--limit",
+                "3",
+                "--layout",
+                "wf_bucket",
+                "--start",
+                "2025-12-01T00:00",
+                "--end",
+                "2025-12-04",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "P0 query on wf_bucket" in out and ": 3 rows;" in out
 

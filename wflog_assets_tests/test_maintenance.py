@@ -47,8 +47,7 @@ def _ingest_file_by_file(backend: Backend, day: dt.date) -> None:
 
 
 def _files_per_partition(table, month: int) -> Counter:
-    return Counter(tuple(t.file.partition) for t in table.scan().plan_files()
-                   if t.file.partition[1] == month)
+    return Counter(tuple(t.file.partition) for t in table.scan().plan_files() if t.file.partition[1] == month)
 
 
 def test_compacting_a_month_keeps_rows_and_order_and_leaves_one_file_per_partition(backend: Backend):
@@ -66,7 +65,10 @@ def test_compacting_a_month_keeps_rows_and_order_and_leaves_one_file_per_partiti
     after = _files_per_partition(table, 12)
     assert set(after.values()) == {1}
     assert (result.partitions, result.partitions_compacted, result.files_after) == (
-        len(after), len(after), len(after))
+        len(after),
+        len(after),
+        len(after),
+    )
     assert result.files_before == 3 * len(after)
     assert result.rows == sum(1 for r in before if r["month"] == 12)
     assert _files_per_partition(table, 11) == november  # another month is not touched
@@ -101,17 +103,24 @@ def test_expiring_snapshots_keeps_the_current_one_and_the_checkpoint(backend: Ba
     assert [s.snapshot_id for s in backend.table().snapshots()] == [current]  # no empty commit
 
 
-def test_maintenance_asset_compacts_the_month_and_expires_snapshots(backend: Backend,
-                                                                    instance: dg.DagsterInstance):
+def test_maintenance_asset_compacts_the_month_and_expires_snapshots(
+    backend: Backend, instance: dg.DagsterInstance
+):
     backend.catalog.ensure_table()
     for day in DECEMBER:
         _ingest_file_by_file(backend, day)
     before = table_rows(backend.table())
     job = backend.definitions().resolve_job_def(MAINTENANCE_JOB)
     result = job.execute_in_process(
-        partition_key="2025-12-01", instance=instance,
-        run_config={"ops": {"workflow_logs_maintenance": {
-            "config": {"expire_snapshots_older_than_days": 0, "rewrite_manifests": True}}}},
+        partition_key="2025-12-01",
+        instance=instance,
+        run_config={
+            "ops": {
+                "workflow_logs_maintenance": {
+                    "config": {"expire_snapshots_older_than_days": 0, "rewrite_manifests": True}
+                }
+            }
+        },
     )
     assert result.success
     (mat,) = result.asset_materializations_for_node("workflow_logs_maintenance")
@@ -131,8 +140,7 @@ def test_maintenance_asset_compacts_the_month_and_expires_snapshots(backend: Bac
     assert table_rows(table) == before
 
 
-def test_manifests_are_merged_month_by_month_and_days_stay_unchanged(
-        backend: Backend):
+def test_manifests_are_merged_month_by_month_and_days_stay_unchanged(backend: Backend):
     backend.catalog.ensure_table()
     for day in [NOVEMBER, *DECEMBER[:2]]:
         _ingest_file_by_file(backend, day)
@@ -144,8 +152,7 @@ def test_manifests_are_merged_month_by_month_and_days_stay_unchanged(
     table = backend.table()
     manifests = table.current_snapshot().manifests(table.io)
     assert (result.manifests_before, result.manifests_after, len(manifests)) == (9, 2, 2)
-    month_of = {m.manifest_path: from_bytes(LongType(), m.partitions[1].lower_bound)
-                for m in manifests}
+    month_of = {m.manifest_path: from_bytes(LongType(), m.partitions[1].lower_bound) for m in manifests}
     assert sorted(month_of.values()) == [11, 12]
     assert all(m.partitions[1].lower_bound == m.partitions[1].upper_bound for m in manifests)
     assert table.current_snapshot().summary.get(SUMMARY_MAINTENANCE) == "rewrite-manifests"
@@ -157,5 +164,4 @@ def test_manifests_are_merged_month_by_month_and_days_stay_unchanged(
 def _day_again(backend: Backend, day: dt.date) -> tuple[Manifest, pa.Table]:
     """The day's current manifest and all its rows, sorted for the table (one commit's input)."""
     full = list_day(backend.store, day)
-    return full, sort_for_table(pa.concat_tables(
-        f.table for f in read_manifest(backend.store, full).files))
+    return full, sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, full).files))

@@ -31,10 +31,18 @@ def _one(records: list[dict], key: str = "k.parquet") -> list[dict]:
 
 
 def test_hyphenated_workflow_keys_fill_name_and_node_not_swapped():
-    (row,) = _one([{"timestamp": TS, "extra": {
-        "atlan-argo-workflow-name": "atlan-salesforce-1671795233-cron-1766791800",
-        "atlan-argo-workflow-node": "atlan-salesforce-1671795233-cron-1766791800-extract-42",
-        "trace_id": "t-1"}}])
+    (row,) = _one(
+        [
+            {
+                "timestamp": TS,
+                "extra": {
+                    "atlan-argo-workflow-name": "atlan-salesforce-1671795233-cron-1766791800",
+                    "atlan-argo-workflow-node": "atlan-salesforce-1671795233-cron-1766791800-extract-42",
+                    "trace_id": "t-1",
+                },
+            }
+        ]
+    )
     assert row["atlan_argo_workflow_name"] == "atlan-salesforce-1671795233-cron-1766791800"
     assert row["atlan_argo_workflow_node"] == "atlan-salesforce-1671795233-cron-1766791800-extract-42"
     assert row["trace_id"] == "t-1"
@@ -58,8 +66,7 @@ def test_missing_children_are_null_and_every_known_child_is_present():
 
 def test_int_and_string_numbers_give_the_same_text():
     as_int = _one([{"timestamp": TS, "extra": {"attempt": 3, "duration_ms": 120, "status_code": 200}}])
-    as_str = _one([{"timestamp": TS, "extra": {"attempt": "3", "duration_ms": "120",
-                                               "status_code": "200"}}])
+    as_str = _one([{"timestamp": TS, "extra": {"attempt": "3", "duration_ms": "120", "status_code": "200"}}])
     assert as_int[0]["extra"] == as_str[0]["extra"]
     assert as_int[0]["extra"]["status_code"] == "200"
 
@@ -87,7 +94,8 @@ def test_warn_level_is_normalized_to_warning_and_others_kept():
 def test_rows_carry_their_source_key_and_etag():
     rows = _one([{"timestamp": TS, "extra": {"url": "u"}}] * 3, key="year=2025/month=12/day=31/c.parquet")
     assert {(r["source_file"], r["source_etag"]) for r in rows} == {
-        ("year=2025/month=12/day=31/c.parquet", "etag-1")}
+        ("year=2025/month=12/day=31/c.parquet", "etag-1")
+    }
 
 
 def test_null_extra_row_keeps_other_columns():
@@ -129,15 +137,32 @@ def test_missing_required_column_fails_with_file_key(missing: str):
 
 def test_every_other_extra_key_is_kept_in_extra_other_as_text():
     result = normalize_table(
-        _through_parquet([{"timestamp": TS, "argo_workflow_run_id": None,
-                           "extra": {"url": "u", "in_workflow": True, "retries": 3,
-                                     "http": {"status": 503, "path": "/x"}, "note": "plain"}}]),
-        "k", "e")
+        _through_parquet(
+            [
+                {
+                    "timestamp": TS,
+                    "argo_workflow_run_id": None,
+                    "extra": {
+                        "url": "u",
+                        "in_workflow": True,
+                        "retries": 3,
+                        "http": {"status": 503, "path": "/x"},
+                        "note": "plain",
+                    },
+                }
+            ]
+        ),
+        "k",
+        "e",
+    )
     (row,) = result.table.to_pylist()
     other = dict(row["extra_other"])
     assert json.loads(other["http"]) == {"status": 503, "path": "/x"}
     assert {k: v for k, v in other.items() if k != "http"} == {
-        "in_workflow": "true", "retries": "3", "note": "plain"}
+        "in_workflow": "true",
+        "retries": "3",
+        "note": "plain",
+    }
     assert result.other_extra_keys == ["http", "in_workflow", "note", "retries"]
     assert result.ignored_columns == ["argo_workflow_run_id"]
 
@@ -148,25 +173,38 @@ def test_nested_value_of_a_known_child_becomes_json_text():
 
 
 def test_temporal_only_records_get_workflow_name_and_node_from_temporal_ids():
-    rows = _one([
-        {"timestamp": TS, "extra": {"workflow_id": "wf-temporal-1", "workflow_run_id": "run-9"}},
-        {"timestamp": TS, "extra": {"atlan-argo-workflow-name": "argo-1", "workflow_id": "w",
-                                    "atlan-argo-workflow-node": "argo-1-n", "workflow_run_id": "r"}},
-    ])
+    rows = _one(
+        [
+            {"timestamp": TS, "extra": {"workflow_id": "wf-temporal-1", "workflow_run_id": "run-9"}},
+            {
+                "timestamp": TS,
+                "extra": {
+                    "atlan-argo-workflow-name": "argo-1",
+                    "workflow_id": "w",
+                    "atlan-argo-workflow-node": "argo-1-n",
+                    "workflow_run_id": "r",
+                },
+            },
+        ]
+    )
     assert [(r["atlan_argo_workflow_name"], r["atlan_argo_workflow_node"]) for r in rows] == [
-        ("wf-temporal-1", "run-9"), ("argo-1", "argo-1-n")]
+        ("wf-temporal-1", "run-9"),
+        ("argo-1", "argo-1-n"),
+    ]
     # the raw values stay where they were
     assert rows[0]["extra"]["workflow_id"] == "wf-temporal-1"
     assert dict(rows[0]["extra_other"]) == {"workflow_run_id": "run-9"}
 
 
 def test_sort_groups_partitions_and_orders_newest_first():
-    rows = _one([
-        {"timestamp": TS - 10, "extra": {"atlan-argo-workflow-name": "b"}},
-        {"timestamp": TS - 5, "extra": {"atlan-argo-workflow-name": "a"}},
-        {"timestamp": TS - 1, "extra": {"atlan-argo-workflow-name": "b"}},
-        {"timestamp": TS - 7, "extra": {"atlan-argo-workflow-name": "a"}},
-    ])
+    rows = _one(
+        [
+            {"timestamp": TS - 10, "extra": {"atlan-argo-workflow-name": "b"}},
+            {"timestamp": TS - 5, "extra": {"atlan-argo-workflow-name": "a"}},
+            {"timestamp": TS - 1, "extra": {"atlan-argo-workflow-name": "b"}},
+            {"timestamp": TS - 7, "extra": {"atlan-argo-workflow-name": "a"}},
+        ]
+    )
     table = sort_for_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA))
     got = [(r["atlan_argo_workflow_name"], r["timestamp"]) for r in table.to_pylist()]
     assert got == [("a", TS - 5), ("a", TS - 7), ("b", TS - 1), ("b", TS - 10)]

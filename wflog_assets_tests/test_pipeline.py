@@ -56,13 +56,10 @@ def test_three_days_land_exactly_the_source_rows(backend: Backend, instance: dg.
     # one snapshot per day, each carrying the day and its manifest digest
     summaries = [s.summary for s in table.snapshots()]
     assert [s.get(SUMMARY_DAY) for s in summaries] == [d.isoformat() for d in DAYS]
-    assert [s.get(SUMMARY_DIGEST) for s in summaries] == [
-        list_day(backend.store, d).digest for d in DAYS
-    ]
+    assert [s.get(SUMMARY_DIGEST) for s in summaries] == [list_day(backend.store, d).digest for d in DAYS]
 
 
-def test_table_layout_and_every_data_file_sorted_newest_first(backend: Backend,
-                                                               instance: dg.DagsterInstance):
+def test_table_layout_and_every_data_file_sorted_newest_first(backend: Backend, instance: dg.DagsterInstance):
     _write_days(backend)
     for day in DAYS[:2]:
         backend.run_day(day, instance)
@@ -71,12 +68,15 @@ def test_table_layout_and_every_data_file_sorted_newest_first(backend: Backend,
     as_arrow = schema_to_pyarrow(table.schema(), include_field_ids=False)
     assert as_arrow.equals(schema_to_pyarrow(TABLE_SCHEMA, include_field_ids=False))
     assert [(f.name, str(f.transform)) for f in table.spec().fields] == [
-        ("atlan_argo_workflow_name", "identity"), ("month", "identity")
+        ("atlan_argo_workflow_name", "identity"),
+        ("month", "identity"),
     ]
     (sort_field,) = table.sort_order().fields
     assert table.schema().find_column_name(sort_field.source_id) == "timestamp"
     assert (sort_field.direction, sort_field.null_order) == (
-        SORT_ORDER.fields[0].direction, SORT_ORDER.fields[0].null_order)
+        SORT_ORDER.fields[0].direction,
+        SORT_ORDER.fields[0].null_order,
+    )
     tasks = list(table.scan().plan_files())
     assert tasks
     for task in tasks:

@@ -40,9 +40,20 @@ def test_eight_days_by_four_concurrent_processes_land_exactly(weed: WeedServer, 
     backend.catalog.ensure_table()  # created once, as the first run in production would
     procs = [
         subprocess.Popen(
-            [str(BIN / "wflog-assets"), "materialize", "--start", days[2 * i].isoformat(),
-             "--days", "2", "--dagster-home", str(tmp_path / f"home-{i}")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(BIN / "wflog-assets"),
+                "materialize",
+                "--start",
+                days[2 * i].isoformat(),
+                "--days",
+                "2",
+                "--dagster-home",
+                str(tmp_path / f"home-{i}"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(4)
     ]
@@ -55,19 +66,20 @@ def test_eight_days_by_four_concurrent_processes_land_exactly(weed: WeedServer, 
     print(f"commit attempts per day: {attempts} (retries: {sum(attempts) - len(attempts)})")
     table = backend.table()
     assert table_rows(table) == expected_rows_for_days(backend.store, days)
-    assert sorted(s.summary.get("wflog.day") for s in table.snapshots()) == [
-        d.isoformat() for d in days]
+    assert sorted(s.summary.get("wflog.day") for s in table.snapshots()) == [d.isoformat() for d in days]
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_sigkill_at_any_point_then_rerun_leaves_exact_rows(weed: WeedServer, tmp_path: Path,
-                                                          point: str):
+def test_sigkill_at_any_point_then_rerun_leaves_exact_rows(weed: WeedServer, tmp_path: Path, point: str):
     day = dt.date(2025, 12, 14)
     backend, env = _setup(weed, [day])
     home = tmp_path / "home"
     killed = subprocess.run(
-        [sys.executable, "-m", "wflog_assets_tests.crash_harness", point, day.isoformat(),
-         str(home)], env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "wflog_assets_tests.crash_harness", point, day.isoformat(), str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
         cwd=Path(__file__).resolve().parents[1],
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr

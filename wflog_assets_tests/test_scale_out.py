@@ -32,7 +32,8 @@ def pg_database(postgres: PostgresServer) -> Iterator[str]:
 
 
 def test_production_instance_config_loads_postgres_storage_and_run_queue(
-        postgres: PostgresServer, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    postgres: PostgresServer, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     for key, value in {**postgres.env(pg_database), "DAGSTER_MAX_CONCURRENT_RUNS": "3"}.items():
         monkeypatch.setenv(key, value)
     (tmp_path / "dagster.yaml").write_text(PRODUCTION_DAGSTER_YAML.read_text())
@@ -51,11 +52,15 @@ def test_production_instance_config_loads_postgres_storage_and_run_queue(
 
 
 def test_ten_day_backfill_with_daemon_killed_midway_lands_exact_rows(
-        weed: WeedServer, postgres: PostgresServer, pg_database: str, tmp_path: Path):
+    weed: WeedServer, postgres: PostgresServer, pg_database: str, tmp_path: Path
+):
     settings = LoadSettings(
-        days=10, first_day=dt.date(2025, 11, 26), max_concurrent_runs=2,
+        days=10,
+        first_day=dt.date(2025, 11, 26),
+        max_concurrent_runs=2,
         data=GeneratorSettings(rows_per_day=1500, files_per_day=3, workflows_per_day=6),
-        kill_daemon_after_runs=3, timeout_s=900,
+        kill_daemon_after_runs=3,
+        timeout_s=900,
     )
     report = run_load(weed, postgres, pg_database, tmp_path, settings)
     print(report.as_dict())

@@ -41,7 +41,9 @@ class Ticker:
 
     def tick(self) -> dg.SensorResult:
         with dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, definitions=self.defs,
+            instance=self.instance,
+            cursor=self.cursor,
+            definitions=self.defs,
             resources={"log_source": self.backend.resources["log_source"]},
         ) as context:
             result = self.sensor(context)
@@ -64,7 +66,8 @@ def _logs(result: dg.ExecuteInProcessResult) -> dict[str, object]:
 
 
 def test_sensor_requests_new_late_and_changed_days_and_nothing_else(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     for day in (D1, D2, D3):
         _write(backend, day)
     ticker = Ticker(backend, instance)
@@ -72,7 +75,8 @@ def test_sensor_requests_new_late_and_changed_days_and_nothing_else(
     first = ticker.tick()
     assert [r.partition_key for r in first.run_requests] == ["2025-12-01", "2025-12-02", "2025-12-03"]
     assert [r.run_key for r in first.run_requests] == [
-        f"{d.isoformat()}:{list_day(backend.store, d).digest[:20]}" for d in (D1, D2, D3)]
+        f"{d.isoformat()}:{list_day(backend.store, d).digest[:20]}" for d in (D1, D2, D3)
+    ]
     assert SensorCursor.parse(ticker.cursor).last_day == "2025-12-03"
     # a repeated tick before the runs happened asks for the same run keys (Dagster dedupes them)
     again = Ticker(backend, instance).tick()
@@ -109,7 +113,8 @@ def test_sensor_requests_new_late_and_changed_days_and_nothing_else(
 
 
 def test_sensor_cursor_limits_relisting_to_the_lookback_window(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     for day in (D1, dt.date(2025, 12, 9)):
         _write(backend, day)
     ticker = Ticker(backend, instance)
@@ -149,7 +154,7 @@ def test_a_tick_lists_hour_folders_from_the_newest_keys_seen(tmp_path: Path):
     _, lines = next(writer_flushes(WRITER_DAY, 1, seed=4))
     hour = f"{day_prefix(WRITER_DAY)}hour=23/"
     last = max(e.key for e in store.list(hour))
-    stamp = int(last[len(hour):].split("_", 1)[0])
+    stamp = int(last[len(hour) :].split("_", 1)[0])
     # a flush uploaded late, named a minute before the newest file of its hour: still seen
     store.write(f"{hour}{stamp - 60 * 10**9}_000777_prod-eu-1_app.json.gz", gzip_lines(lines))
     store.listed = 0
@@ -159,26 +164,28 @@ def test_a_tick_lists_hour_folders_from_the_newest_keys_seen(tmp_path: Path):
 
 
 def test_writer_days_are_requested_from_new_keys_and_a_failed_run_is_requested_again(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     for key, lines in writer_flushes(WRITER_DAY, 40, seed=6):
         backend.store.write(key, gzip_lines(lines))
     ticker = Ticker(backend, instance)
     first = ticker.tick()  # a day seen for the first time is listed whole
     assert [r.run_key.split(":")[1] for r in first.run_requests] == [
-        list_day(backend.store, WRITER_DAY).digest[:20]]
+        list_day(backend.store, WRITER_DAY).digest[:20]
+    ]
     ticker.run_all(first)
     idle = ticker.tick()
     assert idle.run_requests == [] and "nothing new: 2025-12-10" in idle.skip_reason.skip_message
     key, lines = next(writer_flushes(WRITER_DAY, 1, seed=7))
     backend.store.write(key.replace("_000000_", "_000999_"), gzip_lines(lines))
     new = ticker.tick()
-    assert [(r.partition_key, r.run_key.split(":")[1]) for r in new.run_requests] == [
-        ("2025-12-10", "new")]
+    assert [(r.partition_key, r.run_key.split(":")[1]) for r in new.run_requests] == [("2025-12-10", "new")]
     # the run for the new file fails (the catalog is down): the next tick requests it again
     down = {**backend.resources, "iceberg": SqliteCatalogResource(data_dir="/proc/none")}
     job = build_definitions(down, START).resolve_job_def(INGEST_JOB)
-    failed = job.execute_in_process(partition_key="2025-12-10", instance=instance,
-                                    raise_on_error=False, tags=new.run_requests[0].tags)
+    failed = job.execute_in_process(
+        partition_key="2025-12-10", instance=instance, raise_on_error=False, tags=new.run_requests[0].tags
+    )
     assert not failed.success
     retry = ticker.tick()
     assert [r.run_key for r in retry.run_requests] == ["2025-12-10:retry:1"]

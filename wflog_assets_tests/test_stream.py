@@ -37,8 +37,12 @@ DAY = dt.date(2026, 11, 2)
 
 def _hostile(rng: random.Random, number: int) -> bytes:
     """One small file a hostile or buggy writer could leave."""
-    good = {"timestamp": 1_762_041_600.5 + number, "level": "INFO", "message": "m",
-            "extra": {"workflow_id": f"wf-{number % 3}"}}
+    good = {
+        "timestamp": 1_762_041_600.5 + number,
+        "level": "INFO",
+        "message": "m",
+        "extra": {"workflow_id": f"wf-{number % 3}"},
+    }
     kind = rng.randrange(7)
     if kind == 0:  # an integer float64 cannot hold, in a file of its own
         return gzip_lines([json.dumps({**good, "extra": {**good["extra"], "size": 2**53 + 1}})])
@@ -57,13 +61,13 @@ def _hostile(rng: random.Random, number: int) -> bytes:
 
 def _day_files(seed: int) -> list[tuple[ManifestEntry, bytes]]:
     rng = random.Random(seed)
-    files = [(key, gzip_lines(lines)) for key, lines in
-             writer_flushes(DAY, 300, seed=seed, drift=0.03)]
+    files = [(key, gzip_lines(lines)) for key, lines in writer_flushes(DAY, 300, seed=seed, drift=0.03)]
     for number in range(12):  # hostile files at random places of the day
-        files.insert(rng.randrange(len(files)), (f"x/hostile-{seed}-{number}.json.gz",
-                                                 _hostile(rng, number)))
-    return [(ManifestEntry(key, len(data), f"etag-{i}", "", jsonl.NAME), data)
-            for i, (key, data) in enumerate(files)]
+        files.insert(rng.randrange(len(files)), (f"x/hostile-{seed}-{number}.json.gz", _hostile(rng, number)))
+    return [
+        (ManifestEntry(key, len(data), f"etag-{i}", "", jsonl.NAME), data)
+        for i, (key, data) in enumerate(files)
+    ]
 
 
 def _file_by_file(files: list[tuple[ManifestEntry, bytes]]) -> list[object]:
@@ -86,8 +90,11 @@ def _rows_and_reports(items: list[object]) -> tuple[pa.Table, list[object]]:
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_small_files_read_in_batches_equal_file_by_file_reads(seed: int):
     files = _day_files(seed)
-    batched = [item for unit in read_units(tuple(e for e, _ in files))
-               for item in _split([f for f in files if f[0] in unit], 8192)]
+    batched = [
+        item
+        for unit in read_units(tuple(e for e, _ in files))
+        for item in _split([f for f in files if f[0] in unit], 8192)
+    ]
     rows, reports = _rows_and_reports(batched)
     want_rows, want_reports = _rows_and_reports(_file_by_file(files))
     assert rows.num_rows == want_rows.num_rows > 5_000
@@ -122,7 +129,8 @@ def _assert_exact(backend: Backend) -> None:
 
 
 def test_a_rerun_reads_only_new_files_and_an_unchanged_day_reads_nothing(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     keys = _write_writer_day(backend, 400)
     first = _meta(backend.run_day(DAY, instance), "normalized_log_batches")
     assert first["files_read"] == first["files_in_day"] == 400
@@ -147,14 +155,16 @@ def test_a_rerun_reads_only_new_files_and_an_unchanged_day_reads_nothing(
 def _run(backend: Backend, instance: dg.DagsterInstance, *assets: str) -> None:
     job = backend.definitions().resolve_job_def(INGEST_JOB)
     selection = None if not assets else [dg.AssetKey(a) for a in assets]
-    result = job.execute_in_process(partition_key=DAY.isoformat(), instance=instance,
-                                    asset_selection=selection)
+    result = job.execute_in_process(
+        partition_key=DAY.isoformat(), instance=instance, asset_selection=selection
+    )
     assert result.success
 
 
 @pytest.mark.parametrize("order", ["late_run_commits_first", "late_run_commits_last"])
 def test_two_runs_of_a_day_interleaving_with_a_late_file_lose_nothing(
-        backend: Backend, instance: dg.DagsterInstance, order: str):
+    backend: Backend, instance: dg.DagsterInstance, order: str
+):
     _write_writer_day(backend, 60)
     _run(backend, instance, "raw_log_chunks", "normalized_log_batches")  # run A: listed, staged
     _late(backend, 2)  # lands while run A is between staging and committing
@@ -178,8 +188,7 @@ def _files_per_partition(backend: Backend) -> dict[tuple[object, ...], int]:
     return counts
 
 
-def test_a_closed_day_is_compacted_to_one_file_per_partition(
-        backend: Backend, instance: dg.DagsterInstance):
+def test_a_closed_day_is_compacted_to_one_file_per_partition(backend: Backend, instance: dg.DagsterInstance):
     _write_writer_day(backend, 150)
     backend.run_day(DAY, instance)
     # late flushes of the same workflows (same seed: same names), each its own commit

@@ -28,8 +28,7 @@ def _bounded(backend: Backend, piece_rows: int, part_rows: int) -> Backend:
     current = backend.resources["log_source"]
     fields = {name: getattr(current, name) for name in type(current).model_fields}
     source = type(current)(**{**fields, "piece_rows": piece_rows, "part_rows": part_rows})
-    return Backend(backend.name, backend.store, backend.catalog,
-                   {**backend.resources, "log_source": source})
+    return Backend(backend.name, backend.store, backend.catalog, {**backend.resources, "log_source": source})
 
 
 def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
@@ -38,7 +37,8 @@ def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]
 
 
 def test_a_day_of_many_pieces_lands_exactly_in_one_sorted_file_per_partition(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     for key, data in generate_day(DAY, SETTINGS):
         backend.store.write(key, data)
     small = _bounded(backend, piece_rows=1_024, part_rows=256)  # 1,500-row files: 6 parts each
@@ -63,8 +63,9 @@ def test_a_day_of_many_pieces_lands_exactly_in_one_sorted_file_per_partition(
 
 def _fails_late(rows: int, bad_from: int) -> bytes:
     """A chunk whose `line` column is text: numbers, then from row `bad_from` not a number."""
-    (_, data), *_ = generate_day(DAY, GeneratorSettings(rows_per_day=rows, files_per_day=1,
-                                                          workflows_per_day=3, seed=99))
+    (_, data), *_ = generate_day(
+        DAY, GeneratorSettings(rows_per_day=rows, files_per_day=1, workflows_per_day=3, seed=99)
+    )
     table = pq.read_table(io.BytesIO(data))
     lines = [str(i) if i < bad_from else "not-a-line" for i in range(rows)]
     table = table.set_column(table.schema.get_field_index("line"), "line", pa.array(lines))
@@ -74,7 +75,8 @@ def _fails_late(rows: int, bad_from: int) -> bytes:
 
 
 def test_a_file_failing_after_some_parts_were_staged_is_kept_out_whole(
-        backend: Backend, instance: dg.DagsterInstance):
+    backend: Backend, instance: dg.DagsterInstance
+):
     for key, data in generate_day(DAY, SETTINGS):
         backend.store.write(key, data)
     bad_key = f"year=2025/month=12/day={DAY.day:02d}/chunk-99-part1765238400000.parquet"
@@ -91,8 +93,9 @@ def test_a_file_failing_after_some_parts_were_staged_is_kept_out_whole(
     good_days = [e for e in list_day(backend.store, DAY).entries if e.key != bad_key]
     assert len(good_days) == SETTINGS.files_per_day
     assert table.scan().to_arrow().num_rows == SETTINGS.rows_per_day
-    assert bad_key not in set(table.scan(selected_fields=("source_file",)).to_arrow()
-                              .column("source_file").to_pylist())
+    assert bad_key not in set(
+        table.scan(selected_fields=("source_file",)).to_arrow().column("source_file").to_pylist()
+    )
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["row_count_parity"].passed
     assert not checks["source_fully_ingested"].passed

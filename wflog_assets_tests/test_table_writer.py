@@ -50,15 +50,20 @@ def test_eight_days_committed_from_eight_threads_all_land_exactly(backend: Backe
 
     def commit(item: tuple[Manifest, pa.Table]):
         catalog = backend.catalog.load_catalog()  # one client per thread, as runs would have
-        return commit_day(lambda: catalog.load_table(backend.catalog.identifier()), *item,
-                          max_attempts=20, base_backoff_s=0.05)
+        return commit_day(
+            lambda: catalog.load_table(backend.catalog.identifier()),
+            *item,
+            max_attempts=20,
+            base_backoff_s=0.05,
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(commit, work))
     assert [r.outcome for r in results] == ["appended"] * 8
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, days)
     assert sorted(s.summary.get("wflog.day") for s in backend.table().snapshots()) == [
-        d.isoformat() for d in days]
+        d.isoformat() for d in days
+    ]
 
 
 def test_the_same_day_from_four_threads_lands_once(backend: Backend):
@@ -68,8 +73,13 @@ def test_the_same_day_from_four_threads_lands_once(backend: Backend):
 
     def commit(_: int):
         catalog = backend.catalog.load_catalog()
-        return commit_day(lambda: catalog.load_table(backend.catalog.identifier()), manifest, rows,
-                          max_attempts=20, base_backoff_s=0.05)
+        return commit_day(
+            lambda: catalog.load_table(backend.catalog.identifier()),
+            manifest,
+            rows,
+            max_attempts=20,
+            base_backoff_s=0.05,
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = sorted(r.outcome for r in pool.map(commit, range(4)))
@@ -86,12 +96,17 @@ def test_a_days_checkpoint_scan_plans_only_that_days_data_files(backend: Backend
         assert commit_day(backend.table, *_day(backend, day)).outcome == "appended"
     table = backend.table()
     for day in days:
-        planned = {t.file.file_path for t in
-                   table.scan(row_filter=StartsWith(SOURCE_FILE, day_prefix(day))).plan_files()}
+        planned = {
+            t.file.file_path
+            for t in table.scan(row_filter=StartsWith(SOURCE_FILE, day_prefix(day))).plan_files()
+        }
         snapshot = next(s for s in table.snapshots() if s.summary.get("wflog.day") == day.isoformat())
-        added = {entry.data_file.file_path for m in snapshot.manifests(table.io)
-                 if m.added_snapshot_id == snapshot.snapshot_id
-                 for entry in m.fetch_manifest_entry(table.io)}
+        added = {
+            entry.data_file.file_path
+            for m in snapshot.manifests(table.io)
+            if m.added_snapshot_id == snapshot.snapshot_id
+            for entry in m.fetch_manifest_entry(table.io)
+        }
         assert planned == added, day
 
 
@@ -99,16 +114,20 @@ def test_an_existing_table_gets_full_source_file_bounds_for_new_writes(backend: 
     catalog = backend.catalog.load_catalog()
     identifier = backend.catalog.identifier()
     catalog.create_namespace_if_not_exists(backend.catalog.namespace)
-    catalog.create_table(identifier, schema=TABLE_SCHEMA, partition_spec=LAYOUTS["wf_month"],
-                         sort_order=SORT_ORDER)  # as an earlier version of this project made it
+    catalog.create_table(
+        identifier, schema=TABLE_SCHEMA, partition_spec=LAYOUTS["wf_month"], sort_order=SORT_ORDER
+    )  # as an earlier version of this project made it
     table = backend.catalog.ensure_table()
     assert table.properties[SOURCE_FILE_METRICS] == "full"
 
 
 def test_commits_merge_manifests_when_the_table_asks_for_it(backend: Backend):
     catalog = backend.catalog.load_catalog()
-    ensure_table(catalog, backend.catalog.identifier(), properties={
-        "commit.manifest-merge.enabled": "true", "commit.manifest.min-count-to-merge": "3"})
+    ensure_table(
+        catalog,
+        backend.catalog.identifier(),
+        properties={"commit.manifest-merge.enabled": "true", "commit.manifest.min-count-to-merge": "3"},
+    )
     days = [dt.date(2025, 12, 1) + dt.timedelta(days=i) for i in range(6)]
     for day in days:
         assert commit_day(backend.table, *_day(backend, day)).outcome == "appended"

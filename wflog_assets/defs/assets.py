@@ -1,6 +1,5 @@
 """The daily asset graph: raw_log_chunks -> normalized_log_batches -> workflow_logs."""
 
-
 import atexit
 import shutil
 import tempfile
@@ -47,6 +46,7 @@ def _keys(keys: list[str]) -> dg.MetadataValue:
         return dg.MetadataValue.json(keys)
     return dg.MetadataValue.json({"first": keys[:KEY_LIST_LIMIT], "total": len(keys)})
 
+
 MANIFEST_TABLE_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("key", "string"),
@@ -85,15 +85,21 @@ def _manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.Metadata
         "manifest_digest": dg.MetadataValue.text(manifest.digest),
         "manifest": dg.MetadataValue.table(
             records=[
-                dg.TableRecord({"key": e.key, "size": e.size, "etag": e.etag,
-                                "last_modified": e.last_modified, "format": e.format})
+                dg.TableRecord(
+                    {
+                        "key": e.key,
+                        "size": e.size,
+                        "etag": e.etag,
+                        "last_modified": e.last_modified,
+                        "format": e.format,
+                    }
+                )
                 for e in preview
             ],
             schema=MANIFEST_TABLE_SCHEMA,
         ),
         "manifest_preview_rows": dg.MetadataValue.int(len(preview)),
-        "files_by_format": dg.MetadataValue.json(
-            dict(Counter(e.format for e in manifest.entries))),
+        "files_by_format": dg.MetadataValue.json(dict(Counter(e.format for e in manifest.entries))),
         "ignored_objects": _keys(list(manifest.ignored)),
     }
 
@@ -115,11 +121,14 @@ def commit_layout_day(
     iceberg.ensure_table(layout, catalog)
     if isinstance(rows, pa.Table) and layout != DEFAULT_LAYOUT:  # ordered for production
         rows = sort_for_table(rows, layout)
-    result = commit_day(lambda: catalog.load_table(identifier), day_manifest, rows,
-                        observe=observe,
-                        staged=None if staged is None or staged.read_keys is None
-                        else staged.read_keys,
-                        planned=None if staged is None else staged.planned)
+    result = commit_day(
+        lambda: catalog.load_table(identifier),
+        day_manifest,
+        rows,
+        observe=observe,
+        staged=None if staged is None or staged.read_keys is None else staged.read_keys,
+        planned=None if staged is None else staged.planned,
+    )
     context.log.info(
         f"{result.day} -> {identifier}: {result.outcome}, {result.rows_written} "
         f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
@@ -208,13 +217,19 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         to_read = Manifest.build(manifest.day, (e for e in manifest.entries if e.key in wanted))
         context.log.info(
             f"{len(to_read.entries)} of {len(manifest.entries)} files to read "
-            f"({len(plan.added)} new, {len(plan.changed)} changed), {len(plan.removed)} gone")
+            f"({len(plan.added)} new, {len(plan.changed)} changed), {len(plan.removed)} gone"
+        )
         spill = tempfile.mkdtemp(prefix="wflog-spill-")
         atexit.register(shutil.rmtree, spill, ignore_errors=True)
         staged = stage_in_pieces(
-            log_source.object_store(), to_read, pafs.LocalFileSystem(), spill,
-            max_workers=log_source.read_workers, piece_rows=log_source.piece_rows,
-            part_rows=log_source.part_rows, fetch_workers=log_source.fetch_workers,
+            log_source.object_store(),
+            to_read,
+            pafs.LocalFileSystem(),
+            spill,
+            max_workers=log_source.read_workers,
+            piece_rows=log_source.piece_rows,
+            part_rows=log_source.part_rows,
+            fetch_workers=log_source.fetch_workers,
         )
         staged.planned = planned
         summary = staged.summary()
@@ -223,17 +238,18 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         for issue in staged.line_issues[:50]:
             context.log.warning(f"line not ingested: {issue.key} line {issue.line}: {issue.reason}")
         for row in summary.quarantined.slice(0, 50).to_pylist():
-            context.log.warning(f"quarantined: {row['source_file']}: {row['rows']} record(s): "
-                                f"{row['quarantine_reason']}")
+            context.log.warning(
+                f"quarantined: {row['source_file']}: {row['rows']} record(s): {row['quarantine_reason']}"
+            )
         rejected = [(r.key, -1, r.reason) for r in staged.rejected] + [
-            (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues]
+            (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues
+        ]
         metadata: dict[str, dg.MetadataValue] = {
             "rows": dg.MetadataValue.int(staged.accepted_rows),
             "source_files": dg.MetadataValue.int(staged.source_files),
             "files_in_day": dg.MetadataValue.int(len(manifest.entries)),
             "files_read": dg.MetadataValue.int(len(to_read.entries)),
-            "files_already_committed": dg.MetadataValue.int(
-                len(manifest.entries) - len(to_read.entries)),
+            "files_already_committed": dg.MetadataValue.int(len(manifest.entries) - len(to_read.entries)),
             "files_gone": dg.MetadataValue.int(len(plan.removed)),
             "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
             "workflows": dg.MetadataValue.int(len(staged.workflows)),
@@ -243,15 +259,20 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             "files_by_reader": dg.MetadataValue.json(staged.files_by_reader),
             "rejected_lines": dg.MetadataValue.int(len(staged.line_issues)),
             "rejected": dg.MetadataValue.table(
-                records=[dg.TableRecord({"key": k, "line": line, "reason": reason[:300]})
-                         for k, line, reason in rejected[:MANIFEST_PREVIEW_ROWS]],
+                records=[
+                    dg.TableRecord({"key": k, "line": line, "reason": reason[:300]})
+                    for k, line, reason in rejected[:MANIFEST_PREVIEW_ROWS]
+                ],
                 schema=REJECTED_TABLE_SCHEMA,
             ),
             "quarantined_rows": dg.MetadataValue.int(staged.kept_out.num_rows),
             "quarantine": dg.MetadataValue.table(
-                records=[dg.TableRecord({"key": r["source_file"], "reason": r[
-                    "quarantine_reason"][:300], "rows": r["rows"]})
-                    for r in summary.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()],
+                records=[
+                    dg.TableRecord(
+                        {"key": r["source_file"], "reason": r["quarantine_reason"][:300], "rows": r["rows"]}
+                    )
+                    for r in summary.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()
+                ],
                 schema=QUARANTINE_TABLE_SCHEMA,
             ),
             "sorted_runs": dg.MetadataValue.int(len(staged.runs)),
@@ -269,8 +290,10 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         backfill_policy=BACKFILL_POLICY,
         group_name=GROUP,
         kinds={"iceberg"},
-        check_specs=[dg.AssetCheckSpec(name, asset="workflow_logs", description=description)
-                     for name, (_, description) in CHECKS.items()],
+        check_specs=[
+            dg.AssetCheckSpec(name, asset="workflow_logs", description=description)
+            for name, (_, description) in CHECKS.items()
+        ],
         ins={
             "manifest": dg.AssetIn(key=raw_log_chunks.key),
             "normalized_log_batches": dg.AssetIn(key=normalized_log_batches.key),
@@ -287,21 +310,37 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
         staged_runs = normalized_log_batches
         quarantined = staged_runs.kept_out
         seen = DuplicateFinder()  # fed by the write's own pass over the rows
-        committed, result = commit_layout_day(context, iceberg, catalog, DEFAULT_LAYOUT, manifest,
-                                              staged_runs.readable(), observe=seen.add,
-                                              staged=staged_runs)
+        committed, result = commit_layout_day(
+            context,
+            iceberg,
+            catalog,
+            DEFAULT_LAYOUT,
+            manifest,
+            staged_runs.readable(),
+            observe=seen.add,
+            staged=staged_runs,
+        )
         day = Manifest.from_arrow(manifest).day
         quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
-        replaced = (None if staged_runs.read_keys is None
-                    else set(staged_runs.read_keys) | set(result.files_removed))
+        replaced = (
+            None if staged_runs.read_keys is None else set(staged_runs.read_keys) | set(result.files_removed)
+        )
         quarantine = ensure_quarantine_table(catalog, quarantine_id)
         snapshot = write_quarantine(quarantine, day, quarantined, replaced)
-        expected = result.day_rows if result.outcome == "unchanged" else (
-            result.rows_kept + staged_runs.accepted_in(result.files_added + result.files_changed))
-        outcomes = day_checks(catalog.load_table(iceberg.layout_identifier()), day,
-                              staged_runs.summary(), staged_runs.readable(), seen=seen,
-                              expected_rows=expected,
-                              kept=summarize(day_quarantine(quarantine, day)))
+        expected = (
+            result.day_rows
+            if result.outcome == "unchanged"
+            else (result.rows_kept + staged_runs.accepted_in(result.files_added + result.files_changed))
+        )
+        outcomes = day_checks(
+            catalog.load_table(iceberg.layout_identifier()),
+            day,
+            staged_runs.summary(),
+            staged_runs.readable(),
+            seen=seen,
+            expected_rows=expected,
+            kept=summarize(day_quarantine(quarantine, day)),
+        )
         staged_runs.discard()  # committed: the table holds the rows now
         metadata = {
             **(committed.metadata or {}),
@@ -309,13 +348,18 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             "quarantined_records": dg.MetadataValue.int(quarantined.num_rows),
             "quarantine_snapshot_id": dg.MetadataValue.text(str(snapshot)),
         }
-        return dg.MaterializeResult(metadata=metadata, check_results=[
-            dg.AssetCheckResult(
-                check_name=o.name, passed=o.passed, description=o.description,
-                severity=dg.AssetCheckSeverity(o.severity),
-                metadata=o.metadata,
-            ) for o in outcomes
-        ])
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=o.name,
+                    passed=o.passed,
+                    description=o.description,
+                    severity=dg.AssetCheckSeverity(o.severity),
+                    metadata=o.metadata,
+                )
+                for o in outcomes
+            ],
+        )
 
     return [raw_log_chunks, normalized_log_batches, workflow_logs]
-

@@ -1,6 +1,5 @@
 """The partition-layout study: the same days in the two other layouts' tables, and the report."""
 
-
 import warnings
 from collections.abc import Sequence
 
@@ -33,13 +32,13 @@ class LayoutReportConfig(dg.Config):
         default_factory=list,
         description="Workflows measured besides the heaviest, a median and the tiniest one.",
     )
-    repetitions: int = Field(default=5, ge=1, le=100,
-                             description="Timed runs per query, cold and warm each.")
+    repetitions: int = Field(default=5, ge=1, le=100, description="Timed runs per query, cold and warm each.")
     limit: int = Field(default=100, ge=1, description="Rows of the LIMIT query shape.")
 
 
-def _layout_asset(layout: str, partitions_def: dg.PartitionsDefinition,
-                  production: dg.AssetsDefinition) -> dg.AssetsDefinition:
+def _layout_asset(
+    layout: str, partitions_def: dg.PartitionsDefinition, production: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"workflow_logs_{layout}",
         partitions_def=partitions_def,
@@ -50,8 +49,9 @@ def _layout_asset(layout: str, partitions_def: dg.PartitionsDefinition,
         description=f"The day's rows in the {layout} table ({describe_layout(layout)}), "
         "copied from the production table, one commit per day.",
     )
-    def layout_table(context: dg.AssetExecutionContext,
-                     iceberg: IcebergCatalogResource) -> dg.MaterializeResult:
+    def layout_table(
+        context: dg.AssetExecutionContext, iceberg: IcebergCatalogResource
+    ) -> dg.MaterializeResult:
         # the production table is the truth for the day (staging holds only what a run read):
         # its rows, in memory, re-sorted for this layout; its files stand for the manifest
         catalog = iceberg.load_catalog()
@@ -71,8 +71,11 @@ def build_layout_study(
     production = log_assets[-1]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*backfill_policy", category=dg.BetaWarning)
-        tables = [_layout_asset(layout, partitions_def, production)
-                  for layout in LAYOUTS if layout != DEFAULT_LAYOUT]
+        tables = [
+            _layout_asset(layout, partitions_def, production)
+            for layout in LAYOUTS
+            if layout != DEFAULT_LAYOUT
+        ]
 
     @dg.asset(
         group_name=GROUP,
@@ -80,7 +83,8 @@ def build_layout_study(
         kinds={"iceberg", "python"},
     )
     def layout_benchmark_report(
-        context: dg.AssetExecutionContext, config: LayoutReportConfig,
+        context: dg.AssetExecutionContext,
+        config: LayoutReportConfig,
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
         """P0 query latency, files and bytes per partition layout (cold and warm, median/p90)."""
@@ -92,13 +96,15 @@ def build_layout_study(
         workflows = pick_workflows(load(DEFAULT_LAYOUT), config.workflows)
         context.log.info(f"measuring {len(workflows)} workflow(s) on {len(LAYOUTS)} layouts")
         figures = measure(load, workflows, repetitions=config.repetitions, limit=config.limit)
-        return dg.MaterializeResult(metadata={
-            "report": dg.MetadataValue.md(markdown_table(figures)),
-            "seed_comparison": dg.MetadataValue.md(seed_comparison(figures)),
-            "plot": dg.MetadataValue.md(png_markdown(plot_png(figures))),
-            "figures": dg.MetadataValue.json(figures_json(figures)),
-            "workflows": dg.MetadataValue.json([{"workflow": w, "role": r} for w, r in workflows]),
-            "repetitions": dg.MetadataValue.int(config.repetitions),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "report": dg.MetadataValue.md(markdown_table(figures)),
+                "seed_comparison": dg.MetadataValue.md(seed_comparison(figures)),
+                "plot": dg.MetadataValue.md(png_markdown(plot_png(figures))),
+                "figures": dg.MetadataValue.json(figures_json(figures)),
+                "workflows": dg.MetadataValue.json([{"workflow": w, "role": r} for w, r in workflows]),
+                "repetitions": dg.MetadataValue.int(config.repetitions),
+            }
+        )
 
     return [*tables, layout_benchmark_report]

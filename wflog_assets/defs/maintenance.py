@@ -41,22 +41,24 @@ class MaintenanceConfig(dg.Config):
     """How a month's maintenance run treats the table."""
 
     expire_snapshots_older_than_days: int = Field(
-        default=7, ge=0,
+        default=7,
+        ge=0,
         description="Snapshots older than this many days are expired after compaction (the "
-                    "current one never is); 0 expires every older snapshot. Time travel reaches "
-                    "back this far.",
+        "current one never is); 0 expires every older snapshot. Time travel reaches "
+        "back this far.",
     )
     rewrite_manifests: bool = Field(
         default=False,
         description="Also merge the table's manifests month by month after compaction. Off by "
-                    "default: per-day scans already skip other months' manifests, and on the "
-                    "year benchmark merged manifests made the P0 query's planning slower (see "
-                    "README, Maintenance).",
+        "default: per-day scans already skip other months' manifests, and on the "
+        "year benchmark merged manifests made the P0 query's planning slower (see "
+        "README, Maintenance).",
     )
 
 
 def build_maintenance(
-    monthly: dg.MonthlyPartitionsDefinition, workflow_logs: dg.AssetsDefinition,
+    monthly: dg.MonthlyPartitionsDefinition,
+    workflow_logs: dg.AssetsDefinition,
     run_tags: dict[str, str],
 ) -> tuple[dg.AssetsDefinition, Any, Any]:  # Any: define_asset_job's and the schedule's types
     """The maintenance asset, its job (runs tagged like the ingest runs: they commit to the same
@@ -69,7 +71,9 @@ def build_maintenance(
         deps=[workflow_logs],
     )
     def workflow_logs_maintenance(
-        context: dg.AssetExecutionContext, config: MaintenanceConfig, iceberg: IcebergCatalogResource,
+        context: dg.AssetExecutionContext,
+        config: MaintenanceConfig,
+        iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
         """The month's files compacted to one sorted file per partition; old snapshots expired."""
         started = time.monotonic()
@@ -93,24 +97,30 @@ def build_maintenance(
             f"{identifier} {result.month}: {result.partitions_compacted} of {result.partitions} "
             f"partitions compacted ({result.files_before} -> {result.files_after} files, "
             f"{result.rows} rows), manifests {manifests.manifests_before} -> "
-            f"{manifests.manifests_after}, {expired} snapshots expired")
-        return dg.MaterializeResult(metadata={
-            **compaction_metadata("month", result),
-            "manifests_before": dg.MetadataValue.int(manifests.manifests_before),
-            "manifests_after": dg.MetadataValue.int(manifests.manifests_after),
-            "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
-            "snapshots_expired": dg.MetadataValue.int(expired),
-            "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
-            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-        })
+            f"{manifests.manifests_after}, {expired} snapshots expired"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **compaction_metadata("month", result),
+                "manifests_before": dg.MetadataValue.int(manifests.manifests_before),
+                "manifests_after": dg.MetadataValue.int(manifests.manifests_after),
+                "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
+                "snapshots_expired": dg.MetadataValue.int(expired),
+                "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
+                "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+            }
+        )
 
     job = dg.define_asset_job(
-        MAINTENANCE_JOB, selection=dg.AssetSelection.assets(workflow_logs_maintenance),
+        MAINTENANCE_JOB,
+        selection=dg.AssetSelection.assets(workflow_logs_maintenance),
         description="Compact a month of the workflow_logs table and expire old snapshots.",
         tags=run_tags,
     )
     schedule = dg.build_schedule_from_partitioned_job(
-        job, hour_of_day=3, day_of_month=2,
+        job,
+        hour_of_day=3,
+        day_of_month=2,
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
     return workflow_logs_maintenance, job, schedule
@@ -123,15 +133,16 @@ WRITTEN = ("appended", "replaced")
 
 def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey, day: str) -> int:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+    ).records
     return records[0].storage_id if records else 0
 
 
 def written_since(instance: dg.DagsterInstance, logs: dg.AssetKey, day: str, after: int) -> bool:
     """Whether a `workflow_logs` run of the day wrote rows after storage id `after`."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=logs, asset_partitions=[day], after_storage_id=after),
-        limit=1000).records
+        dg.AssetRecordsFilter(asset_key=logs, asset_partitions=[day], after_storage_id=after), limit=1000
+    ).records
     for record in records:
         mat = record.asset_materialization
         outcome = mat.metadata.get("outcome") if mat is not None else None
@@ -141,8 +152,11 @@ def written_since(instance: dg.DagsterInstance, logs: dg.AssetKey, day: str, aft
 
 
 def build_day_compaction(
-    daily: dg.TimeWindowPartitionsDefinition, workflow_logs: dg.AssetsDefinition,
-    run_tags: dict[str, str], grace_hours: int = 2, lookback_days: int = 3,
+    daily: dg.TimeWindowPartitionsDefinition,
+    workflow_logs: dg.AssetsDefinition,
+    run_tags: dict[str, str],
+    grace_hours: int = 2,
+    lookback_days: int = 3,
     interval_s: int = 300,
 ) -> tuple[dg.AssetsDefinition, Any, dg.SensorDefinition]:
     """A closed day's files compacted to one per partition: the asset, its job, and a sensor
@@ -156,32 +170,42 @@ def build_day_compaction(
         kinds={"iceberg"},
         deps=[workflow_logs],
     )
-    def day_compaction(context: dg.AssetExecutionContext,
-                       iceberg: IcebergCatalogResource) -> dg.MaterializeResult:
+    def day_compaction(
+        context: dg.AssetExecutionContext, iceberg: IcebergCatalogResource
+    ) -> dg.MaterializeResult:
         """The day's data files compacted to one sorted file per (workflow, month) partition."""
         started = time.monotonic()
         day = dt.date.fromisoformat(context.partition_key)
         catalog = iceberg.load_catalog()
         identifier = iceberg.layout_identifier()
         result = compact_day(lambda: catalog.load_table(identifier), day)
-        context.log.info(f"{identifier} {day}: {result.partitions_compacted} of "
-                         f"{result.partitions} partitions compacted ({result.files_before} -> "
-                         f"{result.files_after} files, {result.rows} rows)")
-        return dg.MaterializeResult(metadata={
-            **compaction_metadata("day", result),
-            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-        })
+        context.log.info(
+            f"{identifier} {day}: {result.partitions_compacted} of "
+            f"{result.partitions} partitions compacted ({result.files_before} -> "
+            f"{result.files_after} files, {result.rows} rows)"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **compaction_metadata("day", result),
+                "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+            }
+        )
 
     job = dg.define_asset_job(
-        DAY_COMPACTION_JOB, selection=dg.AssetSelection.assets(day_compaction),
+        DAY_COMPACTION_JOB,
+        selection=dg.AssetSelection.assets(day_compaction),
         description="Compact a closed day of the workflow_logs table to one file per partition.",
         tags=run_tags,
     )
 
-    @dg.sensor(name=DAY_COMPACTION_SENSOR, job=job, minimum_interval_seconds=interval_s,
-               default_status=dg.DefaultSensorStatus.STOPPED,
-               description=f"Compacts each day {grace_hours} h after it ended (UTC), and again "
-               f"after a late file was ingested ({lookback_days} days back).")
+    @dg.sensor(
+        name=DAY_COMPACTION_SENSOR,
+        job=job,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"Compacts each day {grace_hours} h after it ended (UTC), and again "
+        f"after a late file was ingested ({lookback_days} days back).",
+    )
     def day_compaction_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         closed = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=grace_hours)).date()
         requests: list[dg.RunRequest] = []
@@ -193,9 +217,12 @@ def build_day_compaction(
             if written_since(context.instance, workflow_logs.key, day, compacted):
                 requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{compacted}"))
         if not requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason(
-                f"no closed day (ended {grace_hours} h ago or earlier) has rows written since "
-                f"its last compaction"))
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"no closed day (ended {grace_hours} h ago or earlier) has rows written since "
+                    f"its last compaction"
+                )
+            )
         return dg.SensorResult(run_requests=requests)
 
     return day_compaction, job, day_compaction_sensor

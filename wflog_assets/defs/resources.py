@@ -94,21 +94,29 @@ class LogSourceResource(dg.ConfigurableResource, ABC):
     """Where the chunk files are: `<root>/year=YYYY/month=MM/day=DD/[hour=HH/]chunk-*.parquet`."""
 
     read_workers: int = Field(
-        default=4, ge=1, le=64,
+        default=4,
+        ge=1,
+        le=64,
         description="Files read and normalized in parallel (each holds its compressed bytes "
         "and up to two parts of `part_rows` rows in memory).",
     )
     piece_rows: int = Field(
-        default=DEFAULT_PIECE_ROWS, ge=256, le=64 * 1024 * 1024,
+        default=DEFAULT_PIECE_ROWS,
+        ge=256,
+        le=64 * 1024 * 1024,
         description="Rows screened, sorted and spilled as one sorted run at a time: with "
         "`part_rows` and `read_workers` it bounds memory, whatever the size of the day.",
     )
     part_rows: int = Field(
-        default=DEFAULT_PART_ROWS, ge=256, le=16 * 1024 * 1024,
+        default=DEFAULT_PART_ROWS,
+        ge=256,
+        le=16 * 1024 * 1024,
         description="Rows of a Parquet file decoded and normalized at a time.",
     )
     fetch_workers: int = Field(
-        default=DEFAULT_FETCH_WORKERS, ge=1, le=256,
+        default=DEFAULT_FETCH_WORKERS,
+        ge=1,
+        le=256,
         description="GETs in flight for batches of small files (hides the per-object latency "
         "of S3; each holds one small object in memory).",
     )
@@ -139,9 +147,7 @@ class S3LogSource(LogSourceResource):
 
     s3: SourceS3Resource
     bucket: str = Field(description="Bucket that holds the log chunk files.")
-    prefix: str = Field(
-        default="", description="Key prefix above the year= folders, e.g. `logs/workflows`."
-    )
+    prefix: str = Field(default="", description="Key prefix above the year= folders, e.g. `logs/workflows`.")
 
     @field_validator("bucket")
     @classmethod
@@ -228,9 +234,7 @@ class RestCatalogResource(IcebergCatalogResource):
         default=None, description="OAuth2 client credentials `client_id:client_secret`."
     )
     warehouse: str = Field(description="Catalog (Polaris) or warehouse location to use.")
-    scope: str | None = Field(
-        default=None, description="OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL for Polaris."
-    )
+    scope: str | None = Field(default=None, description="OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL for Polaris.")
     oauth2_server_uri: str | None = Field(
         default=None,
         description="OAuth2 token endpoint; default `<uri>/v1/oauth/tokens` (Polaris' own).",
@@ -312,13 +316,17 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, StagedRuns):  # a day's sorted runs: a folder
             started = time.perf_counter()
             size = save_staged(obj, fs, path)
-            context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base):],
-                                         "staged_runs": len(obj.runs), "staged_bytes": size,
-                                         "staging_write_s": round(time.perf_counter() - started, 3)})
+            context.add_output_metadata(
+                {
+                    "staged_path": self.root.rstrip("/") + path[len(base) :],
+                    "staged_runs": len(obj.runs),
+                    "staged_bytes": size,
+                    "staging_write_s": round(time.perf_counter() - started, 3),
+                }
+            )
             return
         if not isinstance(obj, pa.Table):
-            raise TypeError(f"{type(self).__name__} stages pyarrow Tables or StagedRuns, "
-                            f"got {type(obj)}")
+            raise TypeError(f"{type(self).__name__} stages pyarrow Tables or StagedRuns, got {type(obj)}")
         path += ".parquet"
         fs.create_dir(run_folder, recursive=True)
         if isinstance(fs, pafs.LocalFileSystem):  # S3 uploads are atomic by themselves
@@ -327,10 +335,9 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
             fs.move(tmp, path)
         else:
             pq.write_table(obj, path, filesystem=fs, row_group_size=128 * 1024)
-        context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base):]})
+        context.add_output_metadata({"staged_path": self.root.rstrip("/") + path[len(base) :]})
 
-    def _find(self, context: dg.InputContext, fs: pafs.FileSystem, base: str
-              ) -> tuple[str, str]:
+    def _find(self, context: dg.InputContext, fs: pafs.FileSystem, base: str) -> tuple[str, str]:
         """(run folder, path) of the asset's staging: this run's own if it made one, else the
         newest run's (an asset materialized alone reads what an earlier run staged)."""
         folder, asset = self._partition_folder(context, base), self._asset(context)
@@ -344,16 +351,19 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
                 if fs.get_file_info(f"{folder}/{run_id}/{name}").type == pafs.FileType.File:
                     return f"{folder}/{run_id}", f"{folder}/{run_id}/{name}"
         candidates = [
-            info for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True,
-                                                                recursive=True))
-            if info.type == pafs.FileType.File and info.path.endswith(names)
-            and info.path.count("/") - folder.count("/") in (2, 3)]
+            info
+            for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=True))
+            if info.type == pafs.FileType.File
+            and info.path.endswith(names)
+            and info.path.count("/") - folder.count("/") in (2, 3)
+        ]
         if not candidates:
             raise FileNotFoundError(
                 f"nothing staged for {asset} of {context.asset_partition_key} under {folder}: "
-                "materialize the upstream assets of that day first")
+                "materialize the upstream assets of that day first"
+            )
         newest = max(candidates, key=lambda info: info.mtime_ns or 0)
-        run_folder = folder + "/" + newest.path[len(folder) + 1:].split("/", 1)[0]
+        run_folder = folder + "/" + newest.path[len(folder) + 1 :].split("/", 1)[0]
         return run_folder, newest.path
 
     def load_input(self, context: dg.InputContext) -> pa.Table | StagedRuns:
@@ -365,7 +375,9 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
             started = time.perf_counter()
             staged = load_staged(fs, path.rsplit("/", 1)[0], local)
             staged.location = (fs, run_folder)  # removed whole once the day is committed
-            context.log.info(f"staged runs of {run_folder} loaded in "
-                             f"{time.perf_counter() - started:.2f} s ({len(staged.runs)} runs)")
+            context.log.info(
+                f"staged runs of {run_folder} loaded in "
+                f"{time.perf_counter() - started:.2f} s ({len(staged.runs)} runs)"
+            )
             return staged
         return pq.read_table(path, filesystem=fs)

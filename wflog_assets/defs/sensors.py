@@ -64,8 +64,12 @@ def committed_digest(instance: dg.DagsterInstance, day: str) -> str | None:
     return None if value is None else str(value.value)
 
 
-ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                   dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 ENDED_UNSUCCESSFUL = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
@@ -73,8 +77,9 @@ def days_in_flight(instance: dg.DagsterInstance, job_name: str) -> set[str]:
     """Days with a run of the job queued or running: a new file of such a day waits for the
     next tick (the running run's successor picks it up), so runs of one day never pile up."""
     records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES))
-    return {r.dagster_run.tags["dagster/partition"] for r in records
-            if "dagster/partition" in r.dagster_run.tags}
+    return {
+        r.dagster_run.tags["dagster/partition"] for r in records if "dagster/partition" in r.dagster_run.tags
+    }
 
 
 def failed_runs(instance: dg.DagsterInstance, job_name: str, day: str) -> int:
@@ -84,8 +89,11 @@ def failed_runs(instance: dg.DagsterInstance, job_name: str, day: str) -> int:
     latest = instance.get_run_records(by_day, limit=1)
     if not latest or latest[0].dagster_run.status not in ENDED_UNSUCCESSFUL:
         return 0
-    return len(instance.get_run_records(dg.RunsFilter(
-        job_name=job_name, tags={"dagster/partition": day}, statuses=ENDED_UNSUCCESSFUL)))
+    return len(
+        instance.get_run_records(
+            dg.RunsFilter(job_name=job_name, tags={"dagster/partition": day}, statuses=ENDED_UNSUCCESSFUL)
+        )
+    )
 
 
 @dataclass
@@ -112,9 +120,13 @@ class _Tick:
         if committed_digest(self.instance, manifest.day) == manifest.digest:
             self.note("unchanged", manifest.day)
             return
-        self.requests.append(dg.RunRequest(
-            partition_key=manifest.day, run_key=f"{manifest.day}:{manifest.digest[:20]}",
-            tags={DIGEST_TAG: manifest.digest}))
+        self.requests.append(
+            dg.RunRequest(
+                partition_key=manifest.day,
+                run_key=f"{manifest.day}:{manifest.digest[:20]}",
+                tags={DIGEST_TAG: manifest.digest},
+            )
+        )
 
     def look(self, day: dt.date) -> None:
         """List the day's hour folders from the newest keys seen: request it if they changed."""
@@ -124,8 +136,9 @@ class _Tick:
         if not changed:
             self.note("nothing new", key)
             return
-        seen = hashlib.sha256(json.dumps(sorted((h, m.dump()) for h, m in marks.items()))
-                              .encode()).hexdigest()[:20]
+        seen = hashlib.sha256(
+            json.dumps(sorted((h, m.dump()) for h, m in marks.items())).encode()
+        ).hexdigest()[:20]
         self.requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}:new:{seen}"))
 
     def day(self, day: dt.date, in_flight: set[str], sweep_every_s: float) -> None:
@@ -139,8 +152,7 @@ class _Tick:
             self.note(f"retried after {failed} failed run(s)", key)
             return
         last_sweep = self.cursor.swept.get(key)
-        if last_sweep is None or self.now - last_sweep >= sweep_every_s or not (
-                self.cursor.marks.get(key)):
+        if last_sweep is None or self.now - last_sweep >= sweep_every_s or not (self.cursor.marks.get(key)):
             self.sweep(day)
         else:
             self.look(day)
@@ -177,8 +189,7 @@ def build_source_sensor(
         if cursor.last_day is not None:
             since = max(first_day, partition_day(cursor.last_day) - dt.timedelta(days=lookback_days))
         store = log_source.object_store()
-        days = [d for d in list_days(store, since, today)
-                if partitions_def.has_partition_key(d.isoformat())]
+        days = [d for d in list_days(store, since, today) if partitions_def.has_partition_key(d.isoformat())]
         tick = _Tick(context.instance, store, job.name, cursor, time.time())
         in_flight = days_in_flight(context.instance, job.name)
         for day in days:
@@ -189,11 +200,14 @@ def build_source_sensor(
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(
                     f"{len(days)} day folder(s) since {since.isoformat()}, none new or changed "
-                    f"({tick.reason() or 'no files'})"),
+                    f"({tick.reason() or 'no files'})"
+                ),
                 cursor=cursor.dump(),
             )
-        context.log.info(f"requesting {[r.partition_key for r in tick.requests]} "
-                         f"({tick.reason() or 'new or changed files'})")
+        context.log.info(
+            f"requesting {[r.partition_key for r in tick.requests]} "
+            f"({tick.reason() or 'new or changed files'})"
+        )
         return dg.SensorResult(run_requests=tick.requests, cursor=cursor.dump())
 
     return wflog_source_sensor

@@ -30,8 +30,12 @@ class EnvSetting:
 
 # Every variable the project reads. README's table is this list.
 ENV_SETTINGS: tuple[EnvSetting, ...] = (
-    EnvSetting("WFLOG_DATA_DIR", ".wflog", "Embedded default's home: source/, catalog.db, "
-               "warehouse/, staging/ (relative to the working directory)"),
+    EnvSetting(
+        "WFLOG_DATA_DIR",
+        ".wflog",
+        "Embedded default's home: source/, catalog.db, "
+        "warehouse/, staging/ (relative to the working directory)",
+    ),
     EnvSetting("WFLOG_START_DATE", DEFAULT_START_DATE, "First day partition (YYYY-MM-DD, UTC)"),
     EnvSetting("WFLOG_SOURCE", "local", "`local` (a directory) or `s3`"),
     EnvSetting("WFLOG_SOURCE_DIR", "$WFLOG_DATA_DIR/source", "Local source directory"),
@@ -43,18 +47,28 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("AWS_ACCESS_KEY_ID", None, "S3 access key (unset: default AWS chain)", True),
     EnvSetting("AWS_SECRET_ACCESS_KEY", None, "S3 secret key", True),
     EnvSetting("WFLOG_READ_WORKERS", "4", "Files read and normalized in parallel per run"),
-    EnvSetting("WFLOG_PIECE_ROWS", "49152", "Rows sorted and spilled as one run at a time "
-               "(bounds a run's memory)"),
-    EnvSetting("WFLOG_STAGING", "$WFLOG_DATA_DIR/staging", "Staging root: directory or "
-               "s3://bucket/prefix for normalized batches"),
+    EnvSetting(
+        "WFLOG_PIECE_ROWS", "49152", "Rows sorted and spilled as one run at a time (bounds a run's memory)"
+    ),
+    EnvSetting(
+        "WFLOG_STAGING",
+        "$WFLOG_DATA_DIR/staging",
+        "Staging root: directory or s3://bucket/prefix for normalized batches",
+    ),
     EnvSetting("WFLOG_CATALOG", "sqlite", "`sqlite` (embedded) or `rest` (Polaris)"),
     EnvSetting("WFLOG_CATALOG_URI", None, "REST catalog URI"),
     EnvSetting("WFLOG_CATALOG_CREDENTIAL", None, "REST OAuth2 `client_id:client_secret`", True),
-    EnvSetting("WFLOG_CATALOG_WAREHOUSE", None, "REST warehouse: the Polaris catalog name, or a "
-               "location such as s3://warehouse"),
+    EnvSetting(
+        "WFLOG_CATALOG_WAREHOUSE",
+        None,
+        "REST warehouse: the Polaris catalog name, or a location such as s3://warehouse",
+    ),
     EnvSetting("WFLOG_CATALOG_SCOPE", None, "REST OAuth2 scope, e.g. PRINCIPAL_ROLE:ALL"),
-    EnvSetting("WFLOG_SENSOR_LOOKBACK_DAYS", "3", "Days before the newest day folder that "
-               "each sensor tick re-lists for late files"),
+    EnvSetting(
+        "WFLOG_SENSOR_LOOKBACK_DAYS",
+        "3",
+        "Days before the newest day folder that each sensor tick re-lists for late files",
+    ),
     EnvSetting("WFLOG_SENSOR_INTERVAL_S", "60", "Minimum seconds between sensor ticks"),
     EnvSetting("WFLOG_NAMESPACE", "workflow_logs", "Iceberg namespace"),
     EnvSetting("WFLOG_TABLE", "workflow_logs", "Iceberg table name"),
@@ -135,9 +149,11 @@ def log_source() -> LogSourceResource:
 
 
 def iceberg_catalog() -> IcebergCatalogResource:
-    names = {field: value for field, value in (("namespace", _get("WFLOG_NAMESPACE")),
-                                               ("table_name", _get("WFLOG_TABLE")))
-             if value is not None}
+    names = {
+        field: value
+        for field, value in (("namespace", _get("WFLOG_NAMESPACE")), ("table_name", _get("WFLOG_TABLE")))
+        if value is not None
+    }
     if _choice("WFLOG_CATALOG", ("sqlite", "rest")) == "rest":
         return RestCatalogResource(
             uri=_required("WFLOG_CATALOG_URI", "when WFLOG_CATALOG=rest"),

@@ -109,10 +109,7 @@ def _spec_by_name(schema: Schema, spec: PartitionSpec) -> list[tuple[str | None,
 
 
 def _sort_by_name(schema: Schema, order: SortOrder) -> list[tuple[str | None, str, str]]:
-    return [
-        (schema.find_column_name(f.source_id), str(f.direction), str(f.null_order))
-        for f in order.fields
-    ]
+    return [(schema.find_column_name(f.source_id), str(f.direction), str(f.null_order)) for f in order.fields]
 
 
 @dataclass(frozen=True)
@@ -137,9 +134,11 @@ class DayPlan:
         Anything else a concurrent run committed after this run planned (newer files, another
         version of a file) is that run's to judge, not this one's: it is left as it is.
         """
-        return DayPlan(added=tuple(k for k in self.added if k in staged),
-                       changed=tuple(k for k in self.changed if k in staged),
-                       removed=tuple(k for k in self.removed if k in removable))
+        return DayPlan(
+            added=tuple(k for k in self.added if k in staged),
+            changed=tuple(k for k in self.changed if k in staged),
+            removed=tuple(k for k in self.removed if k in removable),
+        )
 
 
 def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
@@ -164,9 +163,14 @@ class ReadPlan:
 
     def to_json(self) -> dict[str, object]:
         plan = self.plan
-        return {"added": list(plan.added), "changed": list(plan.changed),
-                "removed": list(plan.removed), "snapshot_id": self.snapshot_id,
-                "committed_files": self.committed_files, "rows_kept": self.rows_kept}
+        return {
+            "added": list(plan.added),
+            "changed": list(plan.changed),
+            "removed": list(plan.removed),
+            "snapshot_id": self.snapshot_id,
+            "committed_files": self.committed_files,
+            "rows_kept": self.rows_kept,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, object]) -> ReadPlan:
@@ -174,10 +178,14 @@ class ReadPlan:
             value = raw[name]
             assert isinstance(value, list)
             return tuple(str(k) for k in value)
+
         snapshot = raw["snapshot_id"]
-        return cls(DayPlan(keys("added"), keys("changed"), keys("removed")),
-                   None if snapshot is None else int(str(snapshot)),
-                   int(str(raw["committed_files"])), int(str(raw["rows_kept"])))
+        return cls(
+            DayPlan(keys("added"), keys("changed"), keys("removed")),
+            None if snapshot is None else int(str(snapshot)),
+            int(str(raw["committed_files"])),
+            int(str(raw["rows_kept"])),
+        )
 
 
 def _snapshot_id(table: Table) -> int | None:
@@ -283,9 +291,12 @@ def committed_state(table: Table, day: str) -> CommittedDay:
             if rows.num_rows == 0:
                 continue
             pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
-            for key, etag, n in zip(pairs.column(SOURCE_FILE).to_pylist(),
-                                    pairs.column(SOURCE_ETAG).to_pylist(),
-                                    pairs.column("count_all").to_pylist(), strict=True):
+            for key, etag, n in zip(
+                pairs.column(SOURCE_FILE).to_pylist(),
+                pairs.column(SOURCE_ETAG).to_pylist(),
+                pairs.column("count_all").to_pylist(),
+                strict=True,
+            ):
                 if state.versions.setdefault(key, etag) != etag:
                     state.versions[key] = "<several versions>"  # forces a rewrite of its rows
                 state.rows[key] = state.rows.get(key, 0) + n
@@ -296,8 +307,10 @@ def committed_day(table: Table, day: dt.date) -> tuple[Manifest, pa.Table]:
     """A day as the table holds it: its files (as a manifest) and its rows."""
     rows = table.scan(row_filter=day_filter(day)).to_arrow()
     pairs = rows.select([SOURCE_FILE, SOURCE_ETAG]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([])
-    entries = (ManifestEntry(key=k, size=0, etag=e, last_modified="")
-               for k, e in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist(), strict=True))
+    entries = (
+        ManifestEntry(key=k, size=0, etag=e, last_modified="")
+        for k, e in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist(), strict=True)
+    )
     return Manifest.build(day.isoformat(), entries), rows
 
 
@@ -306,9 +319,12 @@ def committed_versions(table: Table, day: str) -> dict[str, str]:
     return committed_state(table, day).versions
 
 
-def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
-                     only_keys: tuple[str, ...] | None = None,
-                     observe: Callable[[pa.Table], None] | None = None) -> WrittenFiles:
+def write_data_files(
+    table: Table,
+    rows: pa.Table | list[SortedRun],
+    only_keys: tuple[str, ...] | None = None,
+    observe: Callable[[pa.Table], None] | None = None,
+) -> WrittenFiles:
     """Write `rows` (a table, or a day's sorted runs) as data files of `table`, not committed.
 
     One file per partition (more only past the target file size), rows in the table's sort
@@ -318,8 +334,9 @@ def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
     if isinstance(rows, pa.Table):
         if rows.num_rows == 0:
             return WrittenFiles()
-        _check_pyarrow_schema_compatible(metadata.schema(), provided_schema=rows.schema,
-                                         format_version=metadata.format_version)
+        _check_pyarrow_schema_compatible(
+            metadata.schema(), provided_schema=rows.schema, format_version=metadata.format_version
+        )
         runs: list[SortedRun] = [MemoryRun.of(rows, metadata.spec(), metadata.schema())]
     else:
         runs = rows
@@ -330,6 +347,7 @@ def write_data_files(table: Table, rows: pa.Table | list[SortedRun],
         def keep(block: pa.Table) -> pa.Array:
             column = block.column(SOURCE_FILE)
             return pc.is_in(column, value_set=wanted.cast(column.type))
+
     return day_writer.write_data_files(metadata, table.io, runs, keep, observe)
 
 
@@ -352,8 +370,11 @@ def without_library_retries(table: Table) -> Table:
 
 
 def _merges_manifests(table: Table) -> bool:
-    return property_as_bool(table.metadata.properties, TableProperties.MANIFEST_MERGE_ENABLED,
-                            TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT)
+    return property_as_bool(
+        table.metadata.properties,
+        TableProperties.MANIFEST_MERGE_ENABLED,
+        TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT,
+    )
 
 
 def delete_files(table: Table, files: list[DataFile]) -> None:
@@ -368,10 +389,15 @@ class DayCommit:
     """One day's commit: plan against the table, write the data files once, commit, and on a
     conflict re-plan against the fresh table (see `commit_day`)."""
 
-    def __init__(self, load_table: Callable[[], Table], manifest: Manifest,
-                 rows: pa.Table | list[SortedRun], staged: Collection[str] | None,
-                 planned: ReadPlan | None,
-                 observe: Callable[[pa.Table], None] | None) -> None:
+    def __init__(
+        self,
+        load_table: Callable[[], Table],
+        manifest: Manifest,
+        rows: pa.Table | list[SortedRun],
+        staged: Collection[str] | None,
+        planned: ReadPlan | None,
+        observe: Callable[[pa.Table], None] | None,
+    ) -> None:
         self.load_table, self.manifest, self.rows = load_table, manifest, rows
         self.staged = set(manifest.versions()) if staged is None else set(staged)
         self.planned = planned
@@ -387,25 +413,30 @@ class DayCommit:
         self.times = PhaseTimes()
 
     def _result(self, outcome: str, snapshot: Snapshot | None, attempt: int) -> CommitResult:
-        return CommitResult(day=self.manifest.day, outcome=outcome,
-                            snapshot_id=snapshot.snapshot_id if snapshot else None,
-                            manifest_digest=self.manifest.digest, attempts=attempt,
-                            rows_kept=self.rows_kept)
+        return CommitResult(
+            day=self.manifest.day,
+            outcome=outcome,
+            snapshot_id=snapshot.snapshot_id if snapshot else None,
+            manifest_digest=self.manifest.digest,
+            attempts=attempt,
+            rows_kept=self.rows_kept,
+        )
 
     def _plan(self, table: Table) -> tuple[DayPlan, bool]:
         """(what to do, whether the table holds any file of the day)."""
         planned = self.planned
-        if (planned is not None and planned.committed_files >= 0
-                and planned.snapshot_id == _snapshot_id(table)):
+        if (
+            planned is not None
+            and planned.committed_files >= 0
+            and planned.snapshot_id == _snapshot_id(table)
+        ):
             self.rows_kept = planned.rows_kept  # the table has not moved since the run planned
-            return planned.plan.within(self.staged, planned.plan.removed), bool(
-                planned.committed_files)
+            return planned.plan.within(self.staged, planned.plan.removed), bool(planned.committed_files)
         with self.times.timed("plan"):
             committed = committed_state(table, self.manifest.day)
         plan = plan_day(committed.versions, self.manifest)
         if self.restricted:
-            plan = plan.within(self.staged, planned.plan.removed if planned is not None
-                               else plan.removed)
+            plan = plan.within(self.staged, planned.plan.removed if planned is not None else plan.removed)
         touched = set(plan.write_keys) | set(plan.rewrite_keys)
         self.rows_kept = sum(n for k, n in committed.rows.items() if k not in touched)
         return plan, bool(committed.versions)
@@ -419,9 +450,9 @@ class DayCommit:
         if plan.write_keys:
             every_file = set(plan.write_keys) == self.staged
             with self.times.timed("write"):
-                files = write_data_files(table, self.rows,
-                                         only_keys=None if every_file else plan.write_keys,
-                                         observe=self.observe)
+                files = write_data_files(
+                    table, self.rows, only_keys=None if every_file else plan.write_keys, observe=self.observe
+                )
         self.written, self.written_for, self.rows_to_write = files.data_files, key, files.rows
 
     def _commit(self, table: Table, plan: DayPlan) -> bool:
@@ -441,8 +472,7 @@ class DayCommit:
             snapshot = tx.update_snapshot(snapshot_properties=properties)
             # honour commit.manifest-merge.enabled as Iceberg's own appends do: merged manifests
             # keep planning (and so every later commit) from growing with the table's history
-            with (snapshot.merge_append() if _merges_manifests(table)
-                  else snapshot.fast_append()) as append:
+            with snapshot.merge_append() if _merges_manifests(table) else snapshot.fast_append() as append:
                 for data_file in self.written:
                     append.append_data_file(data_file)
             tx.commit_transaction()
@@ -462,8 +492,9 @@ class DayCommit:
         if previous is not None and summary_value(previous, SUMMARY_DIGEST) == manifest.digest:
             if isinstance(self.last_error, CommitStateUnknownException) and self.last_plan:
                 # our unconfirmed attempt did land: report what it wrote
-                return _result(table, manifest, self.last_plan, self.last_previous,
-                               self.rows_to_write, attempt)
+                return _result(
+                    table, manifest, self.last_plan, self.last_previous, self.rows_to_write, attempt
+                )
             self.rows_kept = int(summary_value(previous, SUMMARY_DAY_ROWS) or -1)
             return self._result("unchanged", previous, attempt)
         plan, holds_day = self._plan(table)
@@ -492,7 +523,8 @@ class DayCommit:
         delete_files(self.load_table(), self.written)
         raise CommitRetriesExhaustedError(
             f"day {self.manifest.day}: commit still conflicting after {max_attempts} attempts: "
-            f"{self.last_error}")
+            f"{self.last_error}"
+        )
 
 
 def commit_day(
@@ -518,8 +550,7 @@ def commit_day(
     jittered exponential backoff) and reuses the files if the plan did not change. An unknown
     commit outcome is resolved by looking for our digest.
     """
-    return DayCommit(load_table, manifest, rows, staged, planned, observe).run(
-        max_attempts, base_backoff_s)
+    return DayCommit(load_table, manifest, rows, staged, planned, observe).run(max_attempts, base_backoff_s)
 
 
 def summary_value(snapshot: Snapshot, key: str) -> str | None:
@@ -533,15 +564,22 @@ def _summary_int(snapshot: Snapshot, key: str) -> int:
 
 
 def _result(
-    table: Table, manifest: Manifest, plan: DayPlan, previous: Snapshot | None,
-    rows_written: int, attempts: int,
+    table: Table,
+    manifest: Manifest,
+    plan: DayPlan,
+    previous: Snapshot | None,
+    rows_written: int,
+    attempts: int,
 ) -> CommitResult:
     # Our snapshots are consecutive; other days' commits may already sit on top of them.
     files_written = records_deleted = records_added = 0
     snapshot_id: int | None = None
     for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-        ours = snapshot.summary is not None and snapshot.summary.get(SUMMARY_DIGEST) == (
-            manifest.digest) and snapshot.summary.get(SUMMARY_DAY) == manifest.day
+        ours = (
+            snapshot.summary is not None
+            and snapshot.summary.get(SUMMARY_DIGEST) == (manifest.digest)
+            and snapshot.summary.get(SUMMARY_DAY) == manifest.day
+        )
         if previous is not None and snapshot.snapshot_id == previous.snapshot_id:
             break
         if not ours:

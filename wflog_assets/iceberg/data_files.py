@@ -96,8 +96,9 @@ def _slices(columns: list[pa.Array], n: int) -> list[tuple[PartitionValues, int,
     return out
 
 
-def sort_piece(rows: pa.Table, spec: PartitionSpec, schema: Schema
-               ) -> tuple[pa.Table, list[tuple[PartitionValues, int, int]]]:
+def sort_piece(
+    rows: pa.Table, spec: PartitionSpec, schema: Schema
+) -> tuple[pa.Table, list[tuple[PartitionValues, int, int]]]:
     """Order a piece by (partition values, timestamp DESC nulls last); its partitions' slices.
 
     A piece already in that order (as staged days are) is not sorted again.
@@ -108,12 +109,14 @@ def sort_piece(rows: pa.Table, spec: PartitionSpec, schema: Schema
     slices = _slices(parts, rows.num_rows)
     keys = [s[0] for s in slices]  # contiguous partitions, each newest first: keep as it is
     if len(set(keys)) == len(keys) and all(
-            _descending(rows.column(TIMESTAMP).slice(o, n)) for _, o, n in slices):
+        _descending(rows.column(TIMESTAMP).slice(o, n)) for _, o, n in slices
+    ):
         return rows, slices
     names = [f"_p{i}" for i in range(len(parts))]
     keyed = pa.table([*parts, rows.column(TIMESTAMP)], names=[*names, TIMESTAMP])
-    indices = pc.sort_indices(keyed, sort_keys=[*((n, "ascending", "at_end") for n in names),
-                                                (TIMESTAMP, "descending", "at_end")])
+    indices = pc.sort_indices(
+        keyed, sort_keys=[*((n, "ascending", "at_end") for n in names), (TIMESTAMP, "descending", "at_end")]
+    )
     rows = rows.take(indices)
     return rows, _slices([p.take(indices) for p in parts], rows.num_rows)
 
@@ -172,22 +175,24 @@ class MemoryRun:
             yield from self.rows.slice(offset, length).to_batches(max_chunksize=RUN_BATCH_ROWS)
 
 
-def write_run(rows: pa.Table, spec: PartitionSpec, schema: Schema,
-              filesystem: pafs.FileSystem, path: str) -> None:
+def write_run(
+    rows: pa.Table, spec: PartitionSpec, schema: Schema, filesystem: pafs.FileSystem, path: str
+) -> None:
     """Sort a piece and spill it as an Arrow IPC file (lz4) with its partition index."""
     rows, slices = sort_piece(rows, spec, schema)
     index, batch_no = [], 0
     batches: list[pa.RecordBatch] = []
     for key, offset, length in slices:
         chunk = rows.slice(offset, length).combine_chunks().to_batches(max_chunksize=RUN_BATCH_ROWS)
-        index.append([list(key), batch_no, len(chunk), length,
-                      rows.column(TIMESTAMP)[offset].as_py()])
+        index.append([list(key), batch_no, len(chunk), length, rows.column(TIMESTAMP)[offset].as_py()])
         batch_no += len(chunk)
         batches.extend(chunk)
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     metadata = {RUN_INDEX_KEY: json.dumps(index).encode()}
-    with filesystem.open_output_stream(path) as sink, pa.ipc.new_file(
-            sink, rows.schema, options=options, metadata=metadata) as writer:
+    with (
+        filesystem.open_output_stream(path) as sink,
+        pa.ipc.new_file(sink, rows.schema, options=options, metadata=metadata) as writer,
+    ):
         for batch in batches:
             writer.write_batch(batch)
 
@@ -202,8 +207,7 @@ class IpcRun:
         raw = (self._reader.metadata or {}).get(RUN_INDEX_KEY)
         if raw is None:
             raise RunFormatError(f"{path}: not a sorted run (no {RUN_INDEX_KEY.decode()} index)")
-        self._index = {tuple(k): (first, count, rows, top)
-                       for k, first, count, rows, top in json.loads(raw)}
+        self._index = {tuple(k): (first, count, rows, top) for k, first, count, rows, top in json.loads(raw)}
         self.path = path
 
     @property
@@ -227,8 +231,7 @@ def _low(block: pa.Table) -> float:
     return float("-inf") if last is None else float(last)
 
 
-def merge_partition(sources: list[tuple[float | None, Iterator[pa.RecordBatch]]]
-                    ) -> Iterator[pa.Table]:
+def merge_partition(sources: list[tuple[float | None, Iterator[pa.RecordBatch]]]) -> Iterator[pa.Table]:
     """Blocks of one partition's rows from several DESC-sorted runs, in timestamp DESC order.
 
     `sources`: (newest timestamp, batches) per run. Each round emits every buffered row newer
@@ -238,8 +241,9 @@ def merge_partition(sources: list[tuple[float | None, Iterator[pa.RecordBatch]]]
     Rows of one timestamp are emitted in one block.
     """
     minus_inf = float("-inf")
-    waiting = sorted(((minus_inf if top is None else float(top), i) for i, (top, _) in
-                      enumerate(sources)), reverse=True)
+    waiting = sorted(
+        ((minus_inf if top is None else float(top), i) for i, (top, _) in enumerate(sources)), reverse=True
+    )
     iterators = [it for _, it in sources]
     buffers: dict[int, pa.Table] = {}  # active runs: their unread rows
     live: set[int] = set()  # active runs that may have more batches
@@ -291,8 +295,9 @@ def partition_blocks(runs: Iterable[SortedRun]) -> Iterator[tuple[PartitionValue
     for run in runs:
         keys.update(run.partitions)
     for values in sorted(keys, key=_sort_key):
-        for block in merge_partition([(run.top(values), run.batches(values)) for run in runs
-                                      if values in run.partitions]):
+        for block in merge_partition(
+            [(run.top(values), run.batches(values)) for run in runs if values in run.partitions]
+        ):
             yield values, block
 
 
@@ -305,8 +310,7 @@ def _sorted_block(blocks: list[pa.Table]) -> pa.Table:
     for block in blocks:
         bounds = pc.min_max(block.column(TIMESTAMP)).as_py()
         ranges.append((bounds["max"], bounds["min"], block))
-    if all(r[0] is not None for r in ranges) and not any(b.column(TIMESTAMP).null_count
-                                                         for b in blocks):
+    if all(r[0] is not None for r in ranges) and not any(b.column(TIMESTAMP).null_count for b in blocks):
         ranges.sort(key=lambda r: r[0], reverse=True)
         if all(ranges[i][1] >= ranges[i + 1][0] for i in range(len(ranges) - 1)):
             return pa.concat_tables([r[2] for r in ranges])
@@ -332,13 +336,24 @@ class _FileSettings:
         self.metadata = metadata
         self.file_schema = sanitized if sanitized != table_schema else table_schema
         props = metadata.properties
-        self.row_group = property_as_int(props, TableProperties.PARQUET_ROW_GROUP_LIMIT,
-                                         TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT) or 1
-        self.target = property_as_int(props, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
-                                      TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT) or 1
+        self.row_group = (
+            property_as_int(
+                props,
+                TableProperties.PARQUET_ROW_GROUP_LIMIT,
+                TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT,
+            )
+            or 1
+        )
+        self.target = (
+            property_as_int(
+                props,
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+            )
+            or 1
+        )
         self.kwargs = _get_parquet_writer_kwargs(props)
-        self.location = load_location_provider(table_location=metadata.location,
-                                               table_properties=props)
+        self.location = load_location_provider(table_location=metadata.location, table_properties=props)
         self.format_model = FileFormatFactory.get(FileFormat.PARQUET)
         self.stats_plan = compute_statistics_plan(self.file_schema, props)
         self.column_ids = parquet_path_to_id_mapping(self.file_schema)
@@ -356,18 +371,29 @@ class _FileSettings:
             try:
                 return pa.Table.from_arrays(
                     [_relabel(rows.column(i), f.type) for i, f in enumerate(self.arrow_schema)],
-                    schema=self.arrow_schema)
+                    schema=self.arrow_schema,
+                )
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
                 pass
         task = self._task_schemas.get(rows.schema)
         if task is None:
             task = self._task_schemas[rows.schema] = pyarrow_to_schema(
-                rows.schema, name_mapping=self.metadata.schema().name_mapping,
-                format_version=self.metadata.format_version)
-        return pa.Table.from_batches([
-            _to_requested_schema(requested_schema=self.file_schema, file_schema=task, batch=b,
-                                 include_field_ids=True, format_model=self.format_model)
-            for b in rows.to_batches()])
+                rows.schema,
+                name_mapping=self.metadata.schema().name_mapping,
+                format_version=self.metadata.format_version,
+            )
+        return pa.Table.from_batches(
+            [
+                _to_requested_schema(
+                    requested_schema=self.file_schema,
+                    file_schema=task,
+                    batch=b,
+                    include_field_ids=True,
+                    format_model=self.format_model,
+                )
+                for b in rows.to_batches()
+            ]
+        )
 
 
 def _relabel(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
@@ -379,8 +405,10 @@ def _relabel(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     fields = list(target)
     chunks = []
     for chunk in column.chunks:
-        children = [_relabel(pa.chunked_array([chunk.field(i)]), f.type).combine_chunks()
-                    for i, f in enumerate(fields)]
+        children = [
+            _relabel(pa.chunked_array([chunk.field(i)]), f.type).combine_chunks()
+            for i, f in enumerate(fields)
+        ]
         mask = pc.is_null(chunk) if chunk.null_count else None
         chunks.append(pa.StructArray.from_arrays(children, fields=fields, mask=mask))
     return pa.chunked_array(chunks, type=target)
@@ -389,8 +417,9 @@ def _relabel(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
 class _RollingWriter:
     """One partition's data files: row groups of a fixed size, a new file past the target size."""
 
-    def __init__(self, settings: _FileSettings, io: FileIO, key: PartitionKey | None,
-                 new_name: Callable[[], str]) -> None:
+    def __init__(
+        self, settings: _FileSettings, io: FileIO, key: PartitionKey | None, new_name: Callable[[], str]
+    ) -> None:
         self.settings, self.io, self.key, self.new_name = settings, io, key, new_name
         self.row_group = settings.row_group
         self.pending: list[pa.Table] = []
@@ -418,12 +447,14 @@ class _RollingWriter:
     def _write(self, group: pa.Table) -> None:
         table = self.settings.to_file(group)
         if self._open is None:
-            path = self.settings.location.new_data_location(data_file_name=self.new_name(),
-                                                            partition_key=self.key)
+            path = self.settings.location.new_data_location(
+                data_file_name=self.new_name(), partition_key=self.key
+            )
             output = self.io.new_output(path)
             stream = output.create(overwrite=True)
-            writer = pq.ParquetWriter(stream, schema=table.schema, store_decimal_as_integer=True,
-                                      **self.settings.kwargs)
+            writer = pq.ParquetWriter(
+                stream, schema=table.schema, store_decimal_as_integer=True, **self.settings.kwargs
+            )
             self._open = (path, output, stream, writer)
         _, _, stream, writer = self._open
         writer.write_table(table, row_group_size=self.row_group)
@@ -442,19 +473,21 @@ class _RollingWriter:
             stats_columns=self.settings.stats_plan,
             parquet_column_mapping=self.settings.column_ids,
         )
-        self.files.append(DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=path,
-            file_format=FileFormat.PARQUET,
-            partition=self.key.partition if self.key else Record(),
-            file_size_in_bytes=len(output),
-            # the rows are written in the table's sort order (timestamp DESC)
-            sort_order_id=self.settings.metadata.default_sort_order_id,
-            spec_id=self.settings.metadata.default_spec_id,
-            equality_ids=None,
-            key_metadata=None,
-            **statistics.to_serialized_dict(),
-        ))
+        self.files.append(
+            DataFile.from_args(
+                content=DataFileContent.DATA,
+                file_path=path,
+                file_format=FileFormat.PARQUET,
+                partition=self.key.partition if self.key else Record(),
+                file_size_in_bytes=len(output),
+                # the rows are written in the table's sort order (timestamp DESC)
+                sort_order_id=self.settings.metadata.default_sort_order_id,
+                spec_id=self.settings.metadata.default_spec_id,
+                equality_ids=None,
+                key_metadata=None,
+                **statistics.to_serialized_dict(),
+            )
+        )
 
     def finish(self) -> list[DataFile]:
         if self.pending_rows:
@@ -505,7 +538,9 @@ def write_data_files(
 
 def _partition_key(spec: PartitionSpec, schema: Schema, values: PartitionValues) -> PartitionKey:
     return PartitionKey(
-        field_values=[PartitionFieldValue(field=f, value=v)
-                      for f, v in zip(spec.fields, values, strict=True)],
-        partition_spec=spec, schema=schema,
+        field_values=[
+            PartitionFieldValue(field=f, value=v) for f, v in zip(spec.fields, values, strict=True)
+        ],
+        partition_spec=spec,
+        schema=schema,
     )

@@ -69,15 +69,17 @@ def month_filter(year: int, month: int) -> And:
     start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
     days = calendar.monthrange(year, month)[1]
     end = start + dt.timedelta(days=days)
-    return And(equal(MONTH, month), at_least(TIMESTAMP, start.timestamp()),
-               less_than(TIMESTAMP, end.timestamp()))
+    return And(
+        equal(MONTH, month), at_least(TIMESTAMP, start.timestamp()), less_than(TIMESTAMP, end.timestamp())
+    )
 
 
 FilePredicate = Callable[[Table, DataFile], bool]
 
 
-def _plan(table: Table, where: BooleanExpression, only: FilePredicate | None
-          ) -> dict[tuple[object, ...], list[FileScanTask]]:
+def _plan(
+    table: Table, where: BooleanExpression, only: FilePredicate | None
+) -> dict[tuple[object, ...], list[FileScanTask]]:
     groups: dict[tuple[object, ...], list[FileScanTask]] = defaultdict(list)
     for task in table.scan(row_filter=where).plan_files():
         if only is None or only(table, task.file):
@@ -92,9 +94,14 @@ def _read(table: Table, tasks: list[FileScanTask]) -> pa.Table:
     return ArrowScan(table.metadata, table.io, table.schema(), row_filter=AlwaysTrue()).to_table(whole)
 
 
-def compact(load_table: Callable[[], Table], where: BooleanExpression, label: str,
-            only: FilePredicate | None = None, max_attempts: int = 6,
-            base_backoff_s: float = 0.2) -> CompactionResult:
+def compact(
+    load_table: Callable[[], Table],
+    where: BooleanExpression,
+    label: str,
+    only: FilePredicate | None = None,
+    max_attempts: int = 6,
+    base_backoff_s: float = 0.2,
+) -> CompactionResult:
     """Rewrite the files that `where` plans (those `only` accepts), partition by partition,
     where a partition has more than one: into one sorted file (split only past the target file
     size), all in one commit, re-planned from the fresh table if it loses a race."""
@@ -107,8 +114,11 @@ def compact(load_table: Callable[[], Table], where: BooleanExpression, label: st
         old: list[DataFile] = []
         written, rows = [], 0
         groups = _plan(table, where, only)
-        todo = {key: tasks for key, tasks in groups.items()
-                if len(tasks) > 1 and not any(t.delete_files for t in tasks)}
+        todo = {
+            key: tasks
+            for key, tasks in groups.items()
+            if len(tasks) > 1 and not any(t.delete_files for t in tasks)
+        }
         if not todo:
             return CompactionResult(label, len(groups), 0, 0, 0, 0, None, attempt)
         for tasks in todo.values():
@@ -118,8 +128,9 @@ def compact(load_table: Callable[[], Table], where: BooleanExpression, label: st
             old.extend(t.file for t in tasks)
         try:
             tx = table.transaction()
-            with tx.update_snapshot(snapshot_properties={SUMMARY_MAINTENANCE: "compact",
-                                                         SUMMARY_MONTH: label}).overwrite() as rewrite:
+            with tx.update_snapshot(
+                snapshot_properties={SUMMARY_MAINTENANCE: "compact", SUMMARY_MONTH: label}
+            ).overwrite() as rewrite:
                 for data_file in old:
                     rewrite.delete_data_file(data_file)
                 for data_file in written:
@@ -129,18 +140,33 @@ def compact(load_table: Callable[[], Table], where: BooleanExpression, label: st
             last_error = exc
             continue
         snapshot = load_table().current_snapshot()
-        return CompactionResult(label, len(groups), len(todo), len(old), len(written), rows,
-                                snapshot.snapshot_id if snapshot else None, attempt)
+        return CompactionResult(
+            label,
+            len(groups),
+            len(todo),
+            len(old),
+            len(written),
+            rows,
+            snapshot.snapshot_id if snapshot else None,
+            attempt,
+        )
     delete_files(load_table(), written)
     raise CompactionConflictError(
-        f"compacting {label}: commit still conflicting after {max_attempts} attempts: {last_error}")
+        f"compacting {label}: commit still conflicting after {max_attempts} attempts: {last_error}"
+    )
 
 
-def compact_month(load_table: Callable[[], Table], year: int, month: int, max_attempts: int = 6,
-                  base_backoff_s: float = 0.2) -> CompactionResult:
+def compact_month(
+    load_table: Callable[[], Table], year: int, month: int, max_attempts: int = 6, base_backoff_s: float = 0.2
+) -> CompactionResult:
     """Every partition of the month with more than one data file, as one sorted file."""
-    return compact(load_table, month_filter(year, month), f"{year:04d}-{month:02d}",
-                   max_attempts=max_attempts, base_backoff_s=base_backoff_s)
+    return compact(
+        load_table,
+        month_filter(year, month),
+        f"{year:04d}-{month:02d}",
+        max_attempts=max_attempts,
+        base_backoff_s=base_backoff_s,
+    )
 
 
 def holds_only(day: dt.date) -> FilePredicate:
@@ -158,20 +184,30 @@ def holds_only(day: dt.date) -> FilePredicate:
     return accepts
 
 
-def compact_day(load_table: Callable[[], Table], day: dt.date, max_attempts: int = 6,
-                base_backoff_s: float = 0.2) -> CompactionResult:
+def compact_day(
+    load_table: Callable[[], Table], day: dt.date, max_attempts: int = 6, base_backoff_s: float = 0.2
+) -> CompactionResult:
     """A closed day's files, one per partition: each incremental commit of the day added at
     most one file to every partition it touched; files holding other days are left alone."""
-    return compact(load_table, day_filter(day), day.isoformat(), holds_only(day),
-                   max_attempts=max_attempts, base_backoff_s=base_backoff_s)
+    return compact(
+        load_table,
+        day_filter(day),
+        day.isoformat(),
+        holds_only(day),
+        max_attempts=max_attempts,
+        base_backoff_s=base_backoff_s,
+    )
 
 
 def expire_snapshots(table: Table, older_than: dt.datetime) -> int:
     """Expire snapshots older than `older_than` (never the current one); returns how many."""
     current = table.current_snapshot()
-    old = [s.snapshot_id for s in table.snapshots()
-           if s.timestamp_ms < older_than.timestamp() * 1000
-           and (current is None or s.snapshot_id != current.snapshot_id)]
+    old = [
+        s.snapshot_id
+        for s in table.snapshots()
+        if s.timestamp_ms < older_than.timestamp() * 1000
+        and (current is None or s.snapshot_id != current.snapshot_id)
+    ]
     if old:
         table.maintenance.expire_snapshots().by_ids(old).commit()
     return len(old)
@@ -210,14 +246,18 @@ class _MergeByMonth(_MergeAppendFiles):
             month = self._month(manifest) if manifest.content == ManifestContent.DATA else None
             (rest if month is None else by_month[month]).append(manifest)
         merger = _ManifestMergeManager(
-            target_size_bytes=self._target_size_bytes, min_count_to_merge=2, merge_enabled=True,
-            snapshot_producer=self)
+            target_size_bytes=self._target_size_bytes,
+            min_count_to_merge=2,
+            merge_enabled=True,
+            snapshot_producer=self,
+        )
         merged = [m for month in sorted(by_month) for m in merger.merge_manifests(by_month[month])]
         return merged + rest
 
 
-def rewrite_manifests(load_table: Callable[[], Table], max_attempts: int = 6,
-                      base_backoff_s: float = 0.5) -> ManifestRewrite:
+def rewrite_manifests(
+    load_table: Callable[[], Table], max_attempts: int = 6, base_backoff_s: float = 0.5
+) -> ManifestRewrite:
     """Merge the current snapshot's data manifests, month by month, in one commit.
 
     Every commit adds a manifest. pyiceberg 0.12 has no rewrite-manifests action: this is a
@@ -234,17 +274,27 @@ def rewrite_manifests(load_table: Callable[[], Table], max_attempts: int = 6,
         if before < 2 or MONTH not in spec_fields:
             return ManifestRewrite(before, before, None)
         try:
-            with table.transaction() as tx, _MergeByMonth(
-                    month_position=spec_fields.index(MONTH), operation=Operation.APPEND,
-                    transaction=tx, io=table.io,
-                    snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"}):
+            with (
+                table.transaction() as tx,
+                _MergeByMonth(
+                    month_position=spec_fields.index(MONTH),
+                    operation=Operation.APPEND,
+                    transaction=tx,
+                    io=table.io,
+                    snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"},
+                ),
+            ):
                 pass  # no file added: the commit only merges manifests
         except CommitFailedException as exc:
             last_error = exc
             continue
         table = load_table()
         current = table.current_snapshot()
-        return ManifestRewrite(before, len(current.manifests(table.io)) if current else 0,
-                               current.snapshot_id if current else None)
+        return ManifestRewrite(
+            before,
+            len(current.manifests(table.io)) if current else 0,
+            current.snapshot_id if current else None,
+        )
     raise CompactionConflictError(
-        f"rewriting manifests: commit still conflicting after {max_attempts} attempts: {last_error}")
+        f"rewriting manifests: commit still conflicting after {max_attempts} attempts: {last_error}"
+    )

@@ -41,7 +41,11 @@ from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.schema import TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE
 
 DEFAULT_COLUMNS: tuple[str, ...] = (
-    TIMESTAMP, "level", "logger_name", WORKFLOW_NODE, "message",
+    TIMESTAMP,
+    "level",
+    "logger_name",
+    WORKFLOW_NODE,
+    "message",
 )
 _FIELD_ID = b"PARQUET:field_id"
 
@@ -180,25 +184,41 @@ def _only_value(task: FileScanTask, field_id: int, value: str) -> bool:
     return lower == encoded and upper == encoded and nulls == 0
 
 
-def _read_file(table: Table, task: FileScanTask, query: P0Query, columns: tuple[str, ...],
-               top: _TopN, counters: _Counters) -> None:
+def _read_file(
+    table: Table,
+    task: FileScanTask,
+    query: P0Query,
+    columns: tuple[str, ...],
+    top: _TopN,
+    counters: _Counters,
+) -> None:
     """Row groups of one data file, pruned and stopped early; matching rows go to `top`."""
     schema = table.schema()
     # Filter columns are read only when the file's statistics do not already settle them
     # (an identity-partitioned file holds one workflow).
-    filters = [name for name, value in ((WORKFLOW_NAME, query.workflow), (WORKFLOW_NODE, query.node))
-               if value is not None and not _only_value(task, schema.find_field(name).field_id, value)]
+    filters = [
+        name
+        for name, value in ((WORKFLOW_NAME, query.workflow), (WORKFLOW_NODE, query.node))
+        if value is not None and not _only_value(task, schema.find_field(name).field_id, value)
+    ]
     needed = tuple(dict.fromkeys((*columns, TIMESTAMP, *filters)))
-    query = P0Query(workflow=query.workflow if WORKFLOW_NAME in filters else None,
-                    node=query.node if WORKFLOW_NODE in filters else None,
-                    start=query.start, end=query.end, limit=query.limit)
+    query = P0Query(
+        workflow=query.workflow if WORKFLOW_NAME in filters else None,
+        node=query.node if WORKFLOW_NODE in filters else None,
+        start=query.start,
+        end=query.end,
+        limit=query.limit,
+    )
     with table.io.new_input(task.file.file_path).open() as stream:
         parquet = pq.ParquetFile(stream)
         meta = parquet.metadata
         counters.files_read += 1
         counters.bytes_read += meta.serialized_size + 8
-        by_id = {int(f.metadata[_FIELD_ID]): f.name for f in parquet.schema_arrow
-                 if f.metadata and _FIELD_ID in f.metadata}
+        by_id = {
+            int(f.metadata[_FIELD_ID]): f.name
+            for f in parquet.schema_arrow
+            if f.metadata and _FIELD_ID in f.metadata
+        }
         # a top-level primitive column's leaf path is its name
         leaf = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
         file_name = {name: by_id.get(schema.find_field(name).field_id) for name in needed}
@@ -215,10 +235,15 @@ def _read_file(table: Table, task: FileScanTask, query: P0Query, columns: tuple[
             data = parquet.read_row_group(i, columns=present)
             counters.row_groups_read += 1
             counters.rows_scanned += data.num_rows
-            counters.bytes_read += sum(rg.column(c).total_compressed_size
-                                       for c in cols.values() if c is not None)
-            arrays = [data.column(file_name[f.name]).cast(f.type) if file_name[f.name] is not None
-                      else pa.nulls(data.num_rows, f.type) for f in target]
+            counters.bytes_read += sum(
+                rg.column(c).total_compressed_size for c in cols.values() if c is not None
+            )
+            arrays = [
+                data.column(file_name[f.name]).cast(f.type)
+                if file_name[f.name] is not None
+                else pa.nulls(data.num_rows, f.type)
+                for f in target
+            ]
             rows = pa.Table.from_arrays(arrays, schema=target)
             top.add(rows.filter(query.arrow_mask(rows)).select(list(columns)))
 
@@ -229,8 +254,14 @@ def _fast_path_ok(table: Table, task: FileScanTask, columns: tuple[str, ...]) ->
     return not task.delete_files and all(isinstance(f.field_type, PrimitiveType) for f in fields)
 
 
-def _read_with_pyiceberg(table: Table, task: FileScanTask, query: P0Query,
-                         columns: tuple[str, ...], top: _TopN, counters: _Counters) -> None:
+def _read_with_pyiceberg(
+    table: Table,
+    task: FileScanTask,
+    query: P0Query,
+    columns: tuple[str, ...],
+    top: _TopN,
+    counters: _Counters,
+) -> None:
     scan = ArrowScan(table.metadata, table.io, table.schema().select(*columns), query.row_filter())
     rows = scan.to_table([task])
     counters.files_read += 1

@@ -64,10 +64,20 @@ TABLE_SCHEMA = Schema(
     NestedField(6, "line", LongType(), required=False),
     NestedField(7, "function", StringType(), required=False),
     NestedField(8, "trace_id", StringType(), required=False, doc="extra.trace_id"),
-    NestedField(9, WORKFLOW_NAME, StringType(), required=False,
-                doc="extra.atlan-argo-workflow-name, else extra.workflow_id"),
-    NestedField(10, WORKFLOW_NODE, StringType(), required=False,
-                doc="extra.atlan-argo-workflow-node, else extra.workflow_run_id"),
+    NestedField(
+        9,
+        WORKFLOW_NAME,
+        StringType(),
+        required=False,
+        doc="extra.atlan-argo-workflow-name, else extra.workflow_id",
+    ),
+    NestedField(
+        10,
+        WORKFLOW_NODE,
+        StringType(),
+        required=False,
+        doc="extra.atlan-argo-workflow-node, else extra.workflow_run_id",
+    ),
     NestedField(
         11,
         "extra",
@@ -80,10 +90,20 @@ TABLE_SCHEMA = Schema(
         required=False,
     ),
     NestedField(12, MONTH, LongType(), required=False, doc="month of timestamp (UTC), 1-12"),
-    NestedField(13, SOURCE_FILE, StringType(), required=False,
-                doc="source object key (relative to the source root) the row was read from"),
-    NestedField(14, SOURCE_ETAG, StringType(), required=False,
-                doc="ETag of the source object version the row was read from"),
+    NestedField(
+        13,
+        SOURCE_FILE,
+        StringType(),
+        required=False,
+        doc="source object key (relative to the source root) the row was read from",
+    ),
+    NestedField(
+        14,
+        SOURCE_ETAG,
+        StringType(),
+        required=False,
+        doc="ETag of the source object version the row was read from",
+    ),
     NestedField(
         15,
         EXTRA_OTHER,
@@ -142,7 +162,8 @@ def arrow_sort_keys(layout: str = DEFAULT_LAYOUT) -> list[tuple[str, str, str]]:
     spec = LAYOUTS[layout]
     grouping = [
         (TABLE_SCHEMA.find_column_name(f.source_id) or "", "ascending", "at_end")
-        for f in spec.fields if isinstance(f.transform, IdentityTransform)
+        for f in spec.fields
+        if isinstance(f.transform, IdentityTransform)
     ]
     return [*grouping, (TIMESTAMP, "descending", "at_end")]
 
@@ -153,5 +174,6 @@ ARROW_SORT_KEYS: list[tuple[str, str, str]] = arrow_sort_keys(DEFAULT_LAYOUT)
 
 def describe_layout(layout: str) -> str:
     """One line, e.g. `identity(atlan_argo_workflow_name) + identity(month)`."""
-    return " + ".join(f"{f.transform}({TABLE_SCHEMA.find_column_name(f.source_id)})"
-                      for f in LAYOUTS[layout].fields)
+    return " + ".join(
+        f"{f.transform}({TABLE_SCHEMA.find_column_name(f.source_id)})" for f in LAYOUTS[layout].fields
+    )

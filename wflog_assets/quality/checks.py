@@ -34,8 +34,7 @@ from wflog_assets.source.manifest import day_prefix
 
 ERROR = "ERROR"
 WARN = "WARN"
-DUPLICATE_KEY: tuple[str, ...] = (TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE, "level", "logger_name",
-                                  "message")
+DUPLICATE_KEY: tuple[str, ...] = (TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE, "level", "logger_name", "message")
 EXAMPLES = 10
 
 
@@ -108,15 +107,20 @@ def _bound(bounds: dict[int, bytes] | None, field_id: int, type_: object) -> Any
     return None if raw is None else from_bytes(type_, raw)  # type: ignore[arg-type]
 
 
-def _count_from_statistics(data_file: DataFile, ids: dict[str, int], prefix: str, start: float,
-                           end: float, facts: _DayFacts) -> bool:
+def _count_from_statistics(
+    data_file: DataFile, ids: dict[str, int], prefix: str, start: float, end: float, facts: _DayFacts
+) -> bool:
     """Add a whole-day file's facts from its statistics; False if they cannot tell."""
     lower, upper = data_file.lower_bounds, data_file.upper_bounds
     first = _bound(lower, ids[SOURCE_FILE], StringType())
     last = _bound(upper, ids[SOURCE_FILE], StringType())
     nulls = data_file.null_value_counts or {}
-    if not (isinstance(first, str) and isinstance(last, str) and first.startswith(prefix)
-            and last.startswith(prefix)) or nulls.get(ids[SOURCE_FILE], 1):
+    if not (
+        isinstance(first, str)
+        and isinstance(last, str)
+        and first.startswith(prefix)
+        and last.startswith(prefix)
+    ) or nulls.get(ids[SOURCE_FILE], 1):
         return False
     name_low = _bound(lower, ids[WORKFLOW_NAME], StringType())
     ts_low = _bound(lower, ids[TIMESTAMP], DoubleType())
@@ -138,10 +142,10 @@ def _count_batch(batch: pa.RecordBatch, start: float, end: float, facts: _DayFac
         return
     names, ts = batch.column(WORKFLOW_NAME), batch.column(TIMESTAMP)
     facts.rows += batch.num_rows
-    facts.null_names += pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""),
-                                            True)).as_py() or 0
-    facts.outside += pc.sum(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)),
-                                         True)).as_py() or 0
+    facts.null_names += pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""), True)).as_py() or 0
+    facts.outside += (
+        pc.sum(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)), True)).as_py() or 0
+    )
     bounds = pc.min_max(ts).as_py()
     if bounds["min"] is not None:
         facts.widen(bounds["min"], bounds["max"])
@@ -152,12 +156,17 @@ def _layout_matches(table: Table, layout: str) -> dict[str, object]:
     declared = schema_to_pyarrow(TABLE_SCHEMA, include_field_ids=False)
     actual = schema_to_pyarrow(schema, include_field_ids=False)
     spec = [(schema.find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields]
-    want_spec = [(TABLE_SCHEMA.find_column_name(f.source_id), str(f.transform))
-                 for f in LAYOUTS[layout].fields]
-    order = [(schema.find_column_name(f.source_id), str(f.direction), str(f.null_order))
-             for f in table.sort_order().fields]
-    want_order = [(TABLE_SCHEMA.find_column_name(f.source_id), str(f.direction), str(f.null_order))
-                  for f in SORT_ORDER.fields]
+    want_spec = [
+        (TABLE_SCHEMA.find_column_name(f.source_id), str(f.transform)) for f in LAYOUTS[layout].fields
+    ]
+    order = [
+        (schema.find_column_name(f.source_id), str(f.direction), str(f.null_order))
+        for f in table.sort_order().fields
+    ]
+    want_order = [
+        (TABLE_SCHEMA.find_column_name(f.source_id), str(f.direction), str(f.null_order))
+        for f in SORT_ORDER.fields
+    ]
     return {
         "schema_matches": actual.equals(declared),
         "missing_columns": [n for n in declared.names if n not in actual.names],
@@ -194,15 +203,21 @@ class DuplicateFinder:
         tied = pc.or_(pa.concat_arrays([same, false]), pa.concat_arrays([false, same]))
         keys = block.filter(pc.fill_null(tied, False)).select([*DUPLICATE_KEY, SOURCE_FILE])
         groups = keys.group_by(list(DUPLICATE_KEY), use_threads=False).aggregate(
-            [(SOURCE_FILE, "count_distinct"), (SOURCE_FILE, "count"), (SOURCE_FILE, "distinct")])
+            [(SOURCE_FILE, "count_distinct"), (SOURCE_FILE, "count"), (SOURCE_FILE, "distinct")]
+        )
         dup = groups.filter(pc.greater(groups.column(f"{SOURCE_FILE}_count_distinct"), 1))
         if dup.num_rows == 0:
             return
         self.copies += pc.sum(pc.subtract(dup.column(f"{SOURCE_FILE}_count"), 1)).as_py() or 0
         self.examples.extend(
-            {"timestamp": r[TIMESTAMP], "workflow": r[WORKFLOW_NAME],
-             "message": (r["message"] or "")[:200], "files": sorted(r[f"{SOURCE_FILE}_distinct"])}
-            for r in dup.slice(0, max(0, EXAMPLES - len(self.examples))).to_pylist())
+            {
+                "timestamp": r[TIMESTAMP],
+                "workflow": r[WORKFLOW_NAME],
+                "message": (r["message"] or "")[:200],
+                "files": sorted(r[f"{SOURCE_FILE}_distinct"]),
+            }
+            for r in dup.slice(0, max(0, EXAMPLES - len(self.examples))).to_pylist()
+        )
 
 
 def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str, object]]]:
@@ -217,10 +232,16 @@ def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str
     return int(finder.copies), finder.examples
 
 
-def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[SortedRun],
-               layout: str = "wf_month", seen: DuplicateFinder | None = None,
-               expected_rows: int | None = -1, kept: StagedDay | None = None
-               ) -> list[CheckOutcome]:
+def day_checks(
+    table: Table,
+    day: str,
+    staged: StagedDay,
+    good: pa.Table | list[SortedRun],
+    layout: str = "wf_month",
+    seen: DuplicateFinder | None = None,
+    expected_rows: int | None = -1,
+    kept: StagedDay | None = None,
+) -> list[CheckOutcome]:
     """The six checks for one day, after its commit.
 
     `seen`: a finder that was fed the day's good rows (by the write); without it, or if it saw
@@ -243,8 +264,11 @@ def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[
     quarantined = kept.quarantined
     by_reason: dict[str, int] = {}
     for r in quarantined.to_pylist():
-        reason = r["quarantine_reason"].split(":", 1)[0] if r["quarantine_reason"].startswith(
-            ("file:", "line ")) else r["quarantine_reason"]
+        reason = (
+            r["quarantine_reason"].split(":", 1)[0]
+            if r["quarantine_reason"].startswith(("file:", "line "))
+            else r["quarantine_reason"]
+        )
         reason = "bad line" if reason.startswith("line ") else reason
         by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
     expected = staged.accepted_rows if expected_rows == -1 else expected_rows
@@ -253,23 +277,48 @@ def day_checks(table: Table, day: str, staged: StagedDay, good: pa.Table | list[
     else:
         copies, examples = duplicate_rows(good)
     return [
-        _outcome("row_count_parity", expected is None or facts.rows == expected,
-                 table_rows=facts.rows, expected_rows=expected, accepted_rows=staged.accepted_rows,
-                 quarantined_records=int(pc.sum(quarantined.column("rows")).as_py() or 0)),
+        _outcome(
+            "row_count_parity",
+            expected is None or facts.rows == expected,
+            table_rows=facts.rows,
+            expected_rows=expected,
+            accepted_rows=staged.accepted_rows,
+            quarantined_records=int(pc.sum(quarantined.column("rows")).as_py() or 0),
+        ),
         _outcome("no_null_workflow_names", null_names == 0, rows_without_name=int(null_names)),
-        _outcome("timestamps_inside_day", outside == 0, rows_outside_day=int(outside),
-                 day_start=start, day_end=end, min_timestamp=bounds["min"],
-                 max_timestamp=bounds["max"]),
-        _outcome("schema_as_declared", bool(layout_facts["schema_matches"])
-                 and layout_facts["partition_spec"] == layout_facts["expected_partition_spec"]
-                 and layout_facts["sort_order"] == layout_facts["expected_sort_order"],
-                 **layout_facts),
-        _outcome("source_fully_ingested", quarantined.num_rows == 0,
-                 rejected_files=[{"key": f.key, "reason": f.reason[:300]}
-                                 for f in kept.rejected_files[:EXAMPLES * 10]],
-                 quarantined_by_reason=by_reason,
-                 quarantine=[{k: (v[:300] if isinstance(v, str) else v) for k, v in r.items()}
-                             for r in quarantined.slice(0, EXAMPLES * 10).to_pylist()]),
-        _outcome("no_duplicate_rows", copies == 0, duplicate_copies=copies, examples=examples,
-                 rows_judged=staged.accepted_rows),
+        _outcome(
+            "timestamps_inside_day",
+            outside == 0,
+            rows_outside_day=int(outside),
+            day_start=start,
+            day_end=end,
+            min_timestamp=bounds["min"],
+            max_timestamp=bounds["max"],
+        ),
+        _outcome(
+            "schema_as_declared",
+            bool(layout_facts["schema_matches"])
+            and layout_facts["partition_spec"] == layout_facts["expected_partition_spec"]
+            and layout_facts["sort_order"] == layout_facts["expected_sort_order"],
+            **layout_facts,
+        ),
+        _outcome(
+            "source_fully_ingested",
+            quarantined.num_rows == 0,
+            rejected_files=[
+                {"key": f.key, "reason": f.reason[:300]} for f in kept.rejected_files[: EXAMPLES * 10]
+            ],
+            quarantined_by_reason=by_reason,
+            quarantine=[
+                {k: (v[:300] if isinstance(v, str) else v) for k, v in r.items()}
+                for r in quarantined.slice(0, EXAMPLES * 10).to_pylist()
+            ],
+        ),
+        _outcome(
+            "no_duplicate_rows",
+            copies == 0,
+            duplicate_copies=copies,
+            examples=examples,
+            rows_judged=staged.accepted_rows,
+        ),
     ]

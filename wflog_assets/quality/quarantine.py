@@ -53,10 +53,20 @@ _STRING = pa.large_string()
 STAGED_SCHEMA: pa.Schema = ARROW_SCHEMA.append(pa.field(QUARANTINE_REASON, _STRING))
 QUARANTINE_SCHEMA = Schema(
     *TABLE_SCHEMA.fields,
-    NestedField(300, QUARANTINE_DAY, StringType(), required=False,
-                doc="the day partition whose source files held the row"),
-    NestedField(301, QUARANTINE_REASON, StringType(), required=False,
-                doc="why the row (or the file / line it stands for) is not in the table"),
+    NestedField(
+        300,
+        QUARANTINE_DAY,
+        StringType(),
+        required=False,
+        doc="the day partition whose source files held the row",
+    ),
+    NestedField(
+        301,
+        QUARANTINE_REASON,
+        StringType(),
+        required=False,
+        doc="why the row (or the file / line it stands for) is not in the table",
+    ),
 )
 
 NO_WORKFLOW_NAME = "no workflow name"
@@ -107,16 +117,16 @@ def screen_rows(rows: pa.Table, day: dt.date) -> pa.Table:
             rows.validate(full=True)
         except pa.ArrowInvalid:
             rows, utf8 = _repair_table(rows)
-            reasons.append(pc.if_else(utf8, pa.scalar(f"{INVALID_UTF8} (bytes kept as \\xNN)",
-                                                      _STRING), nothing))
+            reasons.append(
+                pc.if_else(utf8, pa.scalar(f"{INVALID_UTF8} (bytes kept as \\xNN)", _STRING), nothing)
+            )
     name = rows.column(WORKFLOW_NAME)
     missing = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(name), ""), True)
     reasons.append(pc.if_else(missing, pa.scalar(NO_WORKFLOW_NAME, _STRING), nothing))
     start, end = _day_bounds(day)
     ts = rows.column(TIMESTAMP)
     outside = pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)), True)
-    reasons.append(pc.if_else(outside, pa.scalar(f"{OUTSIDE_DAY} {day.isoformat()} (UTC)",
-                                                 _STRING), nothing))
+    reasons.append(pc.if_else(outside, pa.scalar(f"{OUTSIDE_DAY} {day.isoformat()} (UTC)", _STRING), nothing))
     reason = _first_reason(reasons) if n else pa.array([], _STRING)
     return rows.append_column(pa.field(QUARANTINE_REASON, _STRING), reason)
 
@@ -138,8 +148,12 @@ def _repair_table(rows: pa.Table) -> tuple[pa.Table, pa.Array]:
     extra = rows.column("extra").chunk(0)
     children = [_utf8_repair(pc.struct_field(extra, [i])) for i in range(extra.type.num_fields)]
     if any(rows_bad is not None for _, rows_bad in children):
-        replace("extra", pa.StructArray.from_arrays(
-            [fixed for fixed, _ in children], fields=list(extra.type), mask=pc.is_null(extra)))
+        replace(
+            "extra",
+            pa.StructArray.from_arrays(
+                [fixed for fixed, _ in children], fields=list(extra.type), mask=pc.is_null(extra)
+            ),
+        )
         for _, rows_bad in children:
             if rows_bad is not None:
                 bad = pc.or_(bad, rows_bad)
@@ -147,13 +161,18 @@ def _repair_table(rows: pa.Table) -> tuple[pa.Table, pa.Array]:
     keys, keys_bad = _utf8_repair(other.keys)
     items, items_bad = _utf8_repair(other.items)
     if keys_bad is not None or items_bad is not None:
-        replace("extra_other", pa.MapArray.from_arrays(other.offsets, keys, items,
-                                                       type=other.type, mask=pc.is_null(other)))
-        element_bad = pc.or_(keys_bad if keys_bad is not None else pa.repeat(False, len(keys)),
-                             items_bad if items_bad is not None else pa.repeat(False, len(items)))
+        replace(
+            "extra_other",
+            pa.MapArray.from_arrays(other.offsets, keys, items, type=other.type, mask=pc.is_null(other)),
+        )
+        element_bad = pc.or_(
+            keys_bad if keys_bad is not None else pa.repeat(False, len(keys)),
+            items_bad if items_bad is not None else pa.repeat(False, len(items)),
+        )
         parents = pc.list_parent_indices(other).filter(element_bad)
-        bad = pc.or_(bad, pc.is_in(pa.array(range(rows.num_rows), pa.int64()),
-                                   value_set=pc.cast(parents, pa.int64())))
+        bad = pc.or_(
+            bad, pc.is_in(pa.array(range(rows.num_rows), pa.int64()), value_set=pc.cast(parents, pa.int64()))
+        )
     return rows, bad
 
 
@@ -183,8 +202,9 @@ def ensure_quarantine_table(catalog: Catalog, identifier: str) -> Table:
     return catalog.create_table_if_not_exists(identifier, schema=QUARANTINE_SCHEMA)
 
 
-def write_quarantine(table: Table, day: str, quarantined: pa.Table,
-                     files: Collection[str] | None = None) -> int | None:
+def write_quarantine(
+    table: Table, day: str, quarantined: pa.Table, files: Collection[str] | None = None
+) -> int | None:
     """Replace the day's quarantine records of `files` (default: of every file of the day) with
     `quarantined`, in one commit; None if nothing to do."""
     where: BooleanExpression = equal(QUARANTINE_DAY, day)
@@ -196,7 +216,8 @@ def write_quarantine(table: Table, day: str, quarantined: pa.Table,
     if existing == 0 and quarantined.num_rows == 0:
         return None
     rows = quarantined.append_column(
-        pa.field(QUARANTINE_DAY, _STRING), pa.repeat(pa.scalar(day, _STRING), quarantined.num_rows))
+        pa.field(QUARANTINE_DAY, _STRING), pa.repeat(pa.scalar(day, _STRING), quarantined.num_rows)
+    )
     target = schema_to_pyarrow(QUARANTINE_SCHEMA, include_field_ids=False)
     rows = rows.select(target.names).cast(target)
     if existing:
@@ -209,8 +230,9 @@ def write_quarantine(table: Table, day: str, quarantined: pa.Table,
 
 def day_quarantine(table: Table, day: str) -> pa.Table:
     """Every record the quarantine holds for a day (whichever run kept it out), by file."""
-    return table.scan(row_filter=equal(QUARANTINE_DAY, day),
-                      selected_fields=(SOURCE_FILE, SOURCE_ETAG, QUARANTINE_REASON)).to_arrow()
+    return table.scan(
+        row_filter=equal(QUARANTINE_DAY, day), selected_fields=(SOURCE_FILE, SOURCE_ETAG, QUARANTINE_REASON)
+    ).to_arrow()
 
 
 @dataclass
@@ -232,18 +254,27 @@ def summarize(staged: pa.Table) -> StagedDay:
     if QUARANTINE_REASON not in staged.column_names:
         return StagedDay(staged, staged.num_rows, _EMPTY_SUMMARY, [])
     kept_out = staged.filter(pc.is_valid(staged.column(QUARANTINE_REASON))).select(
-        [SOURCE_FILE, SOURCE_ETAG, QUARANTINE_REASON])
+        [SOURCE_FILE, SOURCE_ETAG, QUARANTINE_REASON]
+    )
     summary = kept_out.group_by([SOURCE_FILE, QUARANTINE_REASON]).aggregate([([], "count_all")])
     summary = summary.rename_columns([SOURCE_FILE, QUARANTINE_REASON, "rows"]).sort_by(
-        [(SOURCE_FILE, "ascending"), (QUARANTINE_REASON, "ascending")])
-    files = [FileReject(r[SOURCE_FILE], r[SOURCE_ETAG], r[QUARANTINE_REASON][len(FILE_PREFIX):])
-             for r in kept_out.to_pylist() if r[QUARANTINE_REASON].startswith(FILE_PREFIX)]
+        [(SOURCE_FILE, "ascending"), (QUARANTINE_REASON, "ascending")]
+    )
+    files = [
+        FileReject(r[SOURCE_FILE], r[SOURCE_ETAG], r[QUARANTINE_REASON][len(FILE_PREFIX) :])
+        for r in kept_out.to_pylist()
+        if r[QUARANTINE_REASON].startswith(FILE_PREFIX)
+    ]
     return StagedDay(staged, staged.num_rows - kept_out.num_rows, summary, files)
 
 
-_EMPTY_SUMMARY = pa.table({SOURCE_FILE: pa.array([], _STRING),
-                           QUARANTINE_REASON: pa.array([], _STRING),
-                           "rows": pa.array([], pa.int64())})
+_EMPTY_SUMMARY = pa.table(
+    {
+        SOURCE_FILE: pa.array([], _STRING),
+        QUARANTINE_REASON: pa.array([], _STRING),
+        "rows": pa.array([], pa.int64()),
+    }
+)
 
 
 def stage_day(read: DayRead, manifest: Manifest) -> StagedDay:
@@ -255,9 +286,14 @@ def stage_day(read: DayRead, manifest: Manifest) -> StagedDay:
     etags = manifest.versions()
     issues = [i for f in read.files for i in f.issues]
     records = [(r.key, r.etag, f"{FILE_PREFIX}{r.reason}") for r in read.rejected]
-    records += [(i.key, etags.get(i.key, ""),
-                 f"line {i.line}: {i.reason}" if i.line is not None else f"{FILE_PREFIX}{i.reason}")
-                for i in issues]
+    records += [
+        (
+            i.key,
+            etags.get(i.key, ""),
+            f"line {i.line}: {i.reason}" if i.line is not None else f"{FILE_PREFIX}{i.reason}",
+        )
+        for i in issues
+    ]
     staged = pa.concat_tables([screened, record_rows(records)]) if records else screened
     summary = summarize(staged)
     summary.line_issues = issues

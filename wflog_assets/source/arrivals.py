@@ -42,7 +42,7 @@ class HourMark:
 
 
 def _after(newest: str, folder: str) -> str | None:
-    stamp = newest[len(folder):].split("_", 1)[0]
+    stamp = newest[len(folder) :].split("_", 1)[0]
     if not stamp.isdigit():
         return None
     return f"{folder}{max(0, int(stamp) - MARGIN_NS):0{len(stamp)}d}"
@@ -67,14 +67,13 @@ def marks_of(manifest: Manifest) -> dict[str, HourMark]:
     prefix = day_prefix(dt.date.fromisoformat(manifest.day))
     by_hour: dict[str, list[str]] = {}
     for entry in manifest.entries:
-        hour = entry.key[len(prefix):].split("/", 1)[0]
+        hour = entry.key[len(prefix) :].split("/", 1)[0]
         if hour.startswith("hour="):
             by_hour.setdefault(hour, []).append(entry.key)
     return {hour: _mark(keys, f"{prefix}{hour}/") for hour, keys in by_hour.items()}
 
 
-def look(store: ObjectStore, day: dt.date, marks: dict[str, HourMark]
-         ) -> tuple[bool, dict[str, HourMark]]:
+def look(store: ObjectStore, day: dt.date, marks: dict[str, HourMark]) -> tuple[bool, dict[str, HourMark]]:
     """(whether the day's hour folders changed since `marks`, the marks for the next look)."""
     prefix = day_prefix(day)
     hours = [name for name in store.list_folders(prefix) if name.startswith("hour=")]
@@ -86,8 +85,7 @@ def look(store: ObjectStore, day: dt.date, marks: dict[str, HourMark]
         folder = f"{prefix}{hour}/"
         old = marks.get(hour)
         stamp = stamps.get(hour)
-        if old is not None and latest is not None and stamp is not None and (
-                stamp < latest - ACTIVE_NS):
+        if old is not None and latest is not None and stamp is not None and (stamp < latest - ACTIVE_NS):
             fresh[hour] = old  # a past hour: the next full listing looks at it again
             continue
         keys = [e.key for e in store.list(folder, start_after=old.after if old else None)]
@@ -98,6 +96,5 @@ def look(store: ObjectStore, day: dt.date, marks: dict[str, HourMark]
             continue
         if len(keys) != old.count or (keys and max(keys) != old.newest):
             changed = True
-        fresh[hour] = (_mark(keys, folder, old.after) if keys
-                       else HourMark(old.after, 0, old.newest))
+        fresh[hour] = _mark(keys, folder, old.after) if keys else HourMark(old.after, 0, old.newest)
     return changed, fresh

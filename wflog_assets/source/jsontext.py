@@ -14,8 +14,15 @@ import pyarrow.compute as pc
 
 _STRING = pa.large_string()
 # JSON requires these escaped inside strings; backslash first so later escapes stay intact.
-_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
-            ("\b", "\\b"), ("\f", "\\f")]
+_ESCAPES = [
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+    ("\b", "\\b"),
+    ("\f", "\\f"),
+]
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
 
 

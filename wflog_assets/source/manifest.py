@@ -48,8 +48,7 @@ class Manifest:
     ignored: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, day: str, entries: Iterable[ManifestEntry],
-              ignored: Iterable[str] = ()) -> Manifest:
+    def build(cls, day: str, entries: Iterable[ManifestEntry], ignored: Iterable[str] = ()) -> Manifest:
         return cls(day=day, entries=tuple(sorted(entries)), ignored=tuple(sorted(ignored)))
 
     @property

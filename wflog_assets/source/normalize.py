@@ -109,22 +109,22 @@ def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFil
 
     extra, other = _normalize_extra(column("extra"), n, key)
     out["trace_id"] = pc.struct_field(extra, "trace_id")
-    out[WORKFLOW_NAME] = pc.coalesce(pc.struct_field(extra, "atlan-argo-workflow-name"),
-                                     pc.struct_field(extra, WORKFLOW_NAME_FALLBACK))
+    out[WORKFLOW_NAME] = pc.coalesce(
+        pc.struct_field(extra, "atlan-argo-workflow-name"), pc.struct_field(extra, WORKFLOW_NAME_FALLBACK)
+    )
     node_fallback = other.get(WORKFLOW_NODE_FALLBACK, _nulls(n, _STRING))
-    out[WORKFLOW_NODE] = pc.coalesce(pc.struct_field(extra, "atlan-argo-workflow-node"),
-                                     node_fallback)
+    out[WORKFLOW_NODE] = pc.coalesce(pc.struct_field(extra, "atlan-argo-workflow-node"), node_fallback)
     out["extra"] = extra
     out[EXTRA_OTHER] = string_map(list(other), list(other.values()), n).cast(
-        ARROW_SCHEMA.field(EXTRA_OTHER).type)
+        ARROW_SCHEMA.field(EXTRA_OTHER).type
+    )
     out[MONTH] = month_of(timestamp)
     out[SOURCE_FILE] = pa.repeat(pa.scalar(key, _STRING), n)
     out[SOURCE_ETAG] = pa.repeat(pa.scalar(etag, _STRING), n)
     table = pa.Table.from_arrays([out[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
     known = {TIMESTAMP, "line", "extra", MONTH, *SOURCE_STRING_COLUMNS}
     ignored = sorted(c for c in source.column_names if c not in known)
-    return NormalizedFile(key=key, table=table, ignored_columns=ignored,
-                          other_extra_keys=sorted(other))
+    return NormalizedFile(key=key, table=table, ignored_columns=ignored, other_extra_keys=sorted(other))
 
 
 def _normalize_levels(levels: pa.Array) -> pa.Array:
@@ -140,9 +140,7 @@ def _extra_text(values: pa.Array, key: str, column: str) -> pa.Array:
         raise NormalizationError(key, column, f"cannot turn {values.type} into text: {exc}") from exc
 
 
-def _normalize_extra(
-    extra: pa.Array | None, n: int, key: str
-) -> tuple[pa.StructArray, dict[str, pa.Array]]:
+def _normalize_extra(extra: pa.Array | None, n: int, key: str) -> tuple[pa.StructArray, dict[str, pa.Array]]:
     """The known children as a struct of strings, and every other child as JSON text."""
     if extra is None or pa.types.is_null(extra.type):
         children = [_nulls(n, _STRING) for _ in EXTRA_FIELDS]

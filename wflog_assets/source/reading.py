@@ -26,8 +26,7 @@ class DayRead:
     rejected: list[FileReject]
 
 
-def read_chunk_parts(store: ObjectStore, entry: ManifestEntry,
-                     part_rows: int) -> Iterator[NormalizedFile]:
+def read_chunk_parts(store: ObjectStore, entry: ManifestEntry, part_rows: int) -> Iterator[NormalizedFile]:
     """A chunk file normalized `part_rows` rows at a time (as its format allows).
 
     Raises `SourceReadError` or `NormalizationError` for a file that is not a usable chunk,
@@ -47,10 +46,13 @@ def read_chunk(store: ObjectStore, entry: ManifestEntry) -> NormalizedFile:
         return parts[0]
     first = parts[0]
     return NormalizedFile(
-        key=first.key, table=pa.concat_tables(p.table for p in parts),
+        key=first.key,
+        table=pa.concat_tables(p.table for p in parts),
         ignored_columns=sorted({c for p in parts for c in p.ignored_columns}),
         other_extra_keys=sorted({c for p in parts for c in p.other_extra_keys}),
-        issues=[i for p in parts for i in p.issues], reader=first.reader)
+        issues=[i for p in parts for i in p.issues],
+        reader=first.reader,
+    )
 
 
 def file_reject(entry: ManifestEntry, exc: SourceReadError | NormalizationError) -> FileReject:
@@ -60,9 +62,9 @@ def file_reject(entry: ManifestEntry, exc: SourceReadError | NormalizationError)
     return FileReject(entry.key, entry.etag, f"column {exc.column!r}: {exc.reason}")
 
 
-def _read_or_reject(store: ObjectStore, entry: ManifestEntry,
-                    reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile]
-                    ) -> NormalizedFile | FileReject:
+def _read_or_reject(
+    store: ObjectStore, entry: ManifestEntry, reader: Callable[[ObjectStore, ManifestEntry], NormalizedFile]
+) -> NormalizedFile | FileReject:
     try:
         return reader(store, entry)
     except (SourceReadError, NormalizationError) as exc:
@@ -83,5 +85,7 @@ def read_manifest(
         return DayRead(files=[], rejected=[])
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(manifest.entries)))) as pool:
         results = list(pool.map(lambda e: _read_or_reject(store, e, reader), manifest.entries))
-    return DayRead(files=[r for r in results if isinstance(r, NormalizedFile)],
-                   rejected=[r for r in results if isinstance(r, FileReject)])
+    return DayRead(
+        files=[r for r in results if isinstance(r, NormalizedFile)],
+        rejected=[r for r in results if isinstance(r, FileReject)],
+    )

@@ -53,8 +53,9 @@ class LocalObjectStore:
                         files.append((name, entry.stat()))
         for key, st in sorted(files, key=lambda f: f[0]):
             modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC).isoformat()
-            yield ManifestEntry(key=key, size=st.st_size,
-                                etag=f"{st.st_size:x}-{st.st_mtime_ns:x}", last_modified=modified)
+            yield ManifestEntry(
+                key=key, size=st.st_size, etag=f"{st.st_size:x}-{st.st_mtime_ns:x}", last_modified=modified
+            )
 
     def list_folders(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix
@@ -84,7 +85,7 @@ class S3ObjectStore:
         after = {"StartAfter": self.prefix + start_after} if start_after is not None else {}
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, **after):
             for obj in page.get("Contents", []):
-                key = obj["Key"][len(self.prefix):]
+                key = obj["Key"][len(self.prefix) :]
                 yield ManifestEntry(
                     key=key,
                     size=int(obj["Size"]),
@@ -97,7 +98,7 @@ class S3ObjectStore:
         names: builtins.list[str] = []
         full = self.prefix + prefix
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
-            names.extend(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.extend(p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", []))
         return sorted(names)
 
     def read(self, key: str) -> bytes:

@@ -39,14 +39,19 @@ def save_staged(staged: StagedRuns, filesystem: pafs.FileSystem, directory: str)
         if any(path.rsplit("/", 1)[0] != spill_dir for path in paths):
             raise ValueError("a day's runs must be spilled into one directory")
         # one parallel upload of the folder (it holds only this day's runs)
-        pafs.copy_files(spill_dir, directory, source_filesystem=local,
-                        destination_filesystem=filesystem, use_threads=True)
+        pafs.copy_files(
+            spill_dir, directory, source_filesystem=local, destination_filesystem=filesystem, use_threads=True
+        )
         for path in paths:
             local.delete_file(path)
     pq.write_table(staged.kept_out, f"{directory}/{KEPT_OUT}", filesystem=filesystem)
-    listing = {"runs": names, "accepted_rows": staged.accepted_rows,
-               "excluded": sorted(staged.excluded), "read": staged.read_keys,
-               "planned": staged.planned.to_json() if staged.planned is not None else None}
+    listing = {
+        "runs": names,
+        "accepted_rows": staged.accepted_rows,
+        "excluded": sorted(staged.excluded),
+        "read": staged.read_keys,
+        "planned": staged.planned.to_json() if staged.planned is not None else None,
+    }
     with filesystem.open_output_stream(f"{directory}/{LISTING}") as out:
         out.write(json.dumps(listing).encode())
     return size
@@ -59,15 +64,19 @@ def load_staged(filesystem: pafs.FileSystem, directory: str, local_dir: str) -> 
         listing = json.loads(f.read())
     local = pafs.LocalFileSystem()
     if isinstance(filesystem, pafs.LocalFileSystem):
-        runs: list[SortedRun] = [IpcRun(filesystem, f"{directory}/{name}")
-                                 for name in listing["runs"]]
+        runs: list[SortedRun] = [IpcRun(filesystem, f"{directory}/{name}") for name in listing["runs"]]
     else:  # one parallel download of the folder
-        pafs.copy_files(directory, local_dir, source_filesystem=filesystem,
-                        destination_filesystem=local, use_threads=True)
+        pafs.copy_files(
+            directory, local_dir, source_filesystem=filesystem, destination_filesystem=local, use_threads=True
+        )
         runs = [IpcRun(local, f"{local_dir}/{name}") for name in listing["runs"]]
     kept_out = pq.read_table(f"{directory}/{KEPT_OUT}", filesystem=filesystem)
-    return StagedRuns(runs=runs, kept_out=kept_out, accepted_rows=int(listing["accepted_rows"]),
-                      excluded=set(listing.get("excluded", [])), read_keys=listing.get("read"),
-                      planned=ReadPlan.from_json(listing["planned"]) if listing.get("planned")
-                      else None,
-                      location=(filesystem, directory))
+    return StagedRuns(
+        runs=runs,
+        kept_out=kept_out,
+        accepted_rows=int(listing["accepted_rows"]),
+        excluded=set(listing.get("excluded", [])),
+        read_keys=listing.get("read"),
+        planned=ReadPlan.from_json(listing["planned"]) if listing.get("planned") else None,
+        location=(filesystem, directory),
+    )

@@ -114,7 +114,8 @@ class StagedRuns:
         """All good rows in memory (the layout study only: production writes from the runs)."""
         return pa.Table.from_batches(
             [b for run in self.readable() for k in run.partitions for b in run.batches(k)],
-            schema=ARROW_SCHEMA)
+            schema=ARROW_SCHEMA,
+        )
 
 
 class ExcludedRun:
@@ -198,16 +199,25 @@ class DayStager:
     spilling overlap, and memory stays at about two pieces plus 2 x max_workers items.
     """
 
-    def __init__(self, store: ObjectStore, manifest: Manifest, filesystem: pafs.FileSystem,
-                 directory: str, max_workers: int, piece_rows: int, part_rows: int,
-                 fetch_workers: int) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        manifest: Manifest,
+        filesystem: pafs.FileSystem,
+        directory: str,
+        max_workers: int,
+        piece_rows: int,
+        part_rows: int,
+        fetch_workers: int,
+    ) -> None:
         self.store, self.manifest = store, manifest
         self.filesystem, self.directory = filesystem, directory
         self.max_workers, self.piece_rows, self.part_rows = max_workers, piece_rows, part_rows
         self.fetch_workers = fetch_workers
         self.times = PhaseTimes()
-        self.staged = StagedRuns(runs=[], kept_out=STAGED_SCHEMA.empty_table(), accepted_rows=0,
-                                 times=self.times)
+        self.staged = StagedRuns(
+            runs=[], kept_out=STAGED_SCHEMA.empty_table(), accepted_rows=0, times=self.times
+        )
         self.units = read_units(manifest.entries)
         self.queues: list[queue.Queue[object]] = [queue.Queue(maxsize=1) for _ in self.units]
         self.stop = threading.Event()
@@ -230,8 +240,9 @@ class DayStager:
             except queue.Full:
                 continue
 
-    def _items(self, unit: tuple[ManifestEntry, ...], timed: ObjectStore,
-               fetcher: ThreadPoolExecutor) -> Iterator[Item]:
+    def _items(
+        self, unit: tuple[ManifestEntry, ...], timed: ObjectStore, fetcher: ThreadPoolExecutor
+    ) -> Iterator[Item]:
         if len(unit) == 1:
             try:
                 yield from read_chunk_parts(timed, unit[0], self.part_rows)
@@ -301,10 +312,8 @@ class DayStager:
         staged.workflows.update(pc.unique(good.column(WORKFLOW_NAME)).drop_null().to_pylist())
         bounds = pc.min_max(good.column(TIMESTAMP)).as_py()
         if bounds["min"] is not None:
-            staged.min_timestamp = min(x for x in (staged.min_timestamp, bounds["min"])
-                                       if x is not None)
-            staged.max_timestamp = max(x for x in (staged.max_timestamp, bounds["max"])
-                                       if x is not None)
+            staged.min_timestamp = min(x for x in (staged.min_timestamp, bounds["min"]) if x is not None)
+            staged.max_timestamp = max(x for x in (staged.max_timestamp, bounds["max"]) if x is not None)
         self._finish_spill()  # at most one piece is being written while the next one is built
         path = f"{self.directory}/run-{len(staged.runs) + len(self.writing):05d}.arrow"
         self.writing.append((path, self.spiller.submit(self._write, good, path)))
@@ -340,23 +349,25 @@ class DayStager:
         staged.rejected = [rejected[k] for k in sorted(rejected)]
         staged.source_files = len(self.files_seen - set(rejected))
         staged.accepted_rows = sum(n for k, n in self.accepted.items() if k not in rejected)
-        records = record_rows([(r.key, r.etag, f"{FILE_PREFIX}{r.reason}")
-                               for r in staged.rejected])
+        records = record_rows([(r.key, r.etag, f"{FILE_PREFIX}{r.reason}") for r in staged.rejected])
         kept = pa.concat_tables([*self.kept_out, record_rows([])])
         if rejected:
             keys = pa.array(sorted(rejected), kept.schema.field(SOURCE_FILE).type)
             kept = kept.filter(pc.invert(pc.is_in(kept.column(SOURCE_FILE), keys)))
         staged.kept_out = pa.concat_tables([kept, records])
-        staged.read_keys = {e.key: 0 if e.key in rejected else self.accepted.get(e.key, 0)
-                            for e in self.manifest.entries}
+        staged.read_keys = {
+            e.key: 0 if e.key in rejected else self.accepted.get(e.key, 0) for e in self.manifest.entries
+        }
         return staged
 
     def run(self) -> StagedRuns:
         started = time.perf_counter()
         self.filesystem.create_dir(self.directory, recursive=True)
-        with ThreadPoolExecutor(max_workers=max(1, self.max_workers)) as pool, \
-                ThreadPoolExecutor(max_workers=max(1, self.fetch_workers)) as fetcher, \
-                ThreadPoolExecutor(max_workers=1) as spiller:
+        with (
+            ThreadPoolExecutor(max_workers=max(1, self.max_workers)) as pool,
+            ThreadPoolExecutor(max_workers=max(1, self.fetch_workers)) as fetcher,
+            ThreadPoolExecutor(max_workers=1) as spiller,
+        ):
             self.spiller = spiller
             for number in range(len(self.units)):
                 pool.submit(self._read_unit, number, fetcher)
@@ -381,5 +392,6 @@ def stage_in_pieces(
 ) -> StagedRuns:
     """Read the manifest's files in pieces of about `piece_rows` rows; each piece becomes a
     sorted run file in `directory` (see `DayStager`)."""
-    return DayStager(store, manifest, filesystem, directory, max_workers, piece_rows, part_rows,
-                     fetch_workers).run()
+    return DayStager(
+        store, manifest, filesystem, directory, max_workers, piece_rows, part_rows, fetch_workers
+    ).run()

@@ -43,7 +43,12 @@ from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.stores import ObjectStore
 
 COLUMNS: tuple[str, ...] = (
-    "Timestamp", "SeverityText", "TenantName", "Body", "WorkflowName", "WorkflowNode",
+    "Timestamp",
+    "SeverityText",
+    "TenantName",
+    "Body",
+    "WorkflowName",
+    "WorkflowNode",
 )
 REJECTS_FOLDER = "_rejects"
 DEFAULT_ROWS_PER_FILE = 250_000
@@ -53,18 +58,22 @@ _FRACTION = r"^(\.[0-9]{1,9})?$"
 _SECONDS_PER_DAY = 86_400
 _STRING = pa.string()
 
-EXTRA_TYPE = pa.struct([
-    ("atlan-argo-workflow-name", _STRING),
-    ("atlan-argo-workflow-node", _STRING),
-    ("trace_id", _STRING),
-])
-CHUNK_SCHEMA = pa.schema([
-    ("timestamp", pa.float64()),
-    ("level", _STRING),
-    ("logger_name", _STRING),
-    ("message", _STRING),
-    ("extra", EXTRA_TYPE),
-])
+EXTRA_TYPE = pa.struct(
+    [
+        ("atlan-argo-workflow-name", _STRING),
+        ("atlan-argo-workflow-node", _STRING),
+        ("trace_id", _STRING),
+    ]
+)
+CHUNK_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.float64()),
+        ("level", _STRING),
+        ("logger_name", _STRING),
+        ("message", _STRING),
+        ("extra", EXTRA_TYPE),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -128,11 +137,15 @@ def _levels(values: pa.Array) -> pa.Array:
 def to_chunk_rows(batch: pa.RecordBatch, timestamps: pa.Array) -> pa.Table:
     """Map export columns to the chunk schema (timestamps already parsed)."""
     name = batch.column("WorkflowName")
-    extra = pa.StructArray.from_arrays(
-        [name, batch.column("WorkflowNode"), name], fields=list(EXTRA_TYPE))
+    extra = pa.StructArray.from_arrays([name, batch.column("WorkflowNode"), name], fields=list(EXTRA_TYPE))
     return pa.Table.from_arrays(
-        [timestamps, _levels(batch.column("SeverityText")), batch.column("TenantName"),
-         batch.column("Body"), extra],
+        [
+            timestamps,
+            _levels(batch.column("SeverityText")),
+            batch.column("TenantName"),
+            batch.column("Body"),
+            extra,
+        ],
         schema=CHUNK_SCHEMA,
     )
 
@@ -170,8 +183,7 @@ class _LineTracker:
                 continue
             after = pc.greater_equal(records, number)
             shift = pc.cast(after, pa.int64())
-            placed.append(_field_count_reject(starts[pc.index(after, True).as_py()].as_py(),
-                                              text, found))
+            placed.append(_field_count_reject(starts[pc.index(after, True).as_py()].as_py(), text, found))
             records = pc.add(records, shift)
             starts = pc.add(starts, pc.multiply(shift, 1 + text.count("\n")))
         self.next_line = starts[-1].as_py() + spans[-1].as_py()
@@ -195,8 +207,14 @@ def _field_count_reject(line: int, text: str, found: int) -> Reject:
 class _DayFiles:
     """Per-day row buffers flushed as deterministic chunk files."""
 
-    def __init__(self, store: ObjectStore, export: str, rows_per_file: int,
-                 max_buffered_rows: int, result: ConversionResult) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        export: str,
+        rows_per_file: int,
+        max_buffered_rows: int,
+        result: ConversionResult,
+    ) -> None:
         self.store, self.export, self.result = store, export, result
         self.rows_per_file, self.max_buffered = rows_per_file, max_buffered_rows
         self.buffers: dict[int, list[pa.Table]] = {}
@@ -236,7 +254,8 @@ class _DayFiles:
         self.result.files.append(key)
         self.result.rows_written += chunk.num_rows
         self.result.rows_by_day[date.isoformat()] = (
-            self.result.rows_by_day.get(date.isoformat(), 0) + chunk.num_rows)
+            self.result.rows_by_day.get(date.isoformat(), 0) + chunk.num_rows
+        )
 
 
 def _open(path: Path) -> pa.NativeFile:
@@ -251,7 +270,8 @@ def _check_header(path: Path) -> None:
     if names != list(COLUMNS):
         raise ExportFormatError(
             f"{path}: header is {names}, expected {list(COLUMNS)}: export with "
-            "`FORMAT CSVWithNames` and these columns in this order")
+            "`FORMAT CSVWithNames` and these columns in this order"
+        )
 
 
 def convert_export(
@@ -269,16 +289,17 @@ def convert_export(
     _check_header(source)
     result = ConversionResult(export_id=export_id(source))
     lines = _LineTracker()
-    days = _DayFiles(store, result.export_id, rows_per_file,
-                     max_buffered_rows or 2 * rows_per_file, result)
+    days = _DayFiles(store, result.export_id, rows_per_file, max_buffered_rows or 2 * rows_per_file, result)
     reader = pcsv.open_csv(
         _open(source),
         read_options=pcsv.ReadOptions(use_threads=False, block_size=block_size),
-        parse_options=pcsv.ParseOptions(newlines_in_values=True,
-                                        invalid_row_handler=lines.on_invalid),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lines.on_invalid),
         convert_options=pcsv.ConvertOptions(
-            column_types=dict.fromkeys(COLUMNS, _STRING), null_values=["\\N", ""],
-            strings_can_be_null=True, quoted_strings_can_be_null=False),
+            column_types=dict.fromkeys(COLUMNS, _STRING),
+            null_values=["\\N", ""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
     )
     for batch in reader:
         starts, skipped = lines.lines_of(batch)
@@ -287,11 +308,13 @@ def convert_export(
         timestamps, valid = parse_timestamps(batch.column("Timestamp"))
         if not pc.all(valid).as_py():
             bad = pc.invert(valid)
-            for row, line in zip(batch.filter(bad).to_pylist(), starts.filter(bad).to_pylist(),
-                                 strict=True):
-                reason = ("empty timestamp" if row["Timestamp"] is None else
-                          f"unparsable timestamp {row['Timestamp']!r}: expected "
-                          "YYYY-MM-DD HH:MM:SS[.ffffff] (UTC)")
+            for row, line in zip(batch.filter(bad).to_pylist(), starts.filter(bad).to_pylist(), strict=True):
+                reason = (
+                    "empty timestamp"
+                    if row["Timestamp"] is None
+                    else f"unparsable timestamp {row['Timestamp']!r}: expected "
+                    "YYYY-MM-DD HH:MM:SS[.ffffff] (UTC)"
+                )
                 result.rejects.append(Reject(line, reason, json.dumps(row, ensure_ascii=False)))
             batch, timestamps = batch.filter(valid), timestamps.filter(valid)
         days.add(to_chunk_rows(batch, timestamps))
@@ -304,7 +327,9 @@ def convert_export(
     if result.rejects:
         result.rejects.sort(key=lambda r: r.line)
         result.rejects_key = f"{REJECTS_FOLDER}/{result.export_id}.rejects.jsonl"
-        body = "".join(json.dumps({"line": r.line, "reason": r.reason, "row": r.text},
-                                  ensure_ascii=False) + "\n" for r in result.rejects)
+        body = "".join(
+            json.dumps({"line": r.line, "reason": r.reason, "row": r.text}, ensure_ascii=False) + "\n"
+            for r in result.rejects
+        )
         store.write(result.rejects_key, body.encode())
     return result

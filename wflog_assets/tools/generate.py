@@ -22,8 +22,21 @@ from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.stores import ObjectStore
 
 CONNECTORS = (
-    "salesforce", "snowflake", "postgres", "tableau", "bigquery", "redshift", "looker",
-    "databricks", "mysql", "dbt", "powerbi", "oracle", "mssql", "s3", "glue",
+    "salesforce",
+    "snowflake",
+    "postgres",
+    "tableau",
+    "bigquery",
+    "redshift",
+    "looker",
+    "databricks",
+    "mysql",
+    "dbt",
+    "powerbi",
+    "oracle",
+    "mssql",
+    "s3",
+    "glue",
 )
 LOGGERS = tuple(
     f"application_sdk.{area}.{mod}"
@@ -44,9 +57,22 @@ LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARNING", "WARN", "ERROR", "
 NODES = ("fetch", "extract", "transform", "publish", "lineage", "cleanup")
 NUMERIC_EXTRA = ("attempt", "duration_ms", "status_code")
 STRING_EXTRA = (
-    "activity_id", "activity_type", "client_host", "heartbeat_timeout", "log_type", "method",
-    "namespace", "path", "request_id", "run_id", "schedule_to_close_timeout",
-    "schedule_to_start_timeout", "start_to_close_timeout", "task_queue", "url", "workflow_id",
+    "activity_id",
+    "activity_type",
+    "client_host",
+    "heartbeat_timeout",
+    "log_type",
+    "method",
+    "namespace",
+    "path",
+    "request_id",
+    "run_id",
+    "schedule_to_close_timeout",
+    "schedule_to_start_timeout",
+    "start_to_close_timeout",
+    "task_queue",
+    "url",
+    "workflow_id",
     "workflow_type",
 )
 
@@ -75,7 +101,7 @@ def workflow_name(rng: random.Random, day: dt.date) -> str:
 
 def _workflow_weights(rng: random.Random, count: int) -> list[float]:
     # Long tail: a few runs log most of the day, most log a few hundred rows.
-    return [1.0 / (rank ** 1.6) for rank in range(1, count + 1)]
+    return [1.0 / (rank**1.6) for rank in range(1, count + 1)]
 
 
 def _message(rng: random.Random, level: str, i: int) -> str:
@@ -86,13 +112,22 @@ def _message(rng: random.Random, level: str, i: int) -> str:
             '  File "/app/application_sdk/clients/sql.py", line 212, in run_query\n'
             "    cursor.execute(query)\n"
             "ConnectionResetError: [Errno 104] Connection reset by peer, "
-            + "retrying with backoff " * rng.randrange(1, 40)
+            + "retrying with backoff "
+            * rng.randrange(1, 40)
         )
     return f"Processed batch {i} of {rng.randrange(1, 500)} records, status=ok, query='SELECT 1, \"x\"'"
 
 
-def _file_table(rng: random.Random, day: dt.date, names: list[str], weights: list[float],
-                n_rows: int, t0: float, t1: float, index: int) -> pa.Table:
+def _file_table(
+    rng: random.Random,
+    day: dt.date,
+    names: list[str],
+    weights: list[float],
+    n_rows: int,
+    t0: float,
+    t1: float,
+    index: int,
+) -> pa.Table:
     """One chunk file's records, with this file's own schema quirks."""
     numeric_as_string = {k: rng.random() < 0.3 for k in NUMERIC_EXTRA}
     all_null = {k for k in (*STRING_EXTRA, *NUMERIC_EXTRA) if rng.random() < 0.15}
@@ -100,7 +135,9 @@ def _file_table(rng: random.Random, day: dt.date, names: list[str], weights: lis
     with_month = rng.random() < 0.5
     run_id_mode = rng.choice(("absent", "null", "value"))
     extra_keys = [
-        "atlan-argo-workflow-name", "atlan-argo-workflow-node", "trace_id",
+        "atlan-argo-workflow-name",
+        "atlan-argo-workflow-node",
+        "trace_id",
         *(k for k in (*STRING_EXTRA, *NUMERIC_EXTRA) if k not in missing),
     ]
     rng.shuffle(extra_keys)  # child order differs between files
@@ -120,8 +157,9 @@ def _file_table(rng: random.Random, day: dt.date, names: list[str], weights: lis
             elif key == "trace_id":
                 extra[key] = name
             elif key in NUMERIC_EXTRA:
-                value = rng.randrange(1, 5000) if key != "status_code" else rng.choice(
-                    (200, 201, 400, 404, 500))
+                value = (
+                    rng.randrange(1, 5000) if key != "status_code" else rng.choice((200, 201, 400, 404, 500))
+                )
                 extra[key] = str(value) if numeric_as_string[key] else value
             else:
                 extra[key] = f"{key}-{rng.randrange(10_000)}"
@@ -157,14 +195,22 @@ def _open_extra(rng: random.Random, name: str, temporal_only: bool) -> dict[str,
         extra["atlan-argo-workflow-name"] = name
         extra["atlan-argo-workflow-node"] = f"{name}-{rng.choice(NODES)}-{rng.randrange(10**9)}"
     if rng.random() < 0.5:
-        extra.update({"http_method": rng.choice(("GET", "POST")), "http_status": rng.choice(
-            (200, 201, 404, 503)), "url": f"https://api.example.com/v1/{rng.randrange(99)}"})
+        extra.update(
+            {
+                "http_method": rng.choice(("GET", "POST")),
+                "http_status": rng.choice((200, 201, 404, 503)),
+                "url": f"https://api.example.com/v1/{rng.randrange(99)}",
+            }
+        )
     if rng.random() < 0.3:
         extra["objectstore_timings_ms"] = [rng.randrange(1, 90) for _ in range(rng.randrange(1, 4))]
         extra["objectstore_bytes"] = rng.randrange(10**7)
     if rng.random() < 0.2:
-        extra["error"] = {"type": "ConnectionResetError", "retryable": True,
-                          "detail": {"errno": 104, "host": "db.internal"}}
+        extra["error"] = {
+            "type": "ConnectionResetError",
+            "retryable": True,
+            "detail": {"errno": 104, "host": "db.internal"},
+        }
     if rng.random() < 0.3:
         extra["duration_ms"] = round(rng.uniform(0.5, 9000), 3)
     if rng.random() < 0.2:
@@ -174,8 +220,9 @@ def _open_extra(rng: random.Random, name: str, temporal_only: bool) -> dict[str,
     return extra
 
 
-def _json_lines_file(rng: random.Random, names: list[str], weights: list[float], n_rows: int,
-                     t0: float, t1: float) -> bytes:
+def _json_lines_file(
+    rng: random.Random, names: list[str], weights: list[float], n_rows: int, t0: float, t1: float
+) -> bytes:
     """One gzip JSON-lines file; in some files a key changes JSON type between lines."""
     drift = rng.random() < 0.2
     lines = []
@@ -185,17 +232,21 @@ def _json_lines_file(rng: random.Random, names: list[str], weights: list[float],
         extra = _open_extra(rng, name, temporal_only=rng.random() < 0.1)
         extra["attempt"] = str(i % 3 + 1) if drift and i % 2 else i % 3 + 1
         record = {
-            "timestamp": ts, "level": level, "logger_name": rng.choice(LOGGERS),
-            "message": _message(rng, level, i), "file": "/app/application_sdk/a.py",
-            "line": rng.randrange(1, 900), "function": "run", "extra": extra,
+            "timestamp": ts,
+            "level": level,
+            "logger_name": rng.choice(LOGGERS),
+            "message": _message(rng, level, i),
+            "file": "/app/application_sdk/a.py",
+            "line": rng.randrange(1, 900),
+            "function": "run",
+            "extra": extra,
         }
         lines.append(json.dumps(record, ensure_ascii=False))
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
 def json_key(day: dt.date, hour: int, stamp_ns: int, seq: int) -> str:
-    return (f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:04d}_prod-eu-1_"
-            f"atlan-application-sdk.json.gz")
+    return f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:04d}_prod-eu-1_atlan-application-sdk.json.gz"
 
 
 def _encode(table: pa.Table) -> bytes:
@@ -223,28 +274,40 @@ def generate_day(day: dt.date, settings: GeneratorSettings) -> Iterator[tuple[st
         as_json = settings.format == "jsonl" or (settings.format == "mixed" and index % 2 == 1)
         if as_json:
             stamp_ns = int(t1 * 1_000_000) * 1000
-            yield (json_key(day, int(index * span // 3600), stamp_ns, index),
-                   _json_lines_file(rng, names, weights, n_rows, t0, t1))
+            yield (
+                json_key(day, int(index * span // 3600), stamp_ns, index),
+                _json_lines_file(rng, names, weights, n_rows, t0, t1),
+            )
             continue
         table = _file_table(rng, day, names, weights, n_rows, t0, t1, index)
         hour = int(index * span // 3600) if settings.hour_level else None
         yield chunk_key(day, index, int(t1 * 1000), hour), _encode(table)
 
 
-def generate_late_file(day: dt.date, settings: GeneratorSettings, index: int, rows: int,
-                       delay_s: float = 3_600) -> tuple[str, bytes]:
+def generate_late_file(
+    day: dt.date, settings: GeneratorSettings, index: int, rows: int, delay_s: float = 3_600
+) -> tuple[str, bytes]:
     """A chunk that arrives after the day ended (a late buffer flush): rows inside `day`."""
     rng = random.Random(f"{settings.seed}-{day.isoformat()}-late-{index}")
     names = [workflow_name(rng, day) for _ in range(max(2, settings.workflows_per_day // 5))]
     start = _day_start(day)
-    table = _file_table(rng, day, names, _workflow_weights(rng, len(names)), rows,
-                        start + 86_000, start + 86_399.999, 1000 + index)
+    table = _file_table(
+        rng,
+        day,
+        names,
+        _workflow_weights(rng, len(names)),
+        rows,
+        start + 86_000,
+        start + 86_399.999,
+        1000 + index,
+    )
     stamp_ms = int((start + 86_400 + delay_s) * 1000)
     return chunk_key(day, 1000 + index, stamp_ms), _encode(table)
 
 
-def write_days(store: ObjectStore, start: dt.date, days: int, settings: GeneratorSettings,
-               late_files_per_day: int = 0) -> list[str]:
+def write_days(
+    store: ObjectStore, start: dt.date, days: int, settings: GeneratorSettings, late_files_per_day: int = 0
+) -> list[str]:
     """Write `days` days of chunk files (and optional late files) into `store`; return the keys."""
     keys: list[str] = []
     for offset in range(days):
@@ -253,15 +316,15 @@ def write_days(store: ObjectStore, start: dt.date, days: int, settings: Generato
             store.write(key, data)
             keys.append(key)
         for index in range(late_files_per_day):
-            key, data = generate_late_file(day, settings, index, rows=max(
-                10, settings.rows_per_day // 50))
+            key, data = generate_late_file(day, settings, index, rows=max(10, settings.rows_per_day // 50))
             store.write(key, data)
             keys.append(key)
     return keys
 
 
-def writer_flushes(day: dt.date, files: int, seed: int = 7, drift: float = 0.0,
-                   workflows: int = 60) -> Iterator[tuple[str, list[str]]]:
+def writer_flushes(
+    day: dt.date, files: int, seed: int = 7, drift: float = 0.0, workflows: int = 60
+) -> Iterator[tuple[str, list[str]]]:
     """(key, JSON lines) of a day as the current writer (application-sdk 3.52) leaves it:
     a file per flush (after 100 records, 10 s, or an error: 40% single-line files, about
     20 records a file on average), named
@@ -279,19 +342,29 @@ def writer_flushes(day: dt.date, files: int, seed: int = 7, drift: float = 0.0,
         lines = []
         for i, ts in enumerate(sorted(rng.uniform(t0, t1) for _ in range(n_rows))):
             name = rng.choices(names, weights)[0]
-            level = "ERROR" if i == n_rows - 1 and n_rows < 100 and rng.random() < 0.3 else (
-                rng.choice(LEVELS))
+            level = (
+                "ERROR" if i == n_rows - 1 and n_rows < 100 and rng.random() < 0.3 else (rng.choice(LEVELS))
+            )
             extra = _open_extra(rng, name, temporal_only=True)
             extra["attempt"] = str(i % 3 + 1) if shifting and i % 2 else i % 3 + 1
-            lines.append(json.dumps({
-                "timestamp": ts, "level": level, "logger_name": rng.choice(LOGGERS),
-                "message": _message(rng, level, i), "file": "/app/application_sdk/a.py",
-                "line": rng.randrange(1, 900), "function": "run", "extra": extra,
-            }, ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {
+                        "timestamp": ts,
+                        "level": level,
+                        "logger_name": rng.choice(LOGGERS),
+                        "message": _message(rng, level, i),
+                        "file": "/app/application_sdk/a.py",
+                        "line": rng.randrange(1, 900),
+                        "function": "run",
+                        "extra": extra,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         stamp_ns = int(t1 * 1_000_000) * 1000
         hour = int((t1 - start) // 3600)
-        key = (f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:06d}_prod-eu-1_"
-               "atlan-application-sdk.json.gz")
+        key = f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:06d}_prod-eu-1_atlan-application-sdk.json.gz"
         yield key, lines
 
 

@@ -65,25 +65,23 @@ def pick_workflows(table: Table, listed: Sequence[str] = ()) -> list[tuple[str, 
     names = [n for n in counts.column(0).to_pylist() if n is not None]
     picked: list[tuple[str, str]] = []
     if names:
-        for name, role in ((names[0], "heaviest"), (names[len(names) // 2], "median"),
-                           (names[-1], "tiny")):
+        for name, role in ((names[0], "heaviest"), (names[len(names) // 2], "median"), (names[-1], "tiny")):
             if name not in (n for n, _ in picked):
                 picked.append((name, role))
     picked += [(name, "listed") for name in listed if name not in (n for n, _ in picked)]
     return picked
 
 
-def _measure_one(load_table: Callable[[str], Table], layout: str, workflow: str,
-                 limit: int | None, repetitions: int) -> tuple[list[float], list[float], P0Result]:
+def _measure_one(
+    load_table: Callable[[str], Table], layout: str, workflow: str, limit: int | None, repetitions: int
+) -> tuple[list[float], list[float], P0Result]:
     cold_times = []
     for _ in range(repetitions):
         clear_manifest_cache()
-        cold_times.append(p0_query(load_table(layout), workflow, limit=limit,
-                                   columns=(TIMESTAMP,)).seconds)
+        cold_times.append(p0_query(load_table(layout), workflow, limit=limit, columns=(TIMESTAMP,)).seconds)
     table = load_table(layout)
     p0_query(table, workflow, limit=limit, columns=(TIMESTAMP,))  # fill caches once
-    warm = [p0_query(table, workflow, limit=limit, columns=(TIMESTAMP,))
-            for _ in range(repetitions)]
+    warm = [p0_query(table, workflow, limit=limit, columns=(TIMESTAMP,)) for _ in range(repetitions)]
     return cold_times, [r.seconds for r in warm], warm[-1]
 
 
@@ -100,27 +98,36 @@ def measure(
         for workflow, role in workflows:
             shapes = {}
             for shape_limit in (limit, None):
-                shapes[shape_limit] = _measure_one(load_table, layout, workflow, shape_limit,
-                                                   repetitions)
+                shapes[shape_limit] = _measure_one(load_table, layout, workflow, shape_limit, repetitions)
             matched = shapes[None][2].rows.num_rows
             for shape_limit, (cold, warm, result) in shapes.items():
-                out.append(Measurement(
-                    layout=layout, workflow=workflow, role=role,
-                    shape=f"limit {limit}" if shape_limit is not None else ALL_ROWS,
-                    rows_matched=matched, rows_returned=result.rows.num_rows,
-                    files_planned=result.files_planned, files_read=result.files_read,
-                    bytes_planned=result.bytes_planned, bytes_read=result.bytes_read,
-                    rows_scanned=result.rows_scanned,
-                    cold_median_s=statistics.median(cold), cold_p90_s=_p90(cold),
-                    warm_median_s=statistics.median(warm), warm_p90_s=_p90(warm),
-                ))
+                out.append(
+                    Measurement(
+                        layout=layout,
+                        workflow=workflow,
+                        role=role,
+                        shape=f"limit {limit}" if shape_limit is not None else ALL_ROWS,
+                        rows_matched=matched,
+                        rows_returned=result.rows.num_rows,
+                        files_planned=result.files_planned,
+                        files_read=result.files_read,
+                        bytes_planned=result.bytes_planned,
+                        bytes_read=result.bytes_read,
+                        rows_scanned=result.rows_scanned,
+                        cold_median_s=statistics.median(cold),
+                        cold_p90_s=_p90(cold),
+                        warm_median_s=statistics.median(warm),
+                        warm_p90_s=_p90(warm),
+                    )
+                )
     return out
 
 
 def newest_first(result: P0Result) -> bool:
     stamps = result.rows.column(TIMESTAMP)
-    return result.rows.num_rows < 2 or bool(pc.all(pc.greater_equal(
-        stamps.slice(0, len(stamps) - 1), stamps.slice(1))).as_py())
+    return result.rows.num_rows < 2 or bool(
+        pc.all(pc.greater_equal(stamps.slice(0, len(stamps) - 1), stamps.slice(1))).as_py()
+    )
 
 
 def markdown_table(measurements: Sequence[Measurement]) -> str:
@@ -150,10 +157,10 @@ def seed_comparison(measurements: Sequence[Measurement]) -> str:
     ours = {m.layout: m for m in measurements if m.role == "heaviest" and m.shape == ALL_ROWS}
     for layout, seed in SEED_FIGURES.items():
         m = ours.get(layout)
-        mine = (f"{m.cold_median_s:.3f} s | {m.files_planned} | {m.rows_matched:,}" if m
-                else "n/a | n/a | n/a")
-        lines.append(f"| {layout} | {seed['seconds']:.3f} s | {int(seed['files'])} "
-                     f"| {int(seed['rows']):,} | {mine} |")
+        mine = f"{m.cold_median_s:.3f} s | {m.files_planned} | {m.rows_matched:,}" if m else "n/a | n/a | n/a"
+        lines.append(
+            f"| {layout} | {seed['seconds']:.3f} s | {int(seed['files'])} | {int(seed['rows']):,} | {mine} |"
+        )
     return "\n".join(lines)
 
 
@@ -175,13 +182,13 @@ def plot_png(measurements: Sequence[Measurement]) -> bytes:
         warm = [by_key[(layout, r, s)].warm_median_s * 1000 for r, s in groups]
         files = [by_key[(layout, r, s)].files_planned for r, s in groups]
         ax_time.bar(xs, cold, width, label=f"{layout} cold")
-        ax_time.scatter(xs, warm, marker="_", s=200, color="black",
-                        label="warm" if i == 0 else None, zorder=3)
+        ax_time.scatter(
+            xs, warm, marker="_", s=200, color="black", label="warm" if i == 0 else None, zorder=3
+        )
         ax_files.bar(xs, files, width, label=layout)
     labels = [f"{r}\n{s}" for r, s in groups]
     for ax, title in ((ax_time, "P0 latency, median (ms)"), (ax_files, "files planned")):
-        ax.set_xticks([g + width * (len(layouts) - 1) / 2 for g in range(len(groups))], labels,
-                      fontsize=8)
+        ax.set_xticks([g + width * (len(layouts) - 1) / 2 for g in range(len(groups))], labels, fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -208,7 +215,11 @@ def write_report(measurements: Sequence[Measurement], stem: str) -> list[str]:
         json.dump(figures_json(measurements), f, indent=2)
     name = png_path.rsplit("/", 1)[-1]
     with open(md_path, "w") as f:
-        f.write("# P0 query per partition layout\n\n" + markdown_table(measurements)
-                + "\n\n## Next to the proof of concept\n\n" + seed_comparison(measurements)
-                + f"\n\n![P0 latency and files per layout]({name})\n")
+        f.write(
+            "# P0 query per partition layout\n\n"
+            + markdown_table(measurements)
+            + "\n\n## Next to the proof of concept\n\n"
+            + seed_comparison(measurements)
+            + f"\n\n![P0 latency and files per layout]({name})\n"
+        )
     return [md_path, png_path, json_path]

@@ -51,8 +51,11 @@ def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
     except (pa.ArrowInvalid, OSError, EOFError):
         return _read_line_by_line(data, key)
     timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
-    if timestamps is None or timestamps.null_count or (not pa.types.is_floating(
-            timestamps.type) and not pa.types.is_integer(timestamps.type)):
+    if (
+        timestamps is None
+        or timestamps.null_count
+        or (not pa.types.is_floating(timestamps.type) and not pa.types.is_integer(timestamps.type))
+    ):
         return _read_line_by_line(data, key)  # find the lines without a usable timestamp
     return JsonLinesRead(table=table, issues=[], path=FAST)
 
@@ -146,23 +149,29 @@ def _records_table(records: list[dict[str, Any]], extra_keys: list[str]) -> pa.T
     n = len(records)
     columns: dict[str, pa.Array] = {
         TIMESTAMP: pa.array([float(r[TIMESTAMP]) for r in records], pa.float64()),
-        "line": pc.cast(pa.array([None if r.get("line") is None else int(r["line"])
-                                  for r in records], pa.int64()), pa.int64()),
+        "line": pc.cast(
+            pa.array([None if r.get("line") is None else int(r["line"]) for r in records], pa.int64()),
+            pa.int64(),
+        ),
     }
     for name in SOURCE_STRING_COLUMNS:
         columns[name] = pa.array(
-            [None if r.get(name) is None else _scalar_text(r[name]) for r in records], _STRING)
+            [None if r.get(name) is None else _scalar_text(r[name]) for r in records], _STRING
+        )
     children = [
-        pa.array([_scalar_text(r["extra"].get(k)) if isinstance(r.get("extra"), dict) else None
-                  for r in records], _STRING)
+        pa.array(
+            [_scalar_text(r["extra"].get(k)) if isinstance(r.get("extra"), dict) else None for r in records],
+            _STRING,
+        )
         for k in extra_keys
     ]
     mask = pa.array([not isinstance(r.get("extra"), dict) for r in records], pa.bool_())
     if extra_keys:
         columns["extra"] = pa.StructArray.from_arrays(children, names=extra_keys, mask=mask)
     else:
-        columns["extra"] = pa.array([{} if isinstance(r.get("extra"), dict) else None
-                                     for r in records], pa.struct([]))
+        columns["extra"] = pa.array(
+            [{} if isinstance(r.get("extra"), dict) else None for r in records], pa.struct([])
+        )
     assert all(len(c) == n for c in columns.values())
     return pa.table(columns)
 
@@ -192,8 +201,7 @@ def _loses_digits(values: pa.Array) -> bool:
     """Whether a float column of a batch may hold an integer that float64 rounded."""
     t = values.type
     if pa.types.is_floating(t):
-        big = pc.and_(pc.equal(pc.floor(values), values),
-                      pc.greater_equal(pc.abs(values), _EXACT_FLOAT_INT))
+        big = pc.and_(pc.equal(pc.floor(values), values), pc.greater_equal(pc.abs(values), _EXACT_FLOAT_INT))
         return bool(pc.any(big).as_py())
     if pa.types.is_struct(t):
         return any(_loses_digits(pc.struct_field(values, [i])) for i in range(t.num_fields))
@@ -217,15 +225,19 @@ def read_batch(files: list[tuple[ManifestEntry, bytes]]) -> NormalizedFile | Non
         counts.append(raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1))
         texts.append(raw if raw.endswith(b"\n") else raw + b"\n")
     try:
-        table = pj.read_json(pa.BufferReader(b"".join(texts)),
-                             read_options=pj.ReadOptions(block_size=BLOCK_SIZE))
+        table = pj.read_json(
+            pa.BufferReader(b"".join(texts)), read_options=pj.ReadOptions(block_size=BLOCK_SIZE)
+        )
     except (pa.ArrowInvalid, OSError):
         return None
     timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
-    if (table.num_rows != sum(counts)  # a blank line somewhere: counts are off
-            or timestamps is None or timestamps.null_count
-            or not (pa.types.is_floating(timestamps.type) or pa.types.is_integer(timestamps.type))
-            or any(_loses_digits(c.combine_chunks()) for c in table.columns)):
+    if (
+        table.num_rows != sum(counts)  # a blank line somewhere: counts are off
+        or timestamps is None
+        or timestamps.null_count
+        or not (pa.types.is_floating(timestamps.type) or pa.types.is_integer(timestamps.type))
+        or any(_loses_digits(c.combine_chunks()) for c in table.columns)
+    ):
         return None
     first = files[0][0]
     try:
