@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 from pyiceberg.expressions import And
-from pyiceberg.io.pyarrow import ArrowScan, _check_pyarrow_schema_compatible
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
@@ -39,6 +39,7 @@ from pyiceberg.utils.properties import property_as_bool
 
 from wflog_assets.errors import CommitRetriesExhaustedError, TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
+from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
 from wflog_assets.iceberg.expressions import equal, is_in, starts_with
 from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
@@ -334,7 +335,7 @@ def write_data_files(
     if isinstance(rows, pa.Table):
         if rows.num_rows == 0:
             return WrittenFiles()
-        _check_pyarrow_schema_compatible(
+        check_pyarrow_schema_compatible(
             metadata.schema(), provided_schema=rows.schema, format_version=metadata.format_version
         )
         runs: list[SortedRun] = [MemoryRun.of(rows, metadata.spec(), metadata.schema())]

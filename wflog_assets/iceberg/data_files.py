@@ -34,8 +34,6 @@ import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
 from pyiceberg.io.fileformat import FileFormatFactory
 from pyiceberg.io.pyarrow import (
-    _get_parquet_writer_kwargs,
-    _to_requested_schema,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
@@ -52,6 +50,7 @@ from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
 from wflog_assets.errors import RunFormatError
+from wflog_assets.iceberg._compat import get_parquet_writer_kwargs, to_requested_schema
 from wflog_assets.iceberg.schema import TIMESTAMP
 
 PartitionValues = tuple[Any, ...]
@@ -352,7 +351,7 @@ class _FileSettings:
             )
             or 1
         )
-        self.kwargs = _get_parquet_writer_kwargs(props)
+        self.kwargs = get_parquet_writer_kwargs(props)
         self.location = load_location_provider(table_location=metadata.location, table_properties=props)
         self.format_model = FileFormatFactory.get(FileFormat.PARQUET)
         self.stats_plan = compute_statistics_plan(self.file_schema, props)
@@ -384,7 +383,7 @@ class _FileSettings:
             )
         return pa.Table.from_batches(
             [
-                _to_requested_schema(
+                to_requested_schema(
                     requested_schema=self.file_schema,
                     file_schema=task,
                     batch=b,

@@ -31,10 +31,10 @@ from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _ManifestMergeManager, _MergeAppendFiles
 from pyiceberg.types import LongType, StringType
 
 from wflog_assets.errors import CompactionConflictError
+from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles
 from wflog_assets.iceberg.commit import (
     backoff,
     day_filter,
@@ -220,7 +220,7 @@ class ManifestRewrite:
     snapshot_id: int | None  # None: nothing to rewrite
 
 
-class _MergeByMonth(_MergeAppendFiles):
+class _MergeByMonth(MergeAppendFiles):
     """A merge append that merges data manifests only with manifests of the same `month`
     partition value: per-day scans name their month, so a manifest holding one month is
     skipped unread by every other month's scan (one merged manifest for the whole table would
@@ -245,7 +245,7 @@ class _MergeByMonth(_MergeAppendFiles):
         for manifest in manifests:
             month = self._month(manifest) if manifest.content == ManifestContent.DATA else None
             (rest if month is None else by_month[month]).append(manifest)
-        merger = _ManifestMergeManager(
+        merger = ManifestMergeManager(
             target_size_bytes=self._target_size_bytes,
             min_count_to_merge=2,
             merge_enabled=True,
