@@ -18,7 +18,7 @@ from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResourc
 from wflog_assets.iceberg.commit import CommitResult, commit_day, plan_reads
 from wflog_assets.iceberg.data_files import SortedRun
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT
-from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks
+from wflog_assets.quality.checks import CHECKS, CheckOutcome, DuplicateFinder, day_checks
 from wflog_assets.quality.quarantine import (
     QUARANTINE_SUFFIX,
     day_quarantine,
@@ -159,6 +159,81 @@ def commit_layout_day(
     ), result
 
 
+def _log_kept_out(context: dg.AssetExecutionContext, staged: StagedRuns) -> None:
+    """A warning per rejected file or line and per quarantined file and reason (the first 50)."""
+    for reject in staged.rejected[:50]:
+        context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")
+    for issue in staged.line_issues[:50]:
+        context.log.warning(f"line not ingested: {issue.key} line {issue.line}: {issue.reason}")
+    for row in staged.summary().quarantined.slice(0, 50).to_pylist():
+        context.log.warning(
+            f"quarantined: {row['source_file']}: {row['rows']} record(s): {row['quarantine_reason']}"
+        )
+
+
+def _staged_metadata(
+    manifest: Manifest, to_read: Manifest, staged: StagedRuns
+) -> dict[str, dg.MetadataValue]:
+    """What `normalized_log_batches` read, staged and kept out."""
+    summary = staged.summary()
+    removed = staged.planned.plan.removed if staged.planned is not None else ()
+    rejected = [(r.key, -1, r.reason) for r in staged.rejected] + [
+        (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues
+    ]
+    metadata: dict[str, dg.MetadataValue] = {
+        "rows": dg.MetadataValue.int(staged.accepted_rows),
+        "source_files": dg.MetadataValue.int(staged.source_files),
+        "files_in_day": dg.MetadataValue.int(len(manifest.entries)),
+        "files_read": dg.MetadataValue.int(len(to_read.entries)),
+        "files_already_committed": dg.MetadataValue.int(len(manifest.entries) - len(to_read.entries)),
+        "files_gone": dg.MetadataValue.int(len(removed)),
+        "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
+        "workflows": dg.MetadataValue.int(len(staged.workflows)),
+        "manifest_digest": dg.MetadataValue.text(manifest.digest),
+        "ignored_top_level_columns": dg.MetadataValue.json(sorted(staged.ignored_columns)),
+        "extra_other_keys": dg.MetadataValue.json(sorted(staged.other_extra_keys)),
+        "files_by_reader": dg.MetadataValue.json(staged.files_by_reader),
+        "rejected_lines": dg.MetadataValue.int(len(staged.line_issues)),
+        "rejected": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({"key": k, "line": line, "reason": reason[:300]})
+                for k, line, reason in rejected[:MANIFEST_PREVIEW_ROWS]
+            ],
+            schema=REJECTED_TABLE_SCHEMA,
+        ),
+        "quarantined_rows": dg.MetadataValue.int(staged.kept_out.num_rows),
+        "quarantine": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {"key": r["source_file"], "reason": r["quarantine_reason"][:300], "rows": r["rows"]}
+                )
+                for r in summary.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()
+            ],
+            schema=QUARANTINE_TABLE_SCHEMA,
+        ),
+        "sorted_runs": dg.MetadataValue.int(len(staged.runs)),
+        "source_bytes_read": dg.MetadataValue.int(staged.times.bytes.get("fetch", 0)),
+        "phase_seconds": dg.MetadataValue.json(staged.times.as_dict()),
+    }
+    if staged.min_timestamp is not None and staged.max_timestamp is not None:
+        metadata["min_timestamp"] = dg.MetadataValue.float(staged.min_timestamp)
+        metadata["max_timestamp"] = dg.MetadataValue.float(staged.max_timestamp)
+    return metadata
+
+
+def _check_results(outcomes: list[CheckOutcome]) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            check_name=o.name,
+            passed=o.passed,
+            description=o.description,
+            severity=dg.AssetCheckSeverity(o.severity),
+            metadata=o.metadata,
+        )
+        for o in outcomes
+    ]
+
+
 def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
     """The three daily assets, sharing `partitions_def`."""
     with warnings.catch_warnings():
@@ -168,7 +243,12 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
 
 
 def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
+    raw = _raw_log_chunks_asset(partitions_def)
+    normalized = _normalized_log_batches_asset(partitions_def)
+    return [raw, normalized, _workflow_logs_asset(partitions_def, raw, normalized)]
 
+
+def _raw_log_chunks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         partitions_def=partitions_def,
         backfill_policy=BACKFILL_POLICY,
@@ -195,6 +275,10 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             metadata=_manifest_metadata(manifest, log_source.describe()),
         )
 
+    return raw_log_chunks
+
+
+def _normalized_log_batches_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         partitions_def=partitions_def,
         backfill_policy=BACKFILL_POLICY,
@@ -232,59 +316,19 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             fetch_workers=log_source.fetch_workers,
         )
         staged.planned = planned
-        summary = staged.summary()
-        for reject in staged.rejected[:50]:
-            context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")
-        for issue in staged.line_issues[:50]:
-            context.log.warning(f"line not ingested: {issue.key} line {issue.line}: {issue.reason}")
-        for row in summary.quarantined.slice(0, 50).to_pylist():
-            context.log.warning(
-                f"quarantined: {row['source_file']}: {row['rows']} record(s): {row['quarantine_reason']}"
-            )
-        rejected = [(r.key, -1, r.reason) for r in staged.rejected] + [
-            (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues
-        ]
-        metadata: dict[str, dg.MetadataValue] = {
-            "rows": dg.MetadataValue.int(staged.accepted_rows),
-            "source_files": dg.MetadataValue.int(staged.source_files),
-            "files_in_day": dg.MetadataValue.int(len(manifest.entries)),
-            "files_read": dg.MetadataValue.int(len(to_read.entries)),
-            "files_already_committed": dg.MetadataValue.int(len(manifest.entries) - len(to_read.entries)),
-            "files_gone": dg.MetadataValue.int(len(plan.removed)),
-            "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
-            "workflows": dg.MetadataValue.int(len(staged.workflows)),
-            "manifest_digest": dg.MetadataValue.text(manifest.digest),
-            "ignored_top_level_columns": dg.MetadataValue.json(sorted(staged.ignored_columns)),
-            "extra_other_keys": dg.MetadataValue.json(sorted(staged.other_extra_keys)),
-            "files_by_reader": dg.MetadataValue.json(staged.files_by_reader),
-            "rejected_lines": dg.MetadataValue.int(len(staged.line_issues)),
-            "rejected": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord({"key": k, "line": line, "reason": reason[:300]})
-                    for k, line, reason in rejected[:MANIFEST_PREVIEW_ROWS]
-                ],
-                schema=REJECTED_TABLE_SCHEMA,
-            ),
-            "quarantined_rows": dg.MetadataValue.int(staged.kept_out.num_rows),
-            "quarantine": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord(
-                        {"key": r["source_file"], "reason": r["quarantine_reason"][:300], "rows": r["rows"]}
-                    )
-                    for r in summary.quarantined.slice(0, MANIFEST_PREVIEW_ROWS).to_pylist()
-                ],
-                schema=QUARANTINE_TABLE_SCHEMA,
-            ),
-            "sorted_runs": dg.MetadataValue.int(len(staged.runs)),
-            "source_bytes_read": dg.MetadataValue.int(staged.times.bytes.get("fetch", 0)),
-            "phase_seconds": dg.MetadataValue.json(staged.times.as_dict()),
-            "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-        }
-        if staged.min_timestamp is not None and staged.max_timestamp is not None:
-            metadata["min_timestamp"] = dg.MetadataValue.float(staged.min_timestamp)
-            metadata["max_timestamp"] = dg.MetadataValue.float(staged.max_timestamp)
+        _log_kept_out(context, staged)
+        metadata = _staged_metadata(manifest, to_read, staged)
+        metadata["duration_s"] = dg.MetadataValue.float(round(time.monotonic() - started, 3))
         return dg.MaterializeResult(value=staged, metadata=metadata)
 
+    return normalized_log_batches
+
+
+def _workflow_logs_asset(
+    partitions_def: dg.PartitionsDefinition,
+    raw_log_chunks: dg.AssetsDefinition,
+    normalized_log_batches: dg.AssetsDefinition,
+) -> dg.AssetsDefinition:
     @dg.asset(
         partitions_def=partitions_def,
         backfill_policy=BACKFILL_POLICY,
@@ -348,18 +392,6 @@ def _build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.As
             "quarantined_records": dg.MetadataValue.int(quarantined.num_rows),
             "quarantine_snapshot_id": dg.MetadataValue.text(str(snapshot)),
         }
-        return dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=o.name,
-                    passed=o.passed,
-                    description=o.description,
-                    severity=dg.AssetCheckSeverity(o.severity),
-                    metadata=o.metadata,
-                )
-                for o in outcomes
-            ],
-        )
+        return dg.MaterializeResult(metadata=metadata, check_results=_check_results(outcomes))
 
-    return [raw_log_chunks, normalized_log_batches, workflow_logs]
+    return workflow_logs

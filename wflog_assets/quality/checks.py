@@ -232,6 +232,32 @@ def duplicate_rows(good: pa.Table | list[SortedRun]) -> tuple[int, list[dict[str
     return int(finder.copies), finder.examples
 
 
+def _source_fully_ingested(kept: StagedDay) -> CheckOutcome:
+    """Nothing of the day kept out: the evidence is what was, by reason and by file."""
+    quarantined = kept.quarantined
+    by_reason: dict[str, int] = {}
+    for r in quarantined.to_pylist():
+        reason = (
+            r["quarantine_reason"].split(":", 1)[0]
+            if r["quarantine_reason"].startswith(("file:", "line "))
+            else r["quarantine_reason"]
+        )
+        reason = "bad line" if reason.startswith("line ") else reason
+        by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
+    return _outcome(
+        "source_fully_ingested",
+        quarantined.num_rows == 0,
+        rejected_files=[
+            {"key": f.key, "reason": f.reason[:300]} for f in kept.rejected_files[: EXAMPLES * 10]
+        ],
+        quarantined_by_reason=by_reason,
+        quarantine=[
+            {k: (v[:300] if isinstance(v, str) else v) for k, v in r.items()}
+            for r in quarantined.slice(0, EXAMPLES * 10).to_pylist()
+        ],
+    )
+
+
 def day_checks(
     table: Table,
     day: str,
@@ -262,15 +288,6 @@ def day_checks(
     layout_facts = _layout_matches(table, layout)
     kept = kept or staged
     quarantined = kept.quarantined
-    by_reason: dict[str, int] = {}
-    for r in quarantined.to_pylist():
-        reason = (
-            r["quarantine_reason"].split(":", 1)[0]
-            if r["quarantine_reason"].startswith(("file:", "line "))
-            else r["quarantine_reason"]
-        )
-        reason = "bad line" if reason.startswith("line ") else reason
-        by_reason[reason] = by_reason.get(reason, 0) + r["rows"]
     expected = staged.accepted_rows if expected_rows == -1 else expected_rows
     if seen is not None and seen.rows == staged.accepted_rows:
         copies, examples = int(seen.copies), seen.examples
@@ -302,18 +319,7 @@ def day_checks(
             and layout_facts["sort_order"] == layout_facts["expected_sort_order"],
             **layout_facts,
         ),
-        _outcome(
-            "source_fully_ingested",
-            quarantined.num_rows == 0,
-            rejected_files=[
-                {"key": f.key, "reason": f.reason[:300]} for f in kept.rejected_files[: EXAMPLES * 10]
-            ],
-            quarantined_by_reason=by_reason,
-            quarantine=[
-                {k: (v[:300] if isinstance(v, str) else v) for k, v in r.items()}
-                for r in quarantined.slice(0, EXAMPLES * 10).to_pylist()
-            ],
-        ),
+        _source_fully_ingested(kept),
         _outcome(
             "no_duplicate_rows",
             copies == 0,
