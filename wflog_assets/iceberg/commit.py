@@ -17,7 +17,6 @@ compaction, and needs no side files that orphan-file cleanup could remove.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -37,11 +36,12 @@ from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 from pyiceberg.utils.properties import property_as_bool
 
-from wflog_assets.errors import CommitRetriesExhaustedError, TableLayoutError
+from wflog_assets.errors import TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
 from wflog_assets.iceberg.expressions import equal, is_in, starts_with
+from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.phases import PhaseTimes
 from wflog_assets.source.manifest import Manifest, ManifestEntry, day_prefix
@@ -352,24 +352,6 @@ def write_data_files(
     return day_writer.write_data_files(metadata, table.io, runs, keep, observe)
 
 
-def backoff(attempt: int, base_s: float) -> None:
-    """Before a retry (attempt 2, 3, ...): jittered exponential wait from `base_s`."""
-    if attempt > 1:
-        time.sleep(base_s * 2 ** (attempt - 2) * (1 + random.random()))
-
-
-def without_library_retries(table: Table) -> Table:
-    """Make conflicts come back to `commit_day` instead of being rebased by pyiceberg.
-
-    pyiceberg re-applies a conflicting append on top of the new table state by itself
-    (`commit.retry.*`); that would commit a plan made against an older state (two runs of the
-    same day could both append). Only this in-memory copy of the properties changes.
-    """
-    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
-    table.metadata = table.metadata.model_copy(update={"properties": properties})
-    return table
-
-
 def _merges_manifests(table: Table) -> bool:
     return property_as_bool(
         table.metadata.properties,
@@ -479,7 +461,8 @@ class DayCommit:
             tx.commit_transaction()
             return True
         except CommitFailedException as exc:
-            self.last_error = exc  # did not land: re-plan against the new state
+            self.last_error = exc  # did not land: the retry re-plans against the new state
+            raise
         except CommitStateUnknownException as exc:
             self.last_error = exc  # may have landed: the digest check tells
         finally:
@@ -515,17 +498,15 @@ class DayCommit:
         return result
 
     def run(self, max_attempts: int, base_backoff_s: float) -> CommitResult:
-        for attempt in range(1, max_attempts + 1):
-            backoff(attempt, base_backoff_s)
-            result = self._attempt(attempt)
-            if result is not None:
-                result.times = self.times.as_dict()
-                return result
-        delete_files(self.load_table(), self.written)
-        raise CommitRetriesExhaustedError(
-            f"day {self.manifest.day}: commit still conflicting after {max_attempts} attempts: "
-            f"{self.last_error}"
+        result = commit_with_retries(
+            self._attempt,
+            f"day {self.manifest.day}",
+            max_attempts,
+            base_backoff_s,
+            give_up=lambda: delete_files(self.load_table(), self.written),
         )
+        result.times = self.times.as_dict()
+        return result
 
 
 def commit_day(

@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 from pyiceberg.conversions import from_bytes
-from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import (
     AlwaysTrue,
     And,
@@ -35,14 +34,9 @@ from pyiceberg.types import LongType, StringType
 
 from wflog_assets.errors import CompactionConflictError
 from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles
-from wflog_assets.iceberg.commit import (
-    backoff,
-    day_filter,
-    delete_files,
-    without_library_retries,
-    write_data_files,
-)
+from wflog_assets.iceberg.commit import day_filter, delete_files, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
+from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP
 from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.normalize import sort_for_table
@@ -105,14 +99,13 @@ def compact(
     """Rewrite the files that `where` plans (those `only` accepts), partition by partition,
     where a partition has more than one: into one sorted file (split only past the target file
     size), all in one commit, re-planned from the fresh table if it loses a race."""
-    last_error: Exception | None = None
     written: list[DataFile] = []
-    for attempt in range(1, max_attempts + 1):
-        backoff(attempt, base_backoff_s)
+
+    def attempt(number: int) -> CompactionResult | None:
+        nonlocal written
         table = without_library_retries(load_table())
         delete_files(table, written)  # files of a plan that lost the race
-        old: list[DataFile] = []
-        written, rows = [], 0
+        written = []
         groups = _plan(table, where, only)
         todo = {
             key: tasks
@@ -120,39 +113,34 @@ def compact(
             if len(tasks) > 1 and not any(t.delete_files for t in tasks)
         }
         if not todo:
-            return CompactionResult(label, len(groups), 0, 0, 0, 0, None, attempt)
+            return CompactionResult(label, len(groups), 0, 0, 0, 0, None, number)
+        old: list[DataFile] = [t.file for tasks in todo.values() for t in tasks]
+        rows = 0
         for tasks in todo.values():
             data = sort_for_table(_read(table, tasks))
             rows += data.num_rows
             written.extend(write_data_files(table, data).data_files)
-            old.extend(t.file for t in tasks)
-        try:
-            tx = table.transaction()
-            with tx.update_snapshot(
-                snapshot_properties={SUMMARY_MAINTENANCE: "compact", SUMMARY_MONTH: label}
-            ).overwrite() as rewrite:
-                for data_file in old:
-                    rewrite.delete_data_file(data_file)
-                for data_file in written:
-                    rewrite.append_data_file(data_file)
-            tx.commit_transaction()
-        except CommitFailedException as exc:
-            last_error = exc
-            continue
+        tx = table.transaction()
+        summary = {SUMMARY_MAINTENANCE: "compact", SUMMARY_MONTH: label}
+        with tx.update_snapshot(snapshot_properties=summary).overwrite() as rewrite:
+            for data_file in old:
+                rewrite.delete_data_file(data_file)
+            for data_file in written:
+                rewrite.append_data_file(data_file)
+        tx.commit_transaction()
         snapshot = load_table().current_snapshot()
+        snapshot_id = snapshot.snapshot_id if snapshot else None
         return CompactionResult(
-            label,
-            len(groups),
-            len(todo),
-            len(old),
-            len(written),
-            rows,
-            snapshot.snapshot_id if snapshot else None,
-            attempt,
+            label, len(groups), len(todo), len(old), len(written), rows, snapshot_id, number
         )
-    delete_files(load_table(), written)
-    raise CompactionConflictError(
-        f"compacting {label}: commit still conflicting after {max_attempts} attempts: {last_error}"
+
+    return commit_with_retries(
+        attempt,
+        f"compacting {label}",
+        max_attempts,
+        base_backoff_s,
+        give_up=lambda: delete_files(load_table(), written),
+        error=CompactionConflictError,
     )
 
 
@@ -264,30 +252,25 @@ def rewrite_manifests(
     merge append that adds no file and merges only manifests of the same month (summary
     `wflog.maintenance=rewrite-manifests`), within `commit.manifest.target-size-bytes`.
     """
-    last_error: Exception | None = None
-    for attempt in range(1, max_attempts + 1):
-        backoff(attempt, base_backoff_s)
+
+    def attempt(_: int) -> ManifestRewrite:
         table = without_library_retries(load_table())
         snapshot = table.current_snapshot()
         before = len(snapshot.manifests(table.io)) if snapshot else 0
         spec_fields = [table.schema().find_column_name(f.source_id) for f in table.spec().fields]
         if before < 2 or MONTH not in spec_fields:
             return ManifestRewrite(before, before, None)
-        try:
-            with (
-                table.transaction() as tx,
-                _MergeByMonth(
-                    month_position=spec_fields.index(MONTH),
-                    operation=Operation.APPEND,
-                    transaction=tx,
-                    io=table.io,
-                    snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"},
-                ),
-            ):
-                pass  # no file added: the commit only merges manifests
-        except CommitFailedException as exc:
-            last_error = exc
-            continue
+        with (
+            table.transaction() as tx,
+            _MergeByMonth(
+                month_position=spec_fields.index(MONTH),
+                operation=Operation.APPEND,
+                transaction=tx,
+                io=table.io,
+                snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"},
+            ),
+        ):
+            pass  # no file added: the commit only merges manifests
         table = load_table()
         current = table.current_snapshot()
         return ManifestRewrite(
@@ -295,6 +278,7 @@ def rewrite_manifests(
             len(current.manifests(table.io)) if current else 0,
             current.snapshot_id if current else None,
         )
-    raise CompactionConflictError(
-        f"rewriting manifests: commit still conflicting after {max_attempts} attempts: {last_error}"
+
+    return commit_with_retries(
+        attempt, "rewriting manifests", max_attempts, base_backoff_s, error=CompactionConflictError
     )
