@@ -15,7 +15,7 @@ def day_prefix(day: dt.date) -> str:
     return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ManifestEntry:
     """One object of a day: its key relative to the source root, and what identifies its version."""
 
