@@ -30,6 +30,7 @@ from wflog_assets.iceberg.schema import (
     WORKFLOW_NODE,
 )
 from wflog_assets.quality.quarantine import StagedDay
+from wflog_assets.quality.rules import day_bounds, no_workflow_name, outside_day
 from wflog_assets.source.manifest import day_prefix
 
 ERROR = "ERROR"
@@ -142,10 +143,8 @@ def _count_batch(batch: pa.RecordBatch, start: float, end: float, facts: _DayFac
         return
     names, ts = batch.column(WORKFLOW_NAME), batch.column(TIMESTAMP)
     facts.rows += batch.num_rows
-    facts.null_names += pc.sum(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(names), ""), True)).as_py() or 0
-    facts.outside += (
-        pc.sum(pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)), True)).as_py() or 0
-    )
+    facts.null_names += pc.sum(no_workflow_name(names)).as_py() or 0
+    facts.outside += pc.sum(outside_day(ts, start, end)).as_py() or 0
     bounds = pc.min_max(ts).as_py()
     if bounds["min"] is not None:
         facts.widen(bounds["min"], bounds["max"])
@@ -280,8 +279,7 @@ def day_checks(
     looked for among the rows this run staged.
     """
     date = dt.date.fromisoformat(day)
-    start = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).timestamp()
-    end = start + 86_400
+    start, end = day_bounds(date)
     facts = _day_facts(table, date, start, end)
     null_names, outside = facts.null_names, facts.outside
     bounds = {"min": facts.min_ts, "max": facts.max_ts}

@@ -40,6 +40,7 @@ from wflog_assets.iceberg.schema import (
     TIMESTAMP,
     WORKFLOW_NAME,
 )
+from wflog_assets.quality.rules import day_bounds, no_workflow_name, outside_day
 from wflog_assets.source.manifest import Manifest
 from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import DayRead
@@ -72,11 +73,6 @@ QUARANTINE_SCHEMA = Schema(
 NO_WORKFLOW_NAME = "no workflow name"
 OUTSIDE_DAY = "timestamp outside the day"
 INVALID_UTF8 = "invalid UTF-8"
-
-
-def _day_bounds(day: dt.date) -> tuple[float, float]:
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
-    return start, start + 86_400
 
 
 def _first_reason(reasons: Sequence[pa.Array]) -> pa.Array:
@@ -120,12 +116,9 @@ def screen_rows(rows: pa.Table, day: dt.date) -> pa.Table:
             reasons.append(
                 pc.if_else(utf8, pa.scalar(f"{INVALID_UTF8} (bytes kept as \\xNN)", _STRING), nothing)
             )
-    name = rows.column(WORKFLOW_NAME)
-    missing = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(name), ""), True)
+    missing = no_workflow_name(rows.column(WORKFLOW_NAME))
     reasons.append(pc.if_else(missing, pa.scalar(NO_WORKFLOW_NAME, _STRING), nothing))
-    start, end = _day_bounds(day)
-    ts = rows.column(TIMESTAMP)
-    outside = pc.fill_null(pc.or_(pc.less(ts, start), pc.greater_equal(ts, end)), True)
+    outside = outside_day(rows.column(TIMESTAMP), *day_bounds(day))
     reasons.append(pc.if_else(outside, pa.scalar(f"{OUTSIDE_DAY} {day.isoformat()} (UTC)", _STRING), nothing))
     reason = _first_reason(reasons) if n else pa.array([], _STRING)
     return rows.append_column(pa.field(QUARANTINE_REASON, _STRING), reason)
