@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from wflog_assets.source.formats.jsonl import read_json_lines
 from wflog_assets.source.normalize import normalize_table
-from wflog_assets.tools.generate import LEVELS, LOGGERS, _message, _open_extra
+from wflog_assets.tools.generate import LEVELS, LOGGERS, message_text, open_extra
 
 
 def records(n: int, seed: int = 3) -> list[dict[str, object]]:
@@ -32,14 +32,14 @@ def records(n: int, seed: int = 3) -> list[dict[str, object]]:
     out = []
     for i in range(n):
         level = rng.choice(LEVELS)
-        extra = _open_extra(rng, rng.choice(names), temporal_only=rng.random() < 0.1)
+        extra = open_extra(rng, rng.choice(names), temporal_only=rng.random() < 0.1)
         extra["attempt"] = i % 3 + 1
         out.append(
             {
                 "timestamp": 1766966400.0 + i * 0.01,
                 "level": level,
                 "logger_name": rng.choice(LOGGERS),
-                "message": _message(rng, level, i),
+                "message": message_text(rng, level, i),
                 "file": "/app/a.py",
                 "line": rng.randrange(900),
                 "function": "run",

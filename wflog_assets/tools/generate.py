@@ -104,7 +104,8 @@ def _workflow_weights(rng: random.Random, count: int) -> list[float]:
     return [1.0 / (rank**1.6) for rank in range(1, count + 1)]
 
 
-def _message(rng: random.Random, level: str, i: int) -> str:
+def message_text(rng: random.Random, level: str, i: int) -> str:
+    """A log message like the writer's: tracebacks for errors, batch progress otherwise."""
     if level in ("ERROR", "CRITICAL"):
         return (
             f"Activity failed (row {i}): connection reset by peer\n"
@@ -167,7 +168,7 @@ def _file_table(
             "timestamp": ts,
             "level": level,
             "logger_name": rng.choice(LOGGERS),
-            "message": _message(rng, level, i),
+            "message": message_text(rng, level, i),
             "file": "/app/application_sdk/" + rng.choice(("a.py", "b/c.py", "d/e/f.py")),
             "line": rng.randrange(1, 900),
             "function": rng.choice(("run", "execute", "fetch_metadata", "transform", "__call__")),
@@ -184,7 +185,8 @@ def _file_table(
 
 # Keys of the current writer's open `extra` dict beyond the 23 known ones, with JSON values
 # of every type (see source-data.md, "The writer today").
-def _open_extra(rng: random.Random, name: str, temporal_only: bool) -> dict[str, object]:
+def open_extra(rng: random.Random, name: str, temporal_only: bool) -> dict[str, object]:
+    """The current writer's open `extra` dict for a record of workflow `name`."""
     extra: dict[str, object] = {
         "workflow_id": f"{name}-wf" if temporal_only else name,
         "workflow_run_id": f"run-{rng.randrange(10**12):012d}",
@@ -229,13 +231,13 @@ def _json_lines_file(
     for i, ts in enumerate(sorted(rng.uniform(t0, t1) for _ in range(n_rows))):
         name = rng.choices(names, weights)[0]
         level = rng.choice(LEVELS)
-        extra = _open_extra(rng, name, temporal_only=rng.random() < 0.1)
+        extra = open_extra(rng, name, temporal_only=rng.random() < 0.1)
         extra["attempt"] = str(i % 3 + 1) if drift and i % 2 else i % 3 + 1
         record = {
             "timestamp": ts,
             "level": level,
             "logger_name": rng.choice(LOGGERS),
-            "message": _message(rng, level, i),
+            "message": message_text(rng, level, i),
             "file": "/app/application_sdk/a.py",
             "line": rng.randrange(1, 900),
             "function": "run",
@@ -345,7 +347,7 @@ def writer_flushes(
             level = (
                 "ERROR" if i == n_rows - 1 and n_rows < 100 and rng.random() < 0.3 else (rng.choice(LEVELS))
             )
-            extra = _open_extra(rng, name, temporal_only=True)
+            extra = open_extra(rng, name, temporal_only=True)
             extra["attempt"] = str(i % 3 + 1) if shifting and i % 2 else i % 3 + 1
             lines.append(
                 json.dumps(
@@ -353,7 +355,7 @@ def writer_flushes(
                         "timestamp": ts,
                         "level": level,
                         "logger_name": rng.choice(LOGGERS),
-                        "message": _message(rng, level, i),
+                        "message": message_text(rng, level, i),
                         "file": "/app/application_sdk/a.py",
                         "line": rng.randrange(1, 900),
                         "function": "run",
