@@ -222,6 +222,21 @@ def open_extra(rng: random.Random, name: str, temporal_only: bool) -> dict[str, 
     return extra
 
 
+def json_record(rng: random.Random, ts: float, level: str, i: int, extra: dict[str, object]) -> str:
+    """One JSON line of the current writer (logger, message and call site drawn from `rng`)."""
+    record = {
+        "timestamp": ts,
+        "level": level,
+        "logger_name": rng.choice(LOGGERS),
+        "message": message_text(rng, level, i),
+        "file": "/app/application_sdk/a.py",
+        "line": rng.randrange(1, 900),
+        "function": "run",
+        "extra": extra,
+    }
+    return json.dumps(record, ensure_ascii=False)
+
+
 def _json_lines_file(
     rng: random.Random, names: list[str], weights: list[float], n_rows: int, t0: float, t1: float
 ) -> bytes:
@@ -233,17 +248,7 @@ def _json_lines_file(
         level = rng.choice(LEVELS)
         extra = open_extra(rng, name, temporal_only=rng.random() < 0.1)
         extra["attempt"] = str(i % 3 + 1) if drift and i % 2 else i % 3 + 1
-        record = {
-            "timestamp": ts,
-            "level": level,
-            "logger_name": rng.choice(LOGGERS),
-            "message": message_text(rng, level, i),
-            "file": "/app/application_sdk/a.py",
-            "line": rng.randrange(1, 900),
-            "function": "run",
-            "extra": extra,
-        }
-        lines.append(json.dumps(record, ensure_ascii=False))
+        lines.append(json_record(rng, ts, level, i, extra))
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
@@ -349,21 +354,7 @@ def writer_flushes(
             )
             extra = open_extra(rng, name, temporal_only=True)
             extra["attempt"] = str(i % 3 + 1) if shifting and i % 2 else i % 3 + 1
-            lines.append(
-                json.dumps(
-                    {
-                        "timestamp": ts,
-                        "level": level,
-                        "logger_name": rng.choice(LOGGERS),
-                        "message": message_text(rng, level, i),
-                        "file": "/app/application_sdk/a.py",
-                        "line": rng.randrange(1, 900),
-                        "function": "run",
-                        "extra": extra,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            lines.append(json_record(rng, ts, level, i, extra))
         stamp_ns = int(t1 * 1_000_000) * 1000
         hour = int((t1 - start) // 3600)
         key = f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:06d}_prod-eu-1_atlan-application-sdk.json.gz"
