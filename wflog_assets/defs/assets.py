@@ -21,6 +21,7 @@ from wflog_assets.iceberg.schema import DEFAULT_LAYOUT
 from wflog_assets.quality.checks import CHECKS, CheckOutcome, DuplicateFinder, day_checks
 from wflog_assets.quality.quarantine import (
     QUARANTINE_SUFFIX,
+    StagedDay,
     day_quarantine,
     ensure_quarantine_table,
     summarize,
@@ -159,23 +160,22 @@ def commit_layout_day(
     ), result
 
 
-def _log_kept_out(context: dg.AssetExecutionContext, staged: StagedRuns) -> None:
+def _log_kept_out(context: dg.AssetExecutionContext, staged: StagedRuns, summary: StagedDay) -> None:
     """A warning per rejected file or line and per quarantined file and reason (the first 50)."""
     for reject in staged.rejected[:50]:
         context.log.warning(f"file not ingested: {reject.key}: {reject.reason}")
     for issue in staged.line_issues[:50]:
         context.log.warning(f"line not ingested: {issue.key} line {issue.line}: {issue.reason}")
-    for row in staged.summary().quarantined.slice(0, 50).to_pylist():
+    for row in summary.quarantined.slice(0, 50).to_pylist():
         context.log.warning(
             f"quarantined: {row['source_file']}: {row['rows']} record(s): {row['quarantine_reason']}"
         )
 
 
 def _staged_metadata(
-    manifest: Manifest, to_read: Manifest, staged: StagedRuns
+    manifest: Manifest, to_read: Manifest, staged: StagedRuns, summary: StagedDay
 ) -> dict[str, dg.MetadataValue]:
     """What `normalized_log_batches` read, staged and kept out."""
-    summary = staged.summary()
     removed = staged.planned.plan.removed if staged.planned is not None else ()
     rejected = [(r.key, -1, r.reason) for r in staged.rejected] + [
         (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues
@@ -316,8 +316,9 @@ def _normalized_log_batches_asset(partitions_def: dg.PartitionsDefinition) -> dg
             fetch_workers=log_source.fetch_workers,
         )
         staged.planned = planned
-        _log_kept_out(context, staged)
-        metadata = _staged_metadata(manifest, to_read, staged)
+        summary = staged.summary()
+        _log_kept_out(context, staged, summary)
+        metadata = _staged_metadata(manifest, to_read, staged, summary)
         metadata["duration_s"] = dg.MetadataValue.float(round(time.monotonic() - started, 3))
         return dg.MaterializeResult(value=staged, metadata=metadata)
 

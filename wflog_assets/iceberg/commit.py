@@ -315,11 +315,6 @@ def committed_day(table: Table, day: dt.date) -> tuple[Manifest, pa.Table]:
     return Manifest.build(day.isoformat(), entries), rows
 
 
-def committed_versions(table: Table, day: str) -> dict[str, str]:
-    """source_file -> source_etag of the rows the table holds for `day`."""
-    return committed_state(table, day).versions
-
-
 def write_data_files(
     table: Table,
     rows: pa.Table | list[SortedRun],

@@ -276,8 +276,8 @@ def stage_day(read: DayRead, manifest: Manifest) -> StagedDay:
     tables = [f.table for f in read.files]
     rows = pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
     screened = sort_for_table(screen_rows(rows, day))
-    etags = manifest.versions()
     issues = [i for f in read.files for i in f.issues]
+    etags = manifest.versions() if issues else {}  # a piece's lines rarely fail: no dict per piece
     records = [(r.key, r.etag, f"{FILE_PREFIX}{r.reason}") for r in read.rejected]
     records += [
         (
