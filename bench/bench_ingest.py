@@ -134,17 +134,13 @@ def _resources(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     catalog = SqliteCatalogResource(data_dir=str(work / "catalog"))
     if args.source == "local":
         return {
-            "log_source": LocalLogSource(
-                root=str(Path(args.source_dir)), read_workers=WORKERS, piece_rows=args.piece_rows
-            ),
+            "log_source": LocalLogSource(root=str(Path(args.source_dir))),
             "iceberg": catalog,
             "staging_io_manager": ArrowStagingIOManager(root=str(work / "staging")),
         }
     s3 = SourceS3Resource(**json.loads(args.s3))
     return {
-        "log_source": S3LogSource(
-            s3=s3, bucket=args.bucket, prefix=args.prefix, read_workers=WORKERS, piece_rows=args.piece_rows
-        ),
+        "log_source": S3LogSource(s3=s3, bucket=args.bucket, prefix=args.prefix),
         "iceberg": catalog,
         "staging_io_manager": ArrowStagingIOManager(root=f"s3://{args.bucket}/staging", s3=s3),
     }
@@ -159,7 +155,12 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     job = build_definitions(_resources(args, work), "2025-12-01").resolve_job_def(INGEST_JOB)
     instance = dg.DagsterInstance.ephemeral()
     t1 = time.perf_counter()
-    result = job.execute_in_process(partition_key=DAY.isoformat(), instance=instance)
+    staging = {"read_workers": WORKERS, "piece_rows": args.piece_rows}
+    result = job.execute_in_process(
+        partition_key=DAY.isoformat(),
+        instance=instance,
+        run_config={"ops": {"normalized_log_batches": {"config": staging}}},
+    )
     t2 = time.perf_counter()
     assert result.success
     meta: dict[str, dict[str, Any]] = {}

@@ -51,7 +51,7 @@ DAY = dt.date(2026, 11, 2)
 def make_sources(write: Callable[[str, bytes], None], files: int, packed: int) -> int:
     """The writer's day under `<files>/tiny/`, the same lines packed into `packed` files under
     `<files>/packed/`; returns the rows."""
-    from wflog_assets.source.manifest import day_prefix
+    from wflog_assets.day import day_prefix
     from wflog_assets.tools.generate import gzip_lines, writer_flushes
 
     lines_all: list[str] = []
@@ -263,6 +263,7 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
     import statistics
     import uuid
 
+    from wflog_assets.day import Day
     from wflog_assets.defs.sensors import SENSOR_NAME
     from wflog_assets.iceberg.commit import day_filter
     from wflog_assets.iceberg.maintenance import compact_day
@@ -288,7 +289,7 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
 
         def per_partition() -> dict[tuple[object, ...], int]:
             counts: dict[tuple[object, ...], int] = {}
-            for task in backend.table().scan(row_filter=day_filter(today)).plan_files():
+            for task in backend.table().scan(row_filter=day_filter(Day(today))).plan_files():
                 counts[tuple(task.file.partition)] = counts.get(tuple(task.file.partition), 0) + 1
             return counts
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wflog_assets.source.manifest import day_prefix
+from wflog_assets.day import day_prefix
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets.tools.generate import GeneratorSettings, write_days
 

@@ -70,6 +70,6 @@ def defs() -> dg.Definitions:
     return build_definitions(
         settings.resources_from_env(),
         settings.start_date(),
-        sensor_lookback_days=settings.integer("WFLOG_SENSOR_LOOKBACK_DAYS"),
-        sensor_interval_s=settings.integer("WFLOG_SENSOR_INTERVAL_S"),
+        sensor_lookback_days=settings.sensor_lookback_days(),
+        sensor_interval_s=settings.sensor_interval_s(),
     )

@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 import time
 
+from wflog_assets.day import Day
 from wflog_assets.iceberg.commit import day_filter
 from wflog_assets.iceberg.schema import SOURCE_FILE
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
@@ -17,7 +18,7 @@ def queryable(backend: Backend, day: dt.date) -> set[str]:
     catalog = backend.catalog.load_catalog()
     if not catalog.table_exists(backend.catalog.identifier()):
         return set()
-    scan = backend.table().scan(row_filter=day_filter(day), selected_fields=(SOURCE_FILE,))
+    scan = backend.table().scan(row_filter=day_filter(Day(day)), selected_fields=(SOURCE_FILE,))
     return set(scan.to_arrow().column(SOURCE_FILE).to_pylist())
 
 

@@ -50,10 +50,14 @@ class Backend:
     def definitions(self) -> dg.Definitions:
         return build_definitions(self.resources, START)
 
-    def run_day(self, day: dt.date | str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    def run_day(
+        self, day: dt.date | str, instance: dg.DagsterInstance, staging: dict[str, int] | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """Run the ingest job for `day`; `staging`: `StagingConfig` fields for this run."""
         job = self.definitions().resolve_job_def(INGEST_JOB)
         key = day if isinstance(day, str) else day.isoformat()
-        result = job.execute_in_process(partition_key=key, instance=instance)
+        run_config = {"ops": {"normalized_log_batches": {"config": staging}}} if staging else None
+        result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config)
         assert result.success
         return result
 
@@ -69,7 +73,7 @@ def embedded_backend(root: Path) -> Backend:
         store=store,
         catalog=catalog,
         resources={
-            "log_source": LocalLogSource(root=str(root / "source"), read_workers=4),
+            "log_source": LocalLogSource(root=str(root / "source")),
             "iceberg": catalog,
             "staging_io_manager": ArrowStagingIOManager(root=str(root / "staging")),
         },
@@ -116,7 +120,7 @@ def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
         store=S3ObjectStore(s3.get_client(), weed.source_bucket, prefix),
         catalog=catalog,
         resources={
-            "log_source": S3LogSource(s3=s3, bucket=weed.source_bucket, prefix=prefix, read_workers=4),
+            "log_source": S3LogSource(s3=s3, bucket=weed.source_bucket, prefix=prefix),
             "iceberg": catalog,
             "staging_io_manager": ArrowStagingIOManager(
                 root=f"s3://{weed.source_bucket}/staging-{run}", s3=s3

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.expressions import EqualTo
 
+from wflog_assets.day import day_prefix
 from wflog_assets.quality.quarantine import QUARANTINE_DAY, QUARANTINE_SUFFIX
 from wflog_assets.source.listing import list_day
-from wflog_assets.source.manifest import day_prefix
 from wflog_assets_testing.backends import Backend, rest_backend
 from wflog_assets_testing.oracle import expected_row, sorted_rows, table_rows
 from wflog_assets_testing.weed import WeedServer

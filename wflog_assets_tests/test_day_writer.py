@@ -219,6 +219,7 @@ def test_a_file_that_is_not_a_sorted_run_is_refused(tmp_path: Path):
 
 
 def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backend: Backend):
+    from wflog_assets.day import Day
     from wflog_assets.quality.checks import _day_facts
 
     rows = _day_rows(backend)
@@ -230,7 +231,7 @@ def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backen
         ).data_files,
     )
     start = dt.datetime(DAY.year, DAY.month, DAY.day, tzinfo=dt.UTC).timestamp()
-    clean = _day_facts(table.refresh(), DAY, start, start + 86_400)
+    clean = _day_facts(table.refresh(), Day(DAY))
     assert (clean.rows, clean.null_names, clean.outside) == (rows.num_rows, 0, 0)
     ts = rows.column(TIMESTAMP)
     assert (clean.min_ts, clean.max_ts) == (pc.min(ts).as_py(), pc.max(ts).as_py())
@@ -250,6 +251,6 @@ def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backen
             table.metadata, table.io, [MemoryRun.of(bad, table.spec(), table.schema())]
         ).data_files,
     )
-    mixed = _day_facts(table.refresh(), DAY, start, start + 86_400)
+    mixed = _day_facts(table.refresh(), Day(DAY))
     assert (mixed.rows, mixed.null_names, mixed.outside) == (rows.num_rows + 2, 1, 1)
     assert mixed.max_ts == start + 90_000

@@ -57,7 +57,7 @@ def test_flaky_s3_resets_503s_and_slow_answers_are_retried_and_the_day_lands_exa
         )
         resources = {
             **backend.resources,
-            "log_source": S3LogSource(s3=flaky, bucket=source.bucket, prefix=source.prefix, read_workers=4),
+            "log_source": S3LogSource(s3=flaky, bucket=source.bucket, prefix=source.prefix),
         }
         result = _run(resources, instance)
     finally:

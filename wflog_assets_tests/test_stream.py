@@ -19,6 +19,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+from wflog_assets.day import Day
 from wflog_assets.definitions import INGEST_JOB
 from wflog_assets.defs.maintenance import DAY_COMPACTION_JOB, build_day_compaction
 from wflog_assets.defs.partitions import daily_partitions
@@ -182,7 +183,7 @@ def test_two_runs_of_a_day_interleaving_with_a_late_file_lose_nothing(
 
 def _files_per_partition(backend: Backend) -> dict[tuple[object, ...], int]:
     counts: dict[tuple[object, ...], int] = {}
-    for task in backend.table().scan(row_filter=day_filter(DAY)).plan_files():
+    for task in backend.table().scan(row_filter=day_filter(Day(DAY))).plan_files():
         key = tuple(task.file.partition)
         counts[key] = counts.get(key, 0) + 1
     return counts

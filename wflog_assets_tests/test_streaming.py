@@ -24,13 +24,6 @@ DAY = dt.date(2025, 12, 9)
 SETTINGS = GeneratorSettings(rows_per_day=6_000, files_per_day=4, workflows_per_day=9)
 
 
-def _bounded(backend: Backend, piece_rows: int, part_rows: int) -> Backend:
-    current = backend.resources["log_source"]
-    fields = {name: getattr(current, name) for name in type(current).model_fields}
-    source = type(current)(**{**fields, "piece_rows": piece_rows, "part_rows": part_rows})
-    return Backend(backend.name, backend.store, backend.catalog, {**backend.resources, "log_source": source})
-
-
 def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
     (mat,) = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mat.metadata.items()}
@@ -41,8 +34,8 @@ def test_a_day_of_many_pieces_lands_exactly_in_one_sorted_file_per_partition(
 ):
     for key, data in generate_day(DAY, SETTINGS):
         backend.store.write(key, data)
-    small = _bounded(backend, piece_rows=1_024, part_rows=256)  # 1,500-row files: 6 parts each
-    result = small.run_day(DAY, instance)
+    # 1,500-row files: 6 parts each
+    result = backend.run_day(DAY, instance, staging={"piece_rows": 1_024, "part_rows": 256})
 
     normalized = _metadata(result, "normalized_log_batches")
     assert normalized["rows"] == SETTINGS.rows_per_day
@@ -82,7 +75,7 @@ def test_a_file_failing_after_some_parts_were_staged_is_kept_out_whole(
     bad_key = f"year=2025/month=12/day={DAY.day:02d}/chunk-99-part1765238400000.parquet"
     backend.store.write(bad_key, _fails_late(rows=2_000, bad_from=1_900))
     # 256-row parts: the bad file's first 7 parts are normalized (and staged) before it fails
-    result = _bounded(backend, piece_rows=512, part_rows=256).run_day(DAY, instance)
+    result = backend.run_day(DAY, instance, staging={"piece_rows": 512, "part_rows": 256})
 
     normalized = _metadata(result, "normalized_log_batches")
     assert normalized["rejected_files"] == 1

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from wflog_assets.defs.partitions import partition_month
+from wflog_assets.defs.partitions import partition_day, partition_month
 from wflog_assets.defs.resources import IcebergCatalogResource
 from wflog_assets.iceberg.maintenance import (
     CompactionResult,
@@ -175,7 +175,7 @@ def build_day_compaction(
     ) -> dg.MaterializeResult:
         """The day's data files compacted to one sorted file per (workflow, month) partition."""
         started = time.monotonic()
-        day = dt.date.fromisoformat(context.partition_key)
+        day = partition_day(context.partition_key)
         catalog = iceberg.load_catalog()
         identifier = iceberg.layout_identifier()
         result = compact_day(lambda: catalog.load_table(identifier), day)

@@ -6,6 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
+from wflog_assets.day import Day
+
 DEFAULT_START_DATE = "2025-12-01"
 
 
@@ -25,7 +27,7 @@ def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitions
 
 
 def partition_day(partition_key: str) -> dt.date:
-    return dt.date.fromisoformat(partition_key)
+    return Day.parse(partition_key).date
 
 
 def monthly_partitions(start_date: str = DEFAULT_START_DATE) -> dg.MonthlyPartitionsDefinition:

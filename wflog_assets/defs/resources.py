@@ -34,12 +34,7 @@ from wflog_assets.iceberg.commit import ensure_table
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets.staging.persist import LISTING, load_staged, save_staged
-from wflog_assets.staging.pieces import (
-    DEFAULT_FETCH_WORKERS,
-    DEFAULT_PART_ROWS,
-    DEFAULT_PIECE_ROWS,
-    StagedRuns,
-)
+from wflog_assets.staging.pieces import StagedRuns
 
 MAX_POOL_CONNECTIONS = 64
 
@@ -92,34 +87,6 @@ class SourceS3Resource(S3Resource):
 
 class LogSourceResource(dg.ConfigurableResource, ABC):
     """Where the chunk files are: `<root>/year=YYYY/month=MM/day=DD/[hour=HH/]chunk-*.parquet`."""
-
-    read_workers: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Files read and normalized in parallel (each holds its compressed bytes "
-        "and up to two parts of `part_rows` rows in memory).",
-    )
-    piece_rows: int = Field(
-        default=DEFAULT_PIECE_ROWS,
-        ge=256,
-        le=64 * 1024 * 1024,
-        description="Rows screened, sorted and spilled as one sorted run at a time: with "
-        "`part_rows` and `read_workers` it bounds memory, whatever the size of the day.",
-    )
-    part_rows: int = Field(
-        default=DEFAULT_PART_ROWS,
-        ge=256,
-        le=16 * 1024 * 1024,
-        description="Rows of a Parquet file decoded and normalized at a time.",
-    )
-    fetch_workers: int = Field(
-        default=DEFAULT_FETCH_WORKERS,
-        ge=1,
-        le=256,
-        description="GETs in flight for batches of small files (hides the per-object latency "
-        "of S3; each holds one small object in memory).",
-    )
 
     @abstractmethod
     def object_store(self) -> ObjectStore:

@@ -46,10 +46,6 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("WFLOG_S3_PATH_STYLE", "false", "`true` for path-style S3 addressing"),
     EnvSetting("AWS_ACCESS_KEY_ID", None, "S3 access key (unset: default AWS chain)", True),
     EnvSetting("AWS_SECRET_ACCESS_KEY", None, "S3 secret key", True),
-    EnvSetting("WFLOG_READ_WORKERS", "4", "Files read and normalized in parallel per run"),
-    EnvSetting(
-        "WFLOG_PIECE_ROWS", "49152", "Rows sorted and spilled as one run at a time (bounds a run's memory)"
-    ),
     EnvSetting(
         "WFLOG_STAGING",
         "$WFLOG_DATA_DIR/staging",
@@ -123,6 +119,14 @@ def start_date() -> str:
     return _get("WFLOG_START_DATE") or DEFAULT_START_DATE
 
 
+def sensor_lookback_days() -> int:
+    return integer("WFLOG_SENSOR_LOOKBACK_DAYS")
+
+
+def sensor_interval_s() -> int:
+    return integer("WFLOG_SENSOR_INTERVAL_S")
+
+
 def s3_resource() -> SourceS3Resource:
     return SourceS3Resource(
         endpoint_url=_get("WFLOG_S3_ENDPOINT_URL"),
@@ -134,18 +138,14 @@ def s3_resource() -> SourceS3Resource:
 
 
 def log_source() -> LogSourceResource:
-    workers = integer("WFLOG_READ_WORKERS")
-    piece_rows = integer("WFLOG_PIECE_ROWS")
     if _choice("WFLOG_SOURCE", ("local", "s3")) == "s3":
         return S3LogSource(
             s3=s3_resource(),
             bucket=_required("WFLOG_S3_BUCKET", "when WFLOG_SOURCE=s3"),
             prefix=_get("WFLOG_S3_PREFIX") or "",
-            read_workers=workers,
-            piece_rows=piece_rows,
         )
     root = dg.EnvVar("WFLOG_SOURCE_DIR").get_value() or str(data_dir() / "source")
-    return LocalLogSource(root=root, read_workers=workers, piece_rows=piece_rows)
+    return LocalLogSource(root=root)
 
 
 def iceberg_catalog() -> IcebergCatalogResource:

@@ -36,6 +36,7 @@ from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
 from pyiceberg.utils.properties import property_as_bool
 
+from wflog_assets.day import Day
 from wflog_assets.errors import TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
@@ -44,7 +45,7 @@ from wflog_assets.iceberg.expressions import equal, is_in, starts_with
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
 from wflog_assets.phases import PhaseTimes
-from wflog_assets.source.manifest import Manifest, ManifestEntry, day_prefix
+from wflog_assets.source.manifest import Manifest, ManifestEntry
 
 SUMMARY_DAY = "wflog.day"
 SUMMARY_DIGEST = "wflog.manifest-digest"
@@ -245,10 +246,10 @@ def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
     return None
 
 
-def day_filter(day: dt.date) -> And:
+def day_filter(day: Day) -> And:
     """The rows of one day: its source files, and (a partition field, so whole manifests of
     other months are skipped unread) its month, which every row of the day has."""
-    return And(equal(MONTH, day.month), starts_with(SOURCE_FILE, day_prefix(day)))
+    return And(equal(MONTH, day.month), starts_with(SOURCE_FILE, day.prefix))
 
 
 @dataclass
@@ -284,11 +285,10 @@ def _lineage_batches(table: Table, task: FileScanTask, prefix: str) -> Iterator[
 def committed_state(table: Table, day: str) -> CommittedDay:
     """The (file, ETag) pairs and row counts of the rows the table holds for `day`, read file
     by file from the lineage columns only (the day's data files, pruned by statistics)."""
-    date = dt.date.fromisoformat(day)
-    prefix = day_prefix(date)
+    the_day = Day.parse(day)
     state = CommittedDay()
-    for task in table.scan(row_filter=day_filter(date)).plan_files():
-        for rows in _lineage_batches(table, task, prefix):
+    for task in table.scan(row_filter=day_filter(the_day)).plan_files():
+        for rows in _lineage_batches(table, task, the_day.prefix):
             if rows.num_rows == 0:
                 continue
             pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
@@ -306,7 +306,7 @@ def committed_state(table: Table, day: str) -> CommittedDay:
 
 def committed_day(table: Table, day: dt.date) -> tuple[Manifest, pa.Table]:
     """A day as the table holds it: its files (as a manifest) and its rows."""
-    rows = table.scan(row_filter=day_filter(day)).to_arrow()
+    rows = table.scan(row_filter=day_filter(Day(day))).to_arrow()
     pairs = rows.select([SOURCE_FILE, SOURCE_ETAG]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([])
     entries = (
         ManifestEntry(key=k, size=0, etag=e, last_modified="")

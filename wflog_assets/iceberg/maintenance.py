@@ -32,13 +32,13 @@ from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.types import LongType, StringType
 
+from wflog_assets.day import Day, day_prefix
 from wflog_assets.errors import CompactionConflictError
 from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles
 from wflog_assets.iceberg.commit import day_filter, delete_files, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP
-from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.normalize import sort_for_table
 
 SUMMARY_MAINTENANCE = "wflog.maintenance"
@@ -179,7 +179,7 @@ def compact_day(
     most one file to every partition it touched; files holding other days are left alone."""
     return compact(
         load_table,
-        day_filter(day),
+        day_filter(Day(day)),
         day.isoformat(),
         holds_only(day),
         max_attempts=max_attempts,

@@ -6,7 +6,6 @@ that was kept out of the table (it is in the quarantine table) or looks suspicio
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, StringType
 
+from wflog_assets.day import Day
 from wflog_assets.iceberg.commit import day_filter
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, partition_blocks
 from wflog_assets.iceberg.schema import (
@@ -30,8 +30,7 @@ from wflog_assets.iceberg.schema import (
     WORKFLOW_NODE,
 )
 from wflog_assets.quality.quarantine import StagedDay
-from wflog_assets.quality.rules import day_bounds, no_workflow_name, outside_day
-from wflog_assets.source.manifest import day_prefix
+from wflog_assets.quality.rules import no_workflow_name, outside_day
 
 ERROR = "ERROR"
 WARN = "WARN"
@@ -77,7 +76,7 @@ class _DayFacts:
         self.max_ts = high if self.max_ts is None else max(self.max_ts, high)
 
 
-def _day_facts(table: Table, day: dt.date, start: float, end: float) -> _DayFacts:
+def _day_facts(table: Table, day: Day) -> _DayFacts:
     """Counts over the day's rows in the table, in bounded memory.
 
     A data file that holds only this day's rows (its full `source_file` bounds both start with
@@ -87,7 +86,8 @@ def _day_facts(table: Table, day: dt.date, start: float, end: float) -> _DayFact
     """
     schema = table.schema()
     ids = {name: schema.find_field(name).field_id for name in (SOURCE_FILE, WORKFLOW_NAME, TIMESTAMP)}
-    prefix = day_prefix(day)
+    prefix = day.prefix
+    start, end = day.bounds
     facts = _DayFacts()
     to_read: list[FileScanTask] = []
     for task in table.scan(row_filter=day_filter(day)).plan_files():
@@ -278,9 +278,8 @@ def day_checks(
     `source_fully_ingested` judges; by default what this staging kept out. Duplicates are
     looked for among the rows this run staged.
     """
-    date = dt.date.fromisoformat(day)
-    start, end = day_bounds(date)
-    facts = _day_facts(table, date, start, end)
+    the_day = Day.parse(day)
+    facts = _day_facts(table, the_day)
     null_names, outside = facts.null_names, facts.outside
     bounds = {"min": facts.min_ts, "max": facts.max_ts}
     layout_facts = _layout_matches(table, layout)
@@ -305,8 +304,8 @@ def day_checks(
             "timestamps_inside_day",
             outside == 0,
             rows_outside_day=int(outside),
-            day_start=start,
-            day_end=end,
+            day_start=the_day.bounds[0],
+            day_end=the_day.bounds[1],
             min_timestamp=bounds["min"],
             max_timestamp=bounds["max"],
         ),

@@ -18,7 +18,6 @@ File and line rules (`source.read_manifest`, `jsonlines`):
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
+from wflog_assets.day import Day
 from wflog_assets.iceberg.expressions import equal, is_in
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
@@ -40,7 +40,7 @@ from wflog_assets.iceberg.schema import (
     TIMESTAMP,
     WORKFLOW_NAME,
 )
-from wflog_assets.quality.rules import day_bounds, no_workflow_name, outside_day
+from wflog_assets.quality.rules import no_workflow_name, outside_day
 from wflog_assets.source.manifest import Manifest
 from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import DayRead
@@ -102,7 +102,7 @@ def _text_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_large_string(f.type) or pa.types.is_string(f.type)]
 
 
-def screen_rows(rows: pa.Table, day: dt.date) -> pa.Table:
+def screen_rows(rows: pa.Table, day: Day) -> pa.Table:
     """`rows` (table schema) with `quarantine_reason`: null for a good row."""
     n = rows.num_rows
     nothing = pa.nulls(n, _STRING)
@@ -118,8 +118,8 @@ def screen_rows(rows: pa.Table, day: dt.date) -> pa.Table:
             )
     missing = no_workflow_name(rows.column(WORKFLOW_NAME))
     reasons.append(pc.if_else(missing, pa.scalar(NO_WORKFLOW_NAME, _STRING), nothing))
-    outside = outside_day(rows.column(TIMESTAMP), *day_bounds(day))
-    reasons.append(pc.if_else(outside, pa.scalar(f"{OUTSIDE_DAY} {day.isoformat()} (UTC)", _STRING), nothing))
+    outside = outside_day(rows.column(TIMESTAMP), *day.bounds)
+    reasons.append(pc.if_else(outside, pa.scalar(f"{OUTSIDE_DAY} {day.key} (UTC)", _STRING), nothing))
     reason = _first_reason(reasons) if n else pa.array([], _STRING)
     return rows.append_column(pa.field(QUARANTINE_REASON, _STRING), reason)
 
@@ -272,7 +272,7 @@ _EMPTY_SUMMARY = pa.table(
 
 def stage_day(read: DayRead, manifest: Manifest) -> StagedDay:
     """Screen the day's rows, sort them for the table, and add a record per rejected file/line."""
-    day = dt.date.fromisoformat(manifest.day)
+    day = manifest.utc_day
     tables = [f.table for f in read.files]
     rows = pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
     screened = sort_for_table(screen_rows(rows, day))

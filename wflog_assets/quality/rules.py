@@ -3,18 +3,8 @@ count the rows of the table they flag (which must be none)."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pyarrow as pa
 import pyarrow.compute as pc
-
-DAY_SECONDS = 86_400
-
-
-def day_bounds(day: dt.date) -> tuple[float, float]:
-    """[start, end) of a UTC day in Unix seconds."""
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
-    return start, start + DAY_SECONDS
 
 
 def no_workflow_name(names: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from wflog_assets.source.manifest import Manifest, day_prefix
+from wflog_assets.day import day_prefix
+from wflog_assets.source.manifest import Manifest
 from wflog_assets.source.stores import ObjectStore
 
 MARGIN_NS = 300 * 10**9
@@ -64,7 +65,7 @@ def _mark(keys: list[str], folder: str, floor: str | None = None) -> HourMark:
 
 def marks_of(manifest: Manifest) -> dict[str, HourMark]:
     """The marks of a full listing of a day (hour folder name -> mark)."""
-    prefix = day_prefix(dt.date.fromisoformat(manifest.day))
+    prefix = manifest.utc_day.prefix
     by_hour: dict[str, list[str]] = {}
     for entry in manifest.entries:
         hour = entry.key[len(prefix) :].split("/", 1)[0]

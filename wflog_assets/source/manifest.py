@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-
-def day_prefix(day: dt.date) -> str:
-    """The source folder of one day, relative to the source root."""
-    return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+from wflog_assets.day import Day
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -57,6 +53,11 @@ class Manifest:
         for e in self.entries:
             h.update(f"{e.key}\t{e.size}\t{e.etag}\n".encode())
         return h.hexdigest()
+
+    @property
+    def utc_day(self) -> Day:
+        """The day as a value (its prefix and bounds)."""
+        return Day.parse(self.day)
 
     @property
     def total_bytes(self) -> int:

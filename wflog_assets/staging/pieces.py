@@ -54,6 +54,7 @@ from wflog_assets.source.rejects import FileReject, LineIssue
 from wflog_assets.source.stores import ObjectStore, TimedStore
 
 DEFAULT_PIECE_ROWS = 48 * 1024
+DEFAULT_READ_WORKERS = 4
 DEFAULT_PART_ROWS = 8 * 1024
 
 
@@ -385,7 +386,7 @@ def stage_in_pieces(
     manifest: Manifest,
     filesystem: pafs.FileSystem,
     directory: str,
-    max_workers: int = 4,
+    max_workers: int = DEFAULT_READ_WORKERS,
     piece_rows: int = DEFAULT_PIECE_ROWS,
     part_rows: int = DEFAULT_PART_ROWS,
     fetch_workers: int = DEFAULT_FETCH_WORKERS,

@@ -38,8 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from wflog_assets.day import day_prefix
 from wflog_assets.errors import ExportFormatError
-from wflog_assets.source.manifest import day_prefix
 from wflog_assets.source.stores import ObjectStore
 
 COLUMNS: tuple[str, ...] = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wflog_assets.source.manifest import day_prefix
+from wflog_assets.day import Day, day_prefix
 from wflog_assets.source.stores import ObjectStore
 
 CONNECTORS = (
@@ -88,14 +88,10 @@ class GeneratorSettings:
     format: str = "parquet"
 
 
-def _day_start(day: dt.date) -> float:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
-
-
 def workflow_name(rng: random.Random, day: dt.date) -> str:
     """`atlan-<connector>-<template epoch>-cron-<run epoch>`: a new name for each run."""
     template = 1_600_000_000 + rng.randrange(100_000_000)
-    run = int(_day_start(day)) + rng.randrange(86_400)
+    run = int(Day(day).start) + rng.randrange(86_400)
     return f"atlan-{rng.choice(CONNECTORS)}-{template}-cron-{run}"
 
 
@@ -272,7 +268,7 @@ def generate_day(day: dt.date, settings: GeneratorSettings) -> Iterator[tuple[st
     rng = random.Random(f"{settings.seed}-{day.isoformat()}")
     names = [workflow_name(rng, day) for _ in range(settings.workflows_per_day)]
     weights = _workflow_weights(rng, len(names))
-    start = _day_start(day)
+    start = Day(day).start
     span = 86_400 / settings.files_per_day
     base, extra_rows = divmod(settings.rows_per_day, settings.files_per_day)
     for index in range(settings.files_per_day):
@@ -297,7 +293,7 @@ def generate_late_file(
     """A chunk that arrives after the day ended (a late buffer flush): rows inside `day`."""
     rng = random.Random(f"{settings.seed}-{day.isoformat()}-late-{index}")
     names = [workflow_name(rng, day) for _ in range(max(2, settings.workflows_per_day // 5))]
-    start = _day_start(day)
+    start = Day(day).start
     table = _file_table(
         rng,
         day,
@@ -340,7 +336,7 @@ def writer_flushes(
     rng = random.Random(f"{seed}-{day.isoformat()}-writer")
     names = [workflow_name(rng, day) for _ in range(workflows)]
     weights = _workflow_weights(rng, len(names))
-    start, span = _day_start(day), 86_400 / files
+    start, span = Day(day).start, 86_400 / files
     for seq in range(files):
         n_rows = 1 if rng.random() < 0.4 else min(100, 2 + int(rng.expovariate(1 / 30)))
         t0 = start + seq * span
