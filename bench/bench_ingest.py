@@ -76,7 +76,8 @@ def mode_bound(source: Path, work: Path) -> dict[str, Any]:
     then per (workflow, month) the files' slices concatenated, sorted by time and written as
     one Parquet file (a single sort of the whole day needs a second copy of it: at 8 M rows
     more memory than this machine has)."""
-    from wflog_assets.source.normalize import normalize_table, sort_for_table
+    from wflog_assets.iceberg.schema import sort_for_table
+    from wflog_assets.source.normalize import normalize_table
 
     files = sorted(p for p in source.rglob("*.parquet"))
     t0 = time.perf_counter()
@@ -202,7 +203,8 @@ def mode_per_file(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from pyiceberg.catalog.sql import SqlCatalog
 
     from wflog_assets.iceberg.commit import ensure_table
-    from wflog_assets.source.normalize import normalize_table, sort_for_table
+    from wflog_assets.iceberg.schema import sort_for_table
+    from wflog_assets.source.normalize import normalize_table
 
     catalog = SqlCatalog("bench", uri=f"sqlite:///{work}/perfile.db", warehouse=f"file://{work}/wh")
     table = ensure_table(catalog, "bench.per_file")

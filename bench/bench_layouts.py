@@ -24,9 +24,9 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 from wflog_assets.day import day_prefix
 from wflog_assets.iceberg.commit import commit_day, ensure_table
-from wflog_assets.iceberg.schema import ARROW_SCHEMA, LAYOUT_TABLE_SUFFIX, LAYOUTS
-from wflog_assets.source.manifest import Manifest, ManifestEntry
-from wflog_assets.source.normalize import month_of, sort_for_table
+from wflog_assets.iceberg.schema import ARROW_SCHEMA, LAYOUT_TABLE_SUFFIX, LAYOUTS, sort_for_table
+from wflog_assets.manifest import Manifest, ManifestEntry
+from wflog_assets.source.normalize import month_of
 from wflog_assets.tools.report import markdown_table, measure, pick_workflows, seed_comparison, write_report
 
 HEAVY = "atlan-salesforce-1671795233-cron-1766791800"

@@ -30,8 +30,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 from wflog_assets.iceberg.commit import commit_day, ensure_table
 from wflog_assets.iceberg.maintenance import compact_month, expire_snapshots, rewrite_manifests
 from wflog_assets.iceberg.query import p0_query
-from wflog_assets.source.manifest import Manifest, ManifestEntry
-from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.iceberg.schema import sort_for_table
+from wflog_assets.manifest import Manifest, ManifestEntry
 
 HEAVY = "atlan-salesforce-1671795233-cron-1735689600"
 IDENTIFIER = "bench.year"

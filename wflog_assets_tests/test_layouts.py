@@ -27,9 +27,9 @@ from wflog_assets.iceberg.schema import (
     TABLE_SCHEMA,
     WORKFLOW_NAME,
     WORKFLOW_NODE,
+    sort_for_table,
 )
-from wflog_assets.source.manifest import Manifest, ManifestEntry
-from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_testing.backends import Backend, embedded_backend
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows

@@ -20,9 +20,9 @@ from wflog_assets.iceberg.maintenance import (
     expire_snapshots,
     rewrite_manifests,
 )
+from wflog_assets.iceberg.schema import sort_for_table
+from wflog_assets.manifest import Manifest
 from wflog_assets.source.listing import list_day
-from wflog_assets.source.manifest import Manifest
-from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import read_manifest
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_testing.backends import Backend

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from wflog_assets.errors import NormalizationError
-from wflog_assets.iceberg.schema import ARROW_SCHEMA, EXTRA_FIELDS
-from wflog_assets.source.normalize import normalize_table, sort_for_table
+from wflog_assets.iceberg.schema import ARROW_SCHEMA, EXTRA_FIELDS, sort_for_table
+from wflog_assets.source.normalize import normalize_table
 
 TS = dt.datetime(2025, 12, 31, 23, 59, 59, 500000, tzinfo=dt.UTC).timestamp()
 

@@ -12,9 +12,9 @@ from wflog_assets.day import day_prefix
 from wflog_assets.definitions import INGEST_JOB, build_definitions
 from wflog_assets.defs.resources import SqliteCatalogResource
 from wflog_assets.defs.sensors import SENSOR_NAME, SensorCursor
+from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.arrivals import look, marks_of
 from wflog_assets.source.listing import list_day
-from wflog_assets.source.manifest import ManifestEntry
 from wflog_assets.source.stores import LocalObjectStore
 from wflog_assets.tools.generate import (
     GeneratorSettings,

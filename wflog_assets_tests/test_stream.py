@@ -25,8 +25,8 @@ from wflog_assets.defs.maintenance import DAY_COMPACTION_JOB, build_day_compacti
 from wflog_assets.defs.partitions import daily_partitions
 from wflog_assets.errors import NormalizationError, SourceReadError
 from wflog_assets.iceberg.commit import day_filter
+from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.formats import jsonl
-from wflog_assets.source.manifest import ManifestEntry
 from wflog_assets.source.reading import file_reject
 from wflog_assets.staging.pieces import _split, read_units
 from wflog_assets.tools.generate import gzip_lines, writer_flushes

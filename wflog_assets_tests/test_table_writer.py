@@ -10,10 +10,9 @@ from pyiceberg.expressions import StartsWith
 
 from wflog_assets.day import day_prefix
 from wflog_assets.iceberg.commit import SOURCE_FILE_METRICS, commit_day, ensure_table
-from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA, sort_for_table
+from wflog_assets.manifest import Manifest
 from wflog_assets.source.listing import list_day
-from wflog_assets.source.manifest import Manifest
-from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import read_manifest
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_testing.backends import Backend

@@ -30,7 +30,8 @@ from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
 from wflog_assets.iceberg.commit import CommitResult, commit_day, plan_reads
 from wflog_assets.iceberg.data_files import SortedRun
-from wflog_assets.iceberg.schema import DEFAULT_LAYOUT
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, sort_for_table
+from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks
 from wflog_assets.quality.quarantine import (
     QUARANTINE_SUFFIX,
@@ -40,8 +41,6 @@ from wflog_assets.quality.quarantine import (
     write_quarantine,
 )
 from wflog_assets.source.listing import list_day
-from wflog_assets.source.manifest import Manifest
-from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.staging.pieces import (
     DEFAULT_FETCH_WORKERS,
     DEFAULT_PART_ROWS,

@@ -7,9 +7,9 @@ from collections import Counter
 import dagster as dg
 
 from wflog_assets.iceberg.commit import CommitResult
+from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CheckOutcome
 from wflog_assets.quality.quarantine import StagedDay
-from wflog_assets.source.manifest import Manifest
 from wflog_assets.staging.pieces import StagedRuns
 
 MANIFEST_PREVIEW_ROWS = 200

@@ -44,8 +44,8 @@ from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
 from wflog_assets.iceberg.expressions import equal, is_in, starts_with
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.phases import PhaseTimes
-from wflog_assets.source.manifest import Manifest, ManifestEntry
 
 SUMMARY_DAY = "wflog.day"
 SUMMARY_DIGEST = "wflog.manifest-digest"

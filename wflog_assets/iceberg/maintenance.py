@@ -38,8 +38,7 @@ from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles
 from wflog_assets.iceberg.commit import day_filter, delete_files, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
-from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP
-from wflog_assets.source.normalize import sort_for_table
+from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP, sort_for_table
 
 SUMMARY_MAINTENANCE = "wflog.maintenance"
 SUMMARY_MONTH = "wflog.month"

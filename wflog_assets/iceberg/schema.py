@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -177,3 +178,12 @@ def describe_layout(layout: str) -> str:
     return " + ".join(
         f"{f.transform}({TABLE_SCHEMA.find_column_name(f.source_id)})" for f in LAYOUTS[layout].fields
     )
+
+
+def sort_for_table(table: pa.Table, layout: str = DEFAULT_LAYOUT) -> pa.Table:
+    """Order rows as a layout's table wants them: by partition, then timestamp DESC (nulls last)."""
+    if table.num_rows == 0:
+        return table
+    keys = ARROW_SORT_KEYS if layout == DEFAULT_LAYOUT else arrow_sort_keys(layout)
+    indices = pc.sort_indices(table, sort_keys=keys)
+    return table.take(indices)

@@ -39,10 +39,10 @@ from wflog_assets.iceberg.schema import (
     TABLE_SCHEMA,
     TIMESTAMP,
     WORKFLOW_NAME,
+    sort_for_table,
 )
+from wflog_assets.manifest import Manifest
 from wflog_assets.quality.rules import no_workflow_name, outside_day
-from wflog_assets.source.manifest import Manifest
-from wflog_assets.source.normalize import sort_for_table
 from wflog_assets.source.reading import DayRead
 from wflog_assets.source.rejects import FileReject, LineIssue
 

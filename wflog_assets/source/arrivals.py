@@ -16,7 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from wflog_assets.day import day_prefix
-from wflog_assets.source.manifest import Manifest
+from wflog_assets.manifest import Manifest
 from wflog_assets.source.stores import ObjectStore
 
 MARGIN_NS = 300 * 10**9

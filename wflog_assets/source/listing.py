@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from wflog_assets.day import day_prefix
+from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.source.formats import format_of
-from wflog_assets.source.manifest import Manifest, ManifestEntry
 from wflog_assets.source.stores import ObjectStore
 
 

@@ -16,8 +16,6 @@ import pyarrow.compute as pc
 from wflog_assets.errors import NormalizationError
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
-    ARROW_SORT_KEYS,
-    DEFAULT_LAYOUT,
     EXTRA_ARROW_TYPE,
     EXTRA_FIELDS,
     EXTRA_OTHER,
@@ -30,7 +28,6 @@ from wflog_assets.iceberg.schema import (
     WORKFLOW_NAME_FALLBACK,
     WORKFLOW_NODE,
     WORKFLOW_NODE_FALLBACK,
-    arrow_sort_keys,
 )
 from wflog_assets.source.jsontext import json_text, string_map
 from wflog_assets.source.rejects import LineIssue
@@ -157,15 +154,6 @@ def _normalize_extra(extra: pa.Array | None, n: int, key: str) -> tuple[pa.Struc
     struct = pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE), mask=mask)
     other = {name: texts[name] for name in sorted(set(present).difference(EXTRA_FIELDS))}
     return struct, other
-
-
-def sort_for_table(table: pa.Table, layout: str = DEFAULT_LAYOUT) -> pa.Table:
-    """Order rows as a layout's table wants them: by partition, then timestamp DESC (nulls last)."""
-    if table.num_rows == 0:
-        return table
-    keys = ARROW_SORT_KEYS if layout == DEFAULT_LAYOUT else arrow_sort_keys(layout)
-    indices = pc.sort_indices(table, sort_keys=keys)
-    return table.take(indices)
 
 
 def empty_table() -> pa.Table:

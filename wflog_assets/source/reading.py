@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from wflog_assets.errors import NormalizationError, SourceReadError
+from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.source.formats import format_named
-from wflog_assets.source.manifest import Manifest, ManifestEntry
 from wflog_assets.source.normalize import NormalizedFile
 from wflog_assets.source.rejects import FileReject
 from wflog_assets.source.stores import ObjectStore

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from wflog_assets.manifest import ManifestEntry
 from wflog_assets.phases import PhaseTimes
-from wflog_assets.source.manifest import ManifestEntry
 
 
 class ObjectStore(Protocol):

@@ -36,6 +36,7 @@ from wflog_assets.iceberg.schema import (
     TIMESTAMP,
     WORKFLOW_NAME,
 )
+from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.phases import PhaseTimes
 from wflog_assets.quality.quarantine import (
     FILE_PREFIX,
@@ -47,7 +48,6 @@ from wflog_assets.quality.quarantine import (
     summarize,
 )
 from wflog_assets.source.formats import format_named, jsonl
-from wflog_assets.source.manifest import Manifest, ManifestEntry
 from wflog_assets.source.normalize import NormalizedFile
 from wflog_assets.source.reading import DayRead, file_reject, read_chunk_parts
 from wflog_assets.source.rejects import FileReject, LineIssue

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.formats import jsonl, parquet
-from wflog_assets.source.manifest import ManifestEntry
 from wflog_assets.source.normalize import NormalizedFile
 
 PartReader = Callable[[bytes, ManifestEntry, int], Iterator[NormalizedFile]]

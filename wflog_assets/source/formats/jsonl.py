@@ -25,7 +25,7 @@ import pyarrow.json as pj
 
 from wflog_assets.errors import NormalizationError
 from wflog_assets.iceberg.schema import SOURCE_ETAG, SOURCE_FILE, SOURCE_STRING_COLUMNS, TIMESTAMP
-from wflog_assets.source.manifest import ManifestEntry
+from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.normalize import NormalizedFile, normalize_table
 from wflog_assets.source.rejects import LineIssue
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wflog_assets.errors import SourceReadError
-from wflog_assets.source.manifest import ManifestEntry
+from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.normalize import NormalizedFile, normalize_table
 
 NAME = "parquet"
