@@ -214,3 +214,93 @@ def test_a_closed_day_is_compacted_to_one_file_per_partition(backend: Backend, i
     assert _meta(backend.run_day(DAY, instance), "workflow_logs")["outcome"] == "unchanged"
     with dg.build_sensor_context(instance=instance, definitions=definitions) as context:
         assert not sensor(context).run_requests  # nothing written since the compaction
+
+
+BIG_INTEGERS = (2**53 + 1, 2**63 - 1, 2**64 - 5, -(2**63), 18446744073709551611, 9007199254740993)
+
+
+def _integer_files(seed: int) -> tuple[list[tuple[ManifestEntry, bytes]], dict[tuple[str, int], dict[str, str]]]:
+    """Small files whose records mix integers float64 cannot hold with fractions, small
+    integers and text, in `extra` and at the top level; and, per (file, line), every integer
+    as the text it was written with (the independent expectation)."""
+    rng = random.Random(seed)
+    files: list[tuple[ManifestEntry, bytes]] = []
+    want: dict[tuple[str, int], dict[str, str]] = {}
+    for number in range(120):
+        key = f"x/ints-{seed}-{number:03d}.json.gz"
+        lines = []
+        for line in range(rng.randint(1, 4)):
+            extra: dict[str, object] = {"workflow_id": f"wf-{number % 3}"}
+            for name in ("dedup_key", "size_bytes", "count"):
+                pick = rng.random()
+                if pick < 0.4:
+                    extra[name] = rng.choice(BIG_INTEGERS + (rng.randrange(2**53, 2**64),))
+                elif pick < 0.6:
+                    extra[name] = rng.choice((1.5, 0.25, -3.75))
+                elif pick < 0.8:
+                    extra[name] = rng.randrange(-1000, 1000)
+            record = {"timestamp": 1_762_041_600.5 + number, "level": "INFO", "message": "m", "extra": extra}
+            if rng.random() < 0.1:
+                record["message"] = rng.choice(BIG_INTEGERS)
+            lines.append(json.dumps(record))
+            want[(key, line)] = {
+                k: str(v) for k, v in {**extra, "message": record["message"]}.items() if isinstance(v, int)
+            }
+        files.append((ManifestEntry(key, 0, f"etag-{number}", "", jsonl.NAME), gzip_lines(lines)))
+    return files, want
+
+
+def _integers_read(items: list[object]) -> dict[tuple[str, int], dict[str, str]]:
+    """Per (file, line), the text the reader kept for every value that `_integer_files` wrote
+    as an integer, wherever the reader put it."""
+    rows, reports = _rows_and_reports(items)
+    assert reports == []
+    got: dict[tuple[str, int], dict[str, str]] = {}
+    lines: dict[str, int] = {}
+    for row in rows.to_pylist():
+        key = row["source_file"]
+        line = lines[key] = lines.get(key, -1) + 1
+        values = {**dict(row["extra_other"] or []), "message": row["message"]}
+        values["workflow_id"] = row["atlan_argo_workflow_name"]
+        got[(key, line)] = {k: v for k, v in values.items() if v is not None}
+    return got
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_integers_keep_every_digit_on_the_batch_and_the_file_paths(seed: int):
+    files, want = _integer_files(seed)
+    batched = [
+        item
+        for unit in read_units(tuple(e for e, _ in files))
+        for item in _split([f for f in files if f[0] in unit], 8192)
+    ]
+    for items in (batched, _file_by_file(files)):
+        got = _integers_read(items)
+        assert set(got) == set(want)
+        wrong = {
+            at: (name, text, got[at].get(name))
+            for at, texts in want.items()
+            for name, text in texts.items()
+            if got[at].get(name) != text
+        }
+        assert wrong == {}
+    assert sum(1 for texts in want.values() for v in texts.values() if abs(int(v)) >= 2**53) > 100
+
+
+def test_big_integers_come_back_from_the_table_as_written(backend: Backend, instance: dg.DagsterInstance):
+    start = Day(DAY).start
+    records = [
+        {"timestamp": start + 1, "extra": {"workflow_id": "wf", "dedup_key": 18446744073709551611}},
+        {"timestamp": start + 2, "extra": {"workflow_id": "wf", "dedup_key": 9223372036854775807}},
+        {"timestamp": start + 3, "extra": {"workflow_id": "wf", "size_bytes": 9007199254740993}},
+        {"timestamp": start + 4, "extra": {"workflow_id": "wf", "size_bytes": 1.5}},
+    ]
+    prefix = f"{Day(DAY).prefix}hour=00/"
+    backend.store.write(f"{prefix}1_000001_d_a.json.gz", gzip_lines([json.dumps(r) for r in records]))
+    for i, r in enumerate(records):  # and each alone in a small file, as the batch path reads them
+        backend.store.write(f"{prefix}2_{i:06d}_d_a.json.gz", gzip_lines([json.dumps(r)]))
+    backend.run_day(DAY, instance)
+    rows = backend.table().scan(selected_fields=("source_file", "extra_other")).to_arrow().to_pylist()
+    got = sorted(v for row in rows for _, v in row["extra_other"])
+    want = sorted(["18446744073709551611", "9223372036854775807", "9007199254740993", "1.5"] * 2)
+    assert got == want

@@ -57,6 +57,8 @@ def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
         or (not pa.types.is_floating(timestamps.type) and not pa.types.is_integer(timestamps.type))
     ):
         return _read_line_by_line(data, key)  # find the lines without a usable timestamp
+    if any(_loses_digits(c.combine_chunks()) for c in table.columns):
+        return _read_line_by_line(data, key)  # Python's json keeps every digit of an integer
     return JsonLinesRead(table=table, issues=[], path=FAST)
 
 
