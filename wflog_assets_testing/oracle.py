@@ -10,11 +10,13 @@ import datetime as dt
 import gzip
 import io
 import json
+import re
 from typing import Any
 
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
+from wflog_assets.day import day_prefix
 from wflog_assets.iceberg.schema import EXTRA_FIELDS
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.stores import ObjectStore
@@ -52,6 +54,40 @@ def canonical(text: str | None) -> Any:
     return json.dumps(drop(value), sort_keys=True)
 
 
+_WRITER_FILE = re.compile(r"/hour=(\d\d)/(\d+)_\d+_([^/]+)\.json\.gz$")
+
+
+def _stand_in(key: str, extra: dict[str, Any]) -> str | None:
+    """The data contract's workflow name of an app-level record: app:<deployment>_<app>."""
+    match = _WRITER_FILE.search(key)
+    if match:
+        return f"app:{match[3]}"
+    if isinstance(extra.get("deployment_name"), str) and isinstance(extra.get("app_name"), str):
+        return f"app:{extra['deployment_name']}_{extra['app_name']}"
+    return None
+
+
+def lands_in(key: str, timestamp: float, day: dt.date) -> bool:
+    """Whether a record of file `key` belongs to `day` by the data contract: its UTC day is
+    `day`, and its file is filed under `day`, or (the writer's local time) under a day next to
+    it, named with a flush time from `day`'s start to 10 min after its end, in an hour folder
+    a UTC offset of at most 14 h reaches."""
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+    if not start <= timestamp < start + 86_400:
+        return False
+    folder = re.search(r"year=(\d{4})/month=(\d\d)/day=(\d\d)/", key)
+    assert folder is not None
+    filed = dt.date(int(folder[1]), int(folder[2]), int(folder[3]))
+    if filed == day:
+        return True
+    match = _WRITER_FILE.search(key)
+    if match is None or abs((filed - day).days) != 1:
+        return False
+    hour, flushed = int(match[1]), int(match[2]) / 1e9
+    reach = hour >= 9 if filed < day else hour <= 14
+    return reach and start <= flushed < start + 86_400 + 600
+
+
 def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
     extra_in = record.get("extra") or {}
     extra = {name: _text(extra_in.get(name)) for name in EXTRA_FIELDS}
@@ -67,7 +103,9 @@ def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
         "line": record.get("line"),
         "function": record.get("function"),
         "trace_id": extra["trace_id"],
-        "atlan_argo_workflow_name": extra["atlan-argo-workflow-name"] or extra["workflow_id"],
+        "atlan_argo_workflow_name": extra["atlan-argo-workflow-name"]
+        or extra["workflow_id"]
+        or _stand_in(key, extra_in),
         "atlan_argo_workflow_node": extra["atlan-argo-workflow-node"]
         or _text(extra_in.get("workflow_run_id")),
         "extra": extra if record.get("extra") is not None else None,
@@ -87,13 +125,20 @@ def source_records(data: bytes, key: str) -> list[dict[str, Any]]:
 
 
 def expected_rows_for_days(store: ObjectStore, days: list[dt.date]) -> list[dict[str, Any]]:
+    """The rows the table must hold for `days`: every record whose UTC day is one of them,
+    from the files of their folders and their neighbours' (`lands_in`)."""
+    folders = sorted({d + dt.timedelta(days=step) for d in days for step in (-1, 0, 1)})
     rows: list[dict[str, Any]] = []
-    for day in days:
-        for entry in list_day(store, day).entries:
-            rows.extend(
-                expected_row(r, entry.key, entry.etag)
-                for r in source_records(store.read(entry.key), entry.key)
-            )
+    for folder in folders:
+        for entry in list_day(store, folder).entries:
+            if not entry.key.startswith(day_prefix(folder)):
+                continue  # read once, from its own folder
+            for record in source_records(store.read(entry.key), entry.key):
+                ts = record.get("timestamp")
+                if not isinstance(ts, int | float) or isinstance(ts, bool):
+                    continue  # no day: the reader reports the line
+                if any(lands_in(entry.key, float(ts), d) for d in days):
+                    rows.append(expected_row(record, entry.key, entry.etag))
     return sorted_rows(rows)
 
 

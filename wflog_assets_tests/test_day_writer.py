@@ -235,14 +235,18 @@ def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backen
     ts = rows.column(TIMESTAMP)
     assert (clean.min_ts, clean.max_ts) == (pc.min(ts).as_py(), pc.max(ts).as_py())
 
-    bad = rows.slice(0, 2)  # the same day's file, but a blank name and a time after the day
+    # the same day's file, but a blank name, a time of the next day (another day's row: not
+    # counted, yet inside the window a writer's time zone allows) and one two days later
+    bad = rows.slice(0, 3)
     bad = bad.set_column(
         bad.schema.get_field_index(WORKFLOW_NAME),
         WORKFLOW_NAME,
-        pa.array([" ", "x"], bad.schema.field(WORKFLOW_NAME).type),
+        pa.array([" ", "x", "y"], bad.schema.field(WORKFLOW_NAME).type),
     )
     bad = bad.set_column(
-        bad.schema.get_field_index(TIMESTAMP), TIMESTAMP, pa.array([start + 10, start + 90_000], pa.float64())
+        bad.schema.get_field_index(TIMESTAMP),
+        TIMESTAMP,
+        pa.array([start + 10, start + 90_000, start + 200_000], pa.float64()),
     )
     _commit(
         table,
@@ -251,5 +255,5 @@ def test_day_checks_count_clean_files_from_statistics_and_read_the_others(backen
         ).data_files,
     )
     mixed = _day_facts(table.refresh(), Day(DAY))
-    assert (mixed.rows, mixed.null_names, mixed.outside) == (rows.num_rows + 2, 1, 1)
-    assert mixed.max_ts == start + 90_000
+    assert (mixed.rows, mixed.null_names, mixed.outside) == (rows.num_rows + 1, 1, 1)
+    assert (mixed.min_ts, mixed.max_ts) == (start + 10, clean.max_ts)

@@ -219,13 +219,16 @@ def test_a_closed_day_is_compacted_to_one_file_per_partition(backend: Backend, i
 BIG_INTEGERS = (2**53 + 1, 2**63 - 1, 2**64 - 5, -(2**63), 18446744073709551611, 9007199254740993)
 
 
-def _integer_files(seed: int) -> tuple[list[tuple[ManifestEntry, bytes]], dict[tuple[str, int], dict[str, str]]]:
+Texts = dict[tuple[str, int], dict[str, str]]
+
+
+def _integer_files(seed: int) -> tuple[list[tuple[ManifestEntry, bytes]], Texts]:
     """Small files whose records mix integers float64 cannot hold with fractions, small
     integers and text, in `extra` and at the top level; and, per (file, line), every integer
     as the text it was written with (the independent expectation)."""
     rng = random.Random(seed)
     files: list[tuple[ManifestEntry, bytes]] = []
-    want: dict[tuple[str, int], dict[str, str]] = {}
+    want: Texts = {}
     for number in range(120):
         key = f"x/ints-{seed}-{number:03d}.json.gz"
         lines = []
@@ -234,7 +237,7 @@ def _integer_files(seed: int) -> tuple[list[tuple[ManifestEntry, bytes]], dict[t
             for name in ("dedup_key", "size_bytes", "count"):
                 pick = rng.random()
                 if pick < 0.4:
-                    extra[name] = rng.choice(BIG_INTEGERS + (rng.randrange(2**53, 2**64),))
+                    extra[name] = rng.choice((*BIG_INTEGERS, rng.randrange(2**53, 2**64)))
                 elif pick < 0.6:
                     extra[name] = rng.choice((1.5, 0.25, -3.75))
                 elif pick < 0.8:
@@ -250,12 +253,12 @@ def _integer_files(seed: int) -> tuple[list[tuple[ManifestEntry, bytes]], dict[t
     return files, want
 
 
-def _integers_read(items: list[object]) -> dict[tuple[str, int], dict[str, str]]:
+def _integers_read(items: list[object]) -> Texts:
     """Per (file, line), the text the reader kept for every value that `_integer_files` wrote
     as an integer, wherever the reader put it."""
     rows, reports = _rows_and_reports(items)
     assert reports == []
-    got: dict[tuple[str, int], dict[str, str]] = {}
+    got: Texts = {}
     lines: dict[str, int] = {}
     for row in rows.to_pylist():
         key = row["source_file"]

@@ -12,7 +12,7 @@ import dagster as dg
 
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import LogSourceResource
-from wflog_assets.source.arrivals import HourMark, look, marks_of
+from wflog_assets.source.arrivals import HourMark, look, marks_of, neighbours_reached
 from wflog_assets.source.listing import list_day, list_days
 from wflog_assets.source.stores import ObjectStore
 
@@ -107,6 +107,7 @@ class _Tick:
     now: float
     requests: list[dg.RunRequest] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    reached: set[dt.date] = field(default_factory=set)  # neighbours that new files may concern
 
     def note(self, what: str, day: str) -> None:
         self.notes.setdefault(what, []).append(day)
@@ -131,7 +132,8 @@ class _Tick:
     def look(self, day: dt.date) -> None:
         """List the day's hour folders from the newest keys seen: request it if they changed."""
         key = day.isoformat()
-        changed, marks = look(self.store, day, self.cursor.day_marks(key))
+        before = self.cursor.day_marks(key)
+        changed, marks = look(self.store, day, before)
         self.cursor.keep(key, marks)
         if not changed:
             self.note("nothing new", key)
@@ -140,6 +142,15 @@ class _Tick:
             json.dumps(sorted((h, m.dump()) for h, m in marks.items())).encode()
         ).hexdigest()[:20]
         self.requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}:new:{seen}"))
+        self.reached.update(neighbours_reached(day, before, marks))
+
+    def neighbours_of_changes(self, days: list[dt.date], in_flight: set[str]) -> None:
+        """Sweep the neighbours that new files may concern: a writer in another time zone
+        files records of one UTC day in the next day's folder (`source.routing`)."""
+        requested = {r.partition_key for r in self.requests}
+        for day in sorted(self.reached & set(days)):
+            if day.isoformat() not in requested and day.isoformat() not in in_flight:
+                self.sweep(day)
 
     def day(self, day: dt.date, in_flight: set[str], sweep_every_s: float) -> None:
         key = day.isoformat()
@@ -194,6 +205,7 @@ def build_source_sensor(
         in_flight = days_in_flight(context.instance, job.name)
         for day in days:
             tick.day(day, in_flight, sweep_every_s)
+        tick.neighbours_of_changes(days, in_flight)
         cursor.last_day = max([cursor.last_day or "", *(d.isoformat() for d in days)]) or None
         cursor.forget_before(since.isoformat())
         if not tick.requests:

@@ -25,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
-from pyiceberg.expressions import And
+from pyiceberg.expressions import And, BooleanExpression
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionSpec
@@ -34,6 +35,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.sorting import SortOrder
+from pyiceberg.types import DoubleType
 from pyiceberg.utils.properties import property_as_bool
 
 from wflog_assets.day import Day
@@ -41,9 +43,17 @@ from wflog_assets.errors import TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
-from wflog_assets.iceberg.expressions import equal, is_in, starts_with
+from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
-from wflog_assets.iceberg.schema import LAYOUTS, MONTH, SORT_ORDER, SOURCE_ETAG, SOURCE_FILE, TABLE_SCHEMA
+from wflog_assets.iceberg.schema import (
+    LAYOUTS,
+    MONTH,
+    SORT_ORDER,
+    SOURCE_ETAG,
+    SOURCE_FILE,
+    TABLE_SCHEMA,
+    TIMESTAMP,
+)
 from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.phases import PhaseTimes
 
@@ -246,10 +256,12 @@ def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
     return None
 
 
-def day_filter(day: Day) -> And:
-    """The rows of one day: its source files, and (a partition field, so whole manifests of
-    other months are skipped unread) its month, which every row of the day has."""
-    return And(equal(MONTH, day.month), starts_with(SOURCE_FILE, day.prefix))
+def day_filter(day: Day) -> BooleanExpression:
+    """The rows of one UTC day: its month (a partition field, so whole manifests of other
+    months are skipped unread) and its timestamp range (data files of other days are pruned by
+    their statistics). A row belongs to the day of its timestamp, whichever folder held its file."""
+    start, end = day.bounds
+    return And(equal(MONTH, day.month), And(at_least(TIMESTAMP, start), less_than(TIMESTAMP, end)))
 
 
 @dataclass
@@ -260,25 +272,35 @@ class CommittedDay:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def _lineage_batches(table: Table, task: FileScanTask, prefix: str) -> Iterator[pa.Table]:
+def rows_within(data_file: DataFile, field_id: int, start: float, end: float) -> bool:
+    """Whether every row of a data file has a timestamp in [start, end) (its statistics;
+    `field_id`: the timestamp column's)."""
+    low = (data_file.lower_bounds or {}).get(field_id)
+    high = (data_file.upper_bounds or {}).get(field_id)
+    if low is None or high is None or (data_file.null_value_counts or {}).get(field_id, 1):
+        return False
+    lowest, highest = from_bytes(DoubleType(), low), from_bytes(DoubleType(), high)
+    return isinstance(lowest, float) and isinstance(highest, float) and start <= lowest <= highest < end
+
+
+def _lineage_batches(table: Table, task: FileScanTask, day: Day) -> Iterator[pa.Table]:
     """The lineage columns of one data file's rows of the day, dictionary-encoded as the file
-    stores them (a few bytes a row instead of two strings); pyiceberg's scan for a file with
-    delete files or without these columns."""
+    stores them (a few bytes a row instead of two strings): a file that holds only the day's
+    rows (every file a day's commit writes) is read without its timestamps; pyiceberg's scan
+    for any other file."""
     columns = [SOURCE_FILE, SOURCE_ETAG]
-    if not task.delete_files:
+    start, end = day.bounds
+    if not task.delete_files and rows_within(
+        task.file, table.schema().find_field(TIMESTAMP).field_id, start, end
+    ):
         with table.io.new_input(task.file.file_path).open() as f:
             parquet = pq.ParquetFile(f, read_dictionary=columns)
             if set(columns) <= set(parquet.schema_arrow.names):
                 for batch in parquet.iter_batches(columns=columns, batch_size=LINEAGE_BATCH_ROWS):
-                    files = batch.column(0)
-                    if isinstance(files, pa.DictionaryArray):
-                        keep = pc.take(pc.starts_with(files.dictionary, prefix), files.indices)
-                    else:
-                        keep = pc.starts_with(files, prefix)
-                    yield pa.Table.from_batches([batch]).filter(keep)
+                    yield pa.Table.from_batches([batch])
                 return
     projected = table.schema().select(*columns)
-    scan = ArrowScan(table.metadata, table.io, projected, row_filter=starts_with(SOURCE_FILE, prefix))
+    scan = ArrowScan(table.metadata, table.io, projected, row_filter=day_filter(day))
     yield from (pa.Table.from_batches([b]) for b in scan.to_record_batches([task]))
 
 
@@ -288,7 +310,7 @@ def committed_state(table: Table, day: str) -> CommittedDay:
     the_day = Day.parse(day)
     state = CommittedDay()
     for task in table.scan(row_filter=day_filter(the_day)).plan_files():
-        for rows in _lineage_batches(table, task, the_day.prefix):
+        for rows in _lineage_batches(table, task, the_day):
             if rows.num_rows == 0:
                 continue
             pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
@@ -445,8 +467,9 @@ class DayCommit:
         commit_started = time.perf_counter()
         try:
             tx = table.transaction()
-            if plan.rewrite_keys:
-                tx.delete(is_in(SOURCE_FILE, plan.rewrite_keys), snapshot_properties=properties)
+            if plan.rewrite_keys:  # the day's rows of those files (a file may hold two days)
+                where = And(day_filter(manifest.utc_day), is_in(SOURCE_FILE, plan.rewrite_keys))
+                tx.delete(where, snapshot_properties=properties)
             snapshot = tx.update_snapshot(snapshot_properties=properties)
             # honour commit.manifest-merge.enabled as Iceberg's own appends do: merged manifests
             # keep planning (and so every later commit) from growing with the table's history

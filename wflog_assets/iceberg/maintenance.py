@@ -30,15 +30,15 @@ from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.types import LongType, StringType
+from pyiceberg.types import LongType
 
-from wflog_assets.day import Day, day_prefix
+from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
 from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles
-from wflog_assets.iceberg.commit import day_filter, delete_files, write_data_files
+from wflog_assets.iceberg.commit import day_filter, delete_files, rows_within, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
-from wflog_assets.iceberg.schema import MONTH, SOURCE_FILE, TIMESTAMP, sort_for_table
+from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, sort_for_table
 
 SUMMARY_MAINTENANCE = "wflog.maintenance"
 SUMMARY_MONTH = "wflog.month"
@@ -157,16 +157,11 @@ def compact_month(
 
 
 def holds_only(day: dt.date) -> FilePredicate:
-    """Files whose rows all come from `day`'s source files (full `source_file` bounds)."""
-    prefix = day_prefix(day)
+    """Files whose rows all lie in `day` (full timestamp bounds)."""
+    start, end = Day(day).bounds
 
     def accepts(table: Table, data_file: DataFile) -> bool:
-        field_id = table.schema().find_field(SOURCE_FILE).field_id
-        low = (data_file.lower_bounds or {}).get(field_id)
-        high = (data_file.upper_bounds or {}).get(field_id)
-        if low is None or high is None or (data_file.null_value_counts or {}).get(field_id, 1):
-            return False
-        return all(str(from_bytes(StringType(), b)).startswith(prefix) for b in (low, high))
+        return rows_within(data_file, table.schema().find_field(TIMESTAMP).field_id, start, end)
 
     return accepts
 

@@ -70,7 +70,8 @@ TABLE_SCHEMA = Schema(
         WORKFLOW_NAME,
         StringType(),
         required=False,
-        doc="extra.atlan-argo-workflow-name, else extra.workflow_id",
+        doc="extra.atlan-argo-workflow-name, else extra.workflow_id, "
+        "else app:<deployment>_<app> (app-level records)",
     ),
     NestedField(
         10,

@@ -18,8 +18,9 @@ from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, StringType
 
 from wflog_assets.day import Day
-from wflog_assets.iceberg.commit import day_filter
+from wflog_assets.iceberg.commit import day_filter, rows_within
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, partition_blocks
+from wflog_assets.iceberg.expressions import starts_with
 from wflog_assets.iceberg.schema import (
     LAYOUTS,
     SORT_ORDER,
@@ -31,6 +32,7 @@ from wflog_assets.iceberg.schema import (
 )
 from wflog_assets.quality.quarantine import StagedDay
 from wflog_assets.quality.rules import no_workflow_name, outside_day
+from wflog_assets.source.routing import neighbours
 
 ERROR = "ERROR"
 WARN = "WARN"
@@ -50,7 +52,10 @@ class CheckOutcome:
 CHECKS: dict[str, tuple[str, str]] = {
     "row_count_parity": (ERROR, "Rows in the table for the day = rows accepted from its files."),
     "no_null_workflow_names": (ERROR, "No row of the day lacks a workflow name."),
-    "timestamps_inside_day": (ERROR, "Every row of the day has a timestamp inside the UTC day."),
+    "timestamps_inside_day": (
+        ERROR,
+        "Every row from the day's folder lies in the UTC day or a neighbouring one (a writer's time zone).",
+    ),
     "schema_as_declared": (ERROR, "Schema, partition spec and sort order are the declared ones."),
     "source_fully_ingested": (WARN, "No file, line or row of the day was rejected or quarantined."),
     "no_duplicate_rows": (WARN, "No identical log row comes from two different files of the day."),
@@ -79,28 +84,55 @@ class _DayFacts:
 def _day_facts(table: Table, day: Day) -> _DayFacts:
     """Counts over the day's rows in the table, in bounded memory.
 
-    A data file that holds only this day's rows (its full `source_file` bounds both start with
-    the day's prefix, as every file a day's commit writes does) is counted from its column
-    statistics: record count, null counts, timestamp and name bounds. Any other file (written
-    before full bounds, or compacted with other days) is read, one batch at a time.
+    A data file whose rows all lie in the day (its timestamp bounds; every file a day's commit
+    writes) is counted from its column statistics: record count, null counts, timestamp and
+    name bounds. Any other file (compacted with other days) is read, one batch at a time.
+    `outside` counts the rows of the day's folder's files that lie outside both the day and
+    its neighbours (`_folder_outside`).
     """
     schema = table.schema()
-    ids = {name: schema.find_field(name).field_id for name in (SOURCE_FILE, WORKFLOW_NAME, TIMESTAMP)}
-    prefix = day.prefix
+    ids = {name: schema.find_field(name).field_id for name in (WORKFLOW_NAME, TIMESTAMP)}
     start, end = day.bounds
     facts = _DayFacts()
     to_read: list[FileScanTask] = []
     for task in table.scan(row_filter=day_filter(day)).plan_files():
-        if not _count_from_statistics(task.file, ids, prefix, start, end, facts):
+        if not _count_from_statistics(task.file, ids, start, end, facts):
             to_read.append(task)
-    if not to_read:
-        return facts
     projected = schema.select(WORKFLOW_NAME, TIMESTAMP)
     scan = ArrowScan(table.metadata, table.io, projected, row_filter=day_filter(day))
     for task in to_read:
         for batch in scan.to_record_batches([task]):
-            _count_batch(batch, start, end, facts)
+            _count_batch(batch, facts)
+    facts.outside = _folder_outside(table, day)
     return facts
+
+
+def _folder_outside(table: Table, day: Day) -> int:
+    """Rows of the day's folder's files that lie outside the day and both its neighbours (the
+    farthest a writer's time zone can file a record): none, if routing and the quarantine work.
+    Files whose statistics show only this folder's keys inside that window are not read."""
+    schema = table.schema()
+    file_id, ts_id = schema.find_field(SOURCE_FILE).field_id, schema.find_field(TIMESTAMP).field_id
+    before, after = neighbours(day)
+    low, high = before.start, after.bounds[1]
+    where = starts_with(SOURCE_FILE, day.prefix)
+    scan = ArrowScan(table.metadata, table.io, schema.select(SOURCE_FILE, TIMESTAMP), row_filter=where)
+    outside = 0
+    for task in table.scan(row_filter=where).plan_files():
+        data_file = task.file
+        first = _bound(data_file.lower_bounds, file_id, StringType())
+        last = _bound(data_file.upper_bounds, file_id, StringType())
+        if (
+            isinstance(first, str)
+            and isinstance(last, str)
+            and first.startswith(day.prefix)
+            and last.startswith(day.prefix)
+            and rows_within(data_file, ts_id, low, high)
+        ):
+            continue
+        for batch in scan.to_record_batches([task]):
+            outside += pc.sum(outside_day(batch.column(TIMESTAMP), low, high)).as_py() or 0
+    return outside
 
 
 def _bound(bounds: dict[int, bytes] | None, field_id: int, type_: object) -> Any:
@@ -109,20 +141,11 @@ def _bound(bounds: dict[int, bytes] | None, field_id: int, type_: object) -> Any
 
 
 def _count_from_statistics(
-    data_file: DataFile, ids: dict[str, int], prefix: str, start: float, end: float, facts: _DayFacts
+    data_file: DataFile, ids: dict[str, int], start: float, end: float, facts: _DayFacts
 ) -> bool:
     """Add a whole-day file's facts from its statistics; False if they cannot tell."""
     lower, upper = data_file.lower_bounds, data_file.upper_bounds
-    first = _bound(lower, ids[SOURCE_FILE], StringType())
-    last = _bound(upper, ids[SOURCE_FILE], StringType())
     nulls = data_file.null_value_counts or {}
-    if not (
-        isinstance(first, str)
-        and isinstance(last, str)
-        and first.startswith(prefix)
-        and last.startswith(prefix)
-    ) or nulls.get(ids[SOURCE_FILE], 1):
-        return False
     name_low = _bound(lower, ids[WORKFLOW_NAME], StringType())
     ts_low = _bound(lower, ids[TIMESTAMP], DoubleType())
     ts_high = _bound(upper, ids[TIMESTAMP], DoubleType())
@@ -130,21 +153,20 @@ def _count_from_statistics(
         return False
     if not str(name_low) or str(name_low)[0] <= " ":  # may hold blank names: read the file
         return False
-    if not start <= float(ts_low) <= float(ts_high) < end or nulls.get(ids[TIMESTAMP], 1):
-        return False  # some rows outside the day (or no timestamp): read the file to count them
+    if not rows_within(data_file, ids[TIMESTAMP], start, end):
+        return False  # rows of other days too: read the file, filtered to the day
     facts.rows += data_file.record_count
     facts.null_names += nulls.get(ids[WORKFLOW_NAME], 0)
     facts.widen(float(ts_low), float(ts_high))
     return True
 
 
-def _count_batch(batch: pa.RecordBatch, start: float, end: float, facts: _DayFacts) -> None:
+def _count_batch(batch: pa.RecordBatch, facts: _DayFacts) -> None:
     if batch.num_rows == 0:
         return
     names, ts = batch.column(WORKFLOW_NAME), batch.column(TIMESTAMP)
     facts.rows += batch.num_rows
     facts.null_names += pc.sum(no_workflow_name(names)).as_py() or 0
-    facts.outside += pc.sum(outside_day(ts, start, end)).as_py() or 0
     bounds = pc.min_max(ts).as_py()
     if bounds["min"] is not None:
         facts.widen(bounds["min"], bounds["max"])
@@ -306,6 +328,8 @@ def day_checks(
             rows_outside_day=int(outside),
             day_start=the_day.bounds[0],
             day_end=the_day.bounds[1],
+            window_start=neighbours(the_day)[0].start,
+            window_end=neighbours(the_day)[1].bounds[1],
             min_timestamp=bounds["min"],
             max_timestamp=bounds["max"],
         ),

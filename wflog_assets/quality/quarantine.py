@@ -8,7 +8,8 @@ that day's quarantine in one commit, so a re-run never duplicates it.
 
 Row rules (vectorized; the UTF-8 repair runs only for a column that fails validation):
 - no workflow name (null or empty after the fallbacks)   -> quarantined
-- timestamp outside the partition's UTC day              -> quarantined
+- timestamp outside the partition's UTC day              -> quarantined, unless a neighbouring
+  day's run takes the row (`source.routing`: a writer pod's local day filed it next door)
 - invalid UTF-8 in a text column                         -> quarantined, bytes kept as `\\xNN`
 File and line rules (`source.read_manifest`, `jsonlines`):
 - unreadable / truncated / garbage Parquet, zero bytes, uncastable or missing columns
@@ -45,6 +46,7 @@ from wflog_assets.manifest import Manifest
 from wflog_assets.quality.rules import no_workflow_name, outside_day
 from wflog_assets.source.reading import DayRead
 from wflog_assets.source.rejects import FileReject, LineIssue
+from wflog_assets.source.routing import taken_elsewhere
 
 QUARANTINE_REASON = "quarantine_reason"
 QUARANTINE_DAY = "quarantine_day"
@@ -59,7 +61,7 @@ QUARANTINE_SCHEMA = Schema(
         QUARANTINE_DAY,
         StringType(),
         required=False,
-        doc="the day partition whose source files held the row",
+        doc="the day partition whose run kept the row out",
     ),
     NestedField(
         301,
@@ -271,14 +273,22 @@ _EMPTY_SUMMARY = pa.table(
 
 
 def stage_day(read: DayRead, manifest: Manifest) -> StagedDay:
-    """Screen the day's rows, sort them for the table, and add a record per rejected file/line."""
+    """Screen the day's rows, sort them for the table, and add a record per rejected file/line.
+
+    Rows that another day's run takes (`routing.taken_elsewhere`) are left out; the files and
+    lines of a neighbouring folder's file are reported by that folder's day only."""
     day = manifest.utc_day
     tables = [f.table for f in read.files]
     rows = pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
+    elsewhere = taken_elsewhere(rows.column(SOURCE_FILE), rows.column(TIMESTAMP), day)
+    if pc.any(elsewhere).as_py():
+        rows = rows.filter(pc.invert(elsewhere))
     screened = sort_for_table(screen_rows(rows, day))
-    issues = [i for f in read.files for i in f.issues]
+    issues = [i for f in read.files for i in f.issues if i.key.startswith(day.prefix)]
     etags = manifest.versions() if issues else {}  # a piece's lines rarely fail: no dict per piece
-    records = [(r.key, r.etag, f"{FILE_PREFIX}{r.reason}") for r in read.rejected]
+    records = [
+        (r.key, r.etag, f"{FILE_PREFIX}{r.reason}") for r in read.rejected if r.key.startswith(day.prefix)
+    ]
     records += [
         (
             i.key,

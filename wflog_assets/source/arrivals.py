@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from wflog_assets.day import day_prefix
+from wflog_assets.day import Day, day_prefix
 from wflog_assets.manifest import Manifest
+from wflog_assets.source.routing import LAST_HOUR_AFTER, may_hold, neighbours
 from wflog_assets.source.stores import ObjectStore
 
 MARGIN_NS = 300 * 10**9
@@ -68,6 +69,8 @@ def marks_of(manifest: Manifest) -> dict[str, HourMark]:
     prefix = manifest.utc_day.prefix
     by_hour: dict[str, list[str]] = {}
     for entry in manifest.entries:
+        if not entry.key.startswith(prefix):
+            continue  # a neighbouring folder's file (`routing`): that day's marks
         hour = entry.key[len(prefix) :].split("/", 1)[0]
         if hour.startswith("hour="):
             by_hour.setdefault(hour, []).append(entry.key)
@@ -99,3 +102,24 @@ def look(store: ObjectStore, day: dt.date, marks: dict[str, HourMark]) -> tuple[
             changed = True
         fresh[hour] = _mark(keys, folder, old.after) if keys else HourMark(old.after, 0, old.newest)
     return changed, fresh
+
+
+def neighbours_reached(day: dt.date, old: dict[str, HourMark], new: dict[str, HourMark]) -> set[dt.date]:
+    """The neighbouring days whose runs may need the files that arrived in `day`'s hour folders
+    between two looks (`routing.may_hold`). Keys of an hour folder sort by flush time, so the
+    new ones were flushed between the previous newest key and the newest one: the day before
+    is reached if the previous newest still was its candidate (or the folder is new and in
+    reach), the day after if the newest is its candidate."""
+    before, after = neighbours(Day(day))
+    reached: set[dt.date] = set()
+    for hour, mark in new.items():
+        last = old.get(hour)
+        if last is not None and last.newest == mark.newest:
+            continue
+        if may_hold(mark.newest, after):
+            reached.add(after.date)
+        first = last.newest if last is not None else None
+        new_folder_in_reach = first is None and hour.removeprefix("hour=") <= f"{LAST_HOUR_AFTER:02d}"
+        if new_folder_in_reach or (first is not None and may_hold(first, before)):
+            reached.add(before.date)
+    return reached

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
+from itertools import chain
 
-from wflog_assets.day import day_prefix
+from wflog_assets.day import Day
 from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.source.formats import format_of
+from wflog_assets.source.routing import FIRST_HOUR_BEFORE, LAST_HOUR_AFTER, may_hold, neighbours
 from wflog_assets.source.stores import ObjectStore
 
 
@@ -35,15 +37,33 @@ def list_days(store: ObjectStore, since: dt.date, until: dt.date) -> list[dt.dat
     return days
 
 
+def _neighbour_entries(store: ObjectStore, day: Day) -> Iterator[ManifestEntry]:
+    """The files of the two neighbouring folders that may hold records of `day` (`routing`),
+    listed from the hour folders a writer's offset can reach only."""
+    before, after = neighbours(day)
+    first = f"{before.prefix}hour={FIRST_HOUR_BEFORE:02d}"  # keys after it: hour=09/... on
+    for entry in store.list(before.prefix, start_after=first):
+        if may_hold(entry.key, day):
+            yield entry
+    past = f"{after.prefix}hour={LAST_HOUR_AFTER + 1:02d}"
+    for entry in store.list(after.prefix):
+        if entry.key >= past:
+            break
+        if may_hold(entry.key, day):
+            yield entry
+
+
 def list_day(store: ObjectStore, day: dt.date) -> Manifest:
-    """All chunk files of a day (every registered format), including any `hour=` level below it."""
+    """The chunk files of a day (every registered format): its folder, including any `hour=`
+    level below it, and the files of its neighbours' folders that may hold its records."""
+    the_day = Day(day)
     entries: list[ManifestEntry] = []
     ignored: list[str] = []
-    for entry in store.list(day_prefix(day)):
+    for entry in chain(store.list(the_day.prefix), _neighbour_entries(store, the_day)):
         fmt = format_of(entry.key)
         if fmt is None:
-            if not entry.key.endswith(".tmp"):
+            if not entry.key.endswith(".tmp") and entry.key.startswith(the_day.prefix):
                 ignored.append(entry.key)
             continue
         entries.append(replace(entry, format=fmt.name))
-    return Manifest.build(day.isoformat(), entries, ignored)
+    return Manifest.build(the_day.key, entries, ignored)

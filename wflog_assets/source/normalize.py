@@ -31,8 +31,13 @@ from wflog_assets.iceberg.schema import (
 )
 from wflog_assets.source.jsontext import json_text, string_map
 from wflog_assets.source.rejects import LineIssue
+from wflog_assets.source.routing import WRITER_NAME
 
 REQUIRED_COLUMNS: tuple[str, ...] = (TIMESTAMP, "extra")
+# App-level records (no workflow context) get `app:<deployment>_<app>` as their workflow name.
+APP_WORKFLOW_PREFIX = "app:"
+APP_DEPLOYMENT_KEY = "deployment_name"
+APP_NAME_KEY = "app_name"
 LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING"}
 
 _STRING = pa.large_string()
@@ -78,10 +83,13 @@ def month_of(timestamps: pa.Array) -> pa.Array:
     return pc.cast(pc.month(pc.cast(micros, pa.timestamp("us", tz="UTC"))), pa.int64())
 
 
-def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFile:
+def normalize_table(
+    source: pa.Table, key: str, etag: str = "", lineage: tuple[pa.Array, pa.Array] | None = None
+) -> NormalizedFile:
     """Map one source file's table to the target schema (unsorted).
 
     `key` and `etag` identify the source object version; every row carries them (lineage).
+    `lineage`: per-row keys and ETags instead, for a batch of several files parsed together.
     """
     for required in REQUIRED_COLUMNS:
         if required not in source.column_names:
@@ -106,8 +114,15 @@ def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFil
 
     extra, other = _normalize_extra(column("extra"), n, key)
     out["trace_id"] = pc.struct_field(extra, "trace_id")
+    if lineage is None:
+        out[SOURCE_FILE] = pa.repeat(pa.scalar(key, _STRING), n)
+        out[SOURCE_ETAG] = pa.repeat(pa.scalar(etag, _STRING), n)
+    else:
+        out[SOURCE_FILE], out[SOURCE_ETAG] = (pc.cast(a, _STRING) for a in lineage)
     out[WORKFLOW_NAME] = pc.coalesce(
-        pc.struct_field(extra, "atlan-argo-workflow-name"), pc.struct_field(extra, WORKFLOW_NAME_FALLBACK)
+        pc.struct_field(extra, "atlan-argo-workflow-name"),
+        pc.struct_field(extra, WORKFLOW_NAME_FALLBACK),
+        app_workflow(other, out[SOURCE_FILE], key if lineage is None else None),
     )
     node_fallback = other.get(WORKFLOW_NODE_FALLBACK, _nulls(n, _STRING))
     out[WORKFLOW_NODE] = pc.coalesce(pc.struct_field(extra, "atlan-argo-workflow-node"), node_fallback)
@@ -116,12 +131,38 @@ def normalize_table(source: pa.Table, key: str, etag: str = "") -> NormalizedFil
         ARROW_SCHEMA.field(EXTRA_OTHER).type
     )
     out[MONTH] = month_of(timestamp)
-    out[SOURCE_FILE] = pa.repeat(pa.scalar(key, _STRING), n)
-    out[SOURCE_ETAG] = pa.repeat(pa.scalar(etag, _STRING), n)
     table = pa.Table.from_arrays([out[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
     known = {TIMESTAMP, "line", "extra", MONTH, *SOURCE_STRING_COLUMNS}
     ignored = sorted(c for c in source.column_names if c not in known)
     return NormalizedFile(key=key, table=table, ignored_columns=ignored, other_extra_keys=sorted(other))
+
+
+def app_workflow(other: dict[str, pa.Array], files: pa.Array, key: str | None = None) -> pa.Array:
+    """The workflow-name stand-in of an app-level record (no workflow context: worker start-up,
+    heartbeats, HTTP access lines): `app:<deployment>_<app>`, from its writer file's name
+    (`<epoch_ns>_<seq>_<deployment>_<app>.json.gz`: one value for every record of a process),
+    else from `extra.deployment_name` and `extra.app_name` when the record has both; null when
+    neither says (the row is then quarantined as having no workflow name). `key`: the one file
+    all rows come from."""
+    n = len(files)
+    deployment, app = other.get(APP_DEPLOYMENT_KEY), other.get(APP_NAME_KEY)
+    from_extra = (
+        pc.binary_join_element_wise(
+            pc.cast(deployment, _STRING), pc.cast(app, _STRING), pa.scalar("_", _STRING)
+        )
+        if deployment is not None and app is not None
+        else _nulls(n, _STRING)
+    )
+    if key is not None:  # one file: its name, once
+        match = WRITER_NAME.search(key)
+        from_name = pa.repeat(pa.scalar(None if match is None else match["origin"], _STRING), n)
+    else:
+        found = pc.extract_regex(files, WRITER_NAME.pattern)
+        from_name = pc.if_else(pc.is_valid(found), pc.struct_field(found, "origin"), None)
+    origin = pc.coalesce(pc.cast(from_name, _STRING), pc.cast(from_extra, _STRING))
+    return pc.binary_join_element_wise(
+        pa.scalar(APP_WORKFLOW_PREFIX, _STRING), origin, pa.scalar("", _STRING)
+    )
 
 
 def _normalize_levels(levels: pa.Array) -> pa.Array:

@@ -347,7 +347,9 @@ class DayStager:
     def _finish(self) -> StagedRuns:
         staged, rejected = self.staged, self.rejected
         staged.excluded = self.spilled & set(rejected)
-        staged.rejected = [rejected[k] for k in sorted(rejected)]
+        # a neighbouring folder's file is reported by its own folder's day
+        own = self.manifest.utc_day.prefix
+        staged.rejected = [rejected[k] for k in sorted(rejected) if k.startswith(own)]
         staged.source_files = len(self.files_seen - set(rejected))
         staged.accepted_rows = sum(n for k, n in self.accepted.items() if k not in rejected)
         records = record_rows([(r.key, r.etag, f"{FILE_PREFIX}{r.reason}") for r in staged.rejected])

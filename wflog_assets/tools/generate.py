@@ -325,13 +325,40 @@ def write_days(
     return keys
 
 
+# The 3.52 writer's own levels, and how a custom stdlib level arrives.
+WRITER_LEVELS = (*LEVELS, "ACTIVITY", "METRIC", "TRACING", "Level 25")
+APP_LEVEL_SHARE = 0.04  # records without any workflow context (the driven sample: about 4%)
+DEPLOYMENT, APP = "prod-eu-1", "atlan-application-sdk"
+
+
+def app_record_extra(rng: random.Random) -> dict[str, object]:
+    """`extra` of an app-level record: worker start-up, heartbeat, HTTP access line, upload."""
+    extra: dict[str, object] = {"app_name": APP, "deployment_name": DEPLOYMENT}
+    kind = rng.randrange(4)
+    if kind == 0:
+        extra["task_queue"] = "atlan-app-queue"
+    elif kind == 1:
+        extra.update({"method": "GET", "path": "/health", "status_code": 200, "client_host": "10.0.0.7"})
+    elif kind == 2:
+        extra.update({"objectstore_bytes": rng.randrange(10**7), "duration_ms": rng.randrange(1, 900)})
+    return extra
+
+
 def writer_flushes(
-    day: dt.date, files: int, seed: int = 7, drift: float = 0.0, workflows: int = 60
+    day: dt.date,
+    files: int,
+    seed: int = 7,
+    drift: float = 0.0,
+    workflows: int = 60,
+    tz_offset_h: float = 0.0,
 ) -> Iterator[tuple[str, list[str]]]:
-    """(key, JSON lines) of a day as the current writer (application-sdk 3.52) leaves it:
-    a file per flush (after 100 records, 10 s, or an error: 40% single-line files, about
-    20 records a file on average), named
-    `<epoch_ns>_<seq:06d>_<deployment>_<app>.json.gz` under `hour=` folders, in time order.
+    """(key, JSON lines) of a UTC day's records as the current writer (application-sdk 3.52)
+    leaves them: a file per flush (after 100 records, 10 s, or an error: 40% single-line files,
+    about 20 records a file on average), named `<epoch_ns>_<seq:06d>_<deployment>_<app>.json.gz`
+    (the flush time, UTC) under the `day=`/`hour=` folders of the pod's local time
+    (`tz_offset_h`: UTC+offset, e.g. -5 for a pod with TZ=America/New_York), in time order.
+    About 4% of records are app-level (no workflow context); levels include the library's own
+    (`ACTIVITY`, `METRIC`, `TRACING`) and a custom one (`Level 25`).
     `drift`: share of files in which a key changes JSON type between lines."""
     rng = random.Random(f"{seed}-{day.isoformat()}-writer")
     names = [workflow_name(rng, day) for _ in range(workflows)]
@@ -346,15 +373,20 @@ def writer_flushes(
         for i, ts in enumerate(sorted(rng.uniform(t0, t1) for _ in range(n_rows))):
             name = rng.choices(names, weights)[0]
             level = (
-                "ERROR" if i == n_rows - 1 and n_rows < 100 and rng.random() < 0.3 else (rng.choice(LEVELS))
+                "ERROR"
+                if i == n_rows - 1 and n_rows < 100 and rng.random() < 0.3
+                else (rng.choice(WRITER_LEVELS))
             )
-            extra = open_extra(rng, name, temporal_only=True)
-            extra["attempt"] = str(i % 3 + 1) if shifting and i % 2 else i % 3 + 1
+            if rng.random() < APP_LEVEL_SHARE:
+                extra = app_record_extra(rng)
+            else:
+                extra = open_extra(rng, name, temporal_only=True)
+                extra["attempt"] = str(i % 3 + 1) if shifting and i % 2 else i % 3 + 1
             lines.append(json_record(rng, ts, level, i, extra))
         stamp_ns = int(t1 * 1_000_000) * 1000
-        hour = int((t1 - start) // 3600)
-        key = f"{day_prefix(day)}hour={hour:02d}/{stamp_ns}_{seq:06d}_prod-eu-1_atlan-application-sdk.json.gz"
-        yield key, lines
+        local = dt.datetime.fromtimestamp(t1, tz=dt.UTC) + dt.timedelta(hours=tz_offset_h)
+        folder = f"{day_prefix(local.date())}hour={local.hour:02d}/"
+        yield f"{folder}{stamp_ns}_{seq:06d}_{DEPLOYMENT}_{APP}.json.gz", lines
 
 
 def gzip_lines(lines: list[str]) -> bytes:

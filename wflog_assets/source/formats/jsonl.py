@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from wflog_assets.errors import NormalizationError
-from wflog_assets.iceberg.schema import SOURCE_ETAG, SOURCE_FILE, SOURCE_STRING_COLUMNS, TIMESTAMP
+from wflog_assets.iceberg.schema import SOURCE_STRING_COLUMNS, TIMESTAMP
 from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.normalize import NormalizedFile, normalize_table
 from wflog_assets.source.rejects import LineIssue
@@ -242,17 +242,13 @@ def read_batch(files: list[tuple[ManifestEntry, bytes]]) -> NormalizedFile | Non
     ):
         return None
     first = files[0][0]
-    try:
-        normalized = normalize_table(table, first.key, first.etag)
-    except NormalizationError:
-        return None
     owner = pa.array(np.repeat(np.arange(len(files)), counts))
     keys = pa.array([e.key for e, _ in files], _STRING).take(owner)
     etags = pa.array([e.etag for e, _ in files], _STRING).take(owner)
-    out = normalized.table
-    out = out.set_column(out.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, keys)
-    out = out.set_column(out.schema.get_field_index(SOURCE_ETAG), SOURCE_ETAG, etags)
-    normalized.table = out
+    try:
+        normalized = normalize_table(table, first.key, first.etag, lineage=(keys, etags))
+    except NormalizationError:
+        return None
     normalized.reader = FAST
     normalized.batch_keys = tuple(e.key for e, _ in files)
     return normalized
