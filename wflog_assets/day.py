@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 DAY_SECONDS = 86_400
+# |Unix seconds| beyond this are not seconds (milliseconds, nanoseconds, or garbage): year 5138.
+MAX_UNIX_SECONDS = 1e11
 
 
 def day_prefix(day: dt.date) -> str:

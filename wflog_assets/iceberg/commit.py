@@ -44,6 +44,7 @@ from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
 from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
+from wflog_assets.iceberg.locations import LOCATION_PROVIDER
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import (
     LAYOUTS,
@@ -76,6 +77,8 @@ DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
     # Row groups of 32k rows: the P0 query prunes and stops early by row group, so a LIMIT 100
     # on a workflow of 400k rows reads one row group instead of the whole file.
     "write.parquet.row-group-limit": str(32 * 1024),
+    # partition folders bounded for any workflow name (`iceberg/locations.py`)
+    TableProperties.WRITE_PY_LOCATION_PROVIDER_IMPL: LOCATION_PROVIDER,
 }
 
 
@@ -96,9 +99,14 @@ def ensure_table(
         sort_order=SORT_ORDER,
         properties={**DEFAULT_TABLE_PROPERTIES, **(properties or {})},
     )
-    if table.properties.get(SOURCE_FILE_METRICS) != "full":  # made by an earlier version
+    upgrades = {  # a table made by an earlier version
+        name: DEFAULT_TABLE_PROPERTIES[name]
+        for name in (SOURCE_FILE_METRICS, TableProperties.WRITE_PY_LOCATION_PROVIDER_IMPL)
+        if table.properties.get(name) != DEFAULT_TABLE_PROPERTIES[name]
+    }
+    if upgrades:
         with table.transaction() as tx:
-            tx.set_properties({SOURCE_FILE_METRICS: "full"})
+            tx.set_properties(upgrades)
     missing = [f.name for f in TABLE_SCHEMA.fields if f.name not in table.schema().column_names]
     if missing:  # a table made by an earlier version: add the new optional columns
         with table.update_schema() as update:

@@ -8,6 +8,7 @@ that day's quarantine in one commit, so a re-run never duplicates it.
 
 Row rules (vectorized; the UTF-8 repair runs only for a column that fails validation):
 - no workflow name (null or empty after the fallbacks)   -> quarantined
+- timestamp NaN, infinite or not in seconds             -> quarantined
 - timestamp outside the partition's UTC day              -> quarantined, unless a neighbouring
   day's run takes the row (`source.routing`: a writer pod's local day filed it next door)
 - invalid UTF-8 in a text column                         -> quarantined, bytes kept as `\\xNN`
@@ -43,7 +44,7 @@ from wflog_assets.iceberg.schema import (
     sort_for_table,
 )
 from wflog_assets.manifest import Manifest
-from wflog_assets.quality.rules import no_workflow_name, outside_day
+from wflog_assets.quality.rules import no_workflow_name, not_unix_seconds, outside_day
 from wflog_assets.source.reading import DayRead
 from wflog_assets.source.rejects import FileReject, LineIssue
 from wflog_assets.source.routing import taken_elsewhere
@@ -74,6 +75,7 @@ QUARANTINE_SCHEMA = Schema(
 
 NO_WORKFLOW_NAME = "no workflow name"
 OUTSIDE_DAY = "timestamp outside the day"
+NOT_UNIX_SECONDS = "timestamp is not Unix seconds (NaN, infinite, or milliseconds/nanoseconds)"
 INVALID_UTF8 = "invalid UTF-8"
 
 
@@ -120,6 +122,8 @@ def screen_rows(rows: pa.Table, day: Day) -> pa.Table:
             )
     missing = no_workflow_name(rows.column(WORKFLOW_NAME))
     reasons.append(pc.if_else(missing, pa.scalar(NO_WORKFLOW_NAME, _STRING), nothing))
+    implausible = not_unix_seconds(rows.column(TIMESTAMP))
+    reasons.append(pc.if_else(implausible, pa.scalar(NOT_UNIX_SECONDS, _STRING), nothing))
     outside = outside_day(rows.column(TIMESTAMP), *day.bounds)
     reasons.append(pc.if_else(outside, pa.scalar(f"{OUTSIDE_DAY} {day.key} (UTC)", _STRING), nothing))
     reason = _first_reason(reasons) if n else pa.array([], _STRING)

@@ -24,6 +24,38 @@ _ESCAPES = [
     ("\f", "\\f"),
 ]
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
+# Deepest nesting of objects and lists in one value of a record or of its `extra` (deeper
+# values reject their line or file): the text of a value is built recursively, and no log
+# needs more. `{"a": 1}` and `[1]` nest 1 level.
+MAX_NESTING = 64
+
+
+def type_depth(t: pa.DataType) -> int:
+    """How deeply a type nests structs and lists (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(t, 0)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if pa.types.is_struct(current):
+            stack.extend((current.field(i).type, depth + 1) for i in range(current.num_fields))
+        elif pa.types.is_list(current) or pa.types.is_large_list(current) or pa.types.is_map(current):
+            stack.append(
+                (current.value_type if not pa.types.is_map(current) else current.item_type, depth + 1)
+            )
+    return deepest
+
+
+def value_depth(value: object) -> int:
+    """How deeply a parsed JSON value nests objects and lists, without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(current, dict):
+            stack.extend((v, depth + 1) for v in current.values())
+        elif isinstance(current, list):
+            stack.extend((v, depth + 1) for v in current)
+    return deepest
 
 
 def _lit(text: str) -> pa.Scalar:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wflog_assets.day import MAX_UNIX_SECONDS
 from wflog_assets.errors import NormalizationError
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
@@ -29,7 +30,7 @@ from wflog_assets.iceberg.schema import (
     WORKFLOW_NODE,
     WORKFLOW_NODE_FALLBACK,
 )
-from wflog_assets.source.jsontext import json_text, string_map
+from wflog_assets.source.jsontext import MAX_NESTING, json_text, string_map, type_depth
 from wflog_assets.source.rejects import LineIssue
 from wflog_assets.source.routing import WRITER_NAME
 
@@ -38,6 +39,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (TIMESTAMP, "extra")
 APP_WORKFLOW_PREFIX = "app:"
 APP_DEPLOYMENT_KEY = "deployment_name"
 APP_NAME_KEY = "app_name"
+NESTED_TOO_DEEP = "a value nested too deeply"
 LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING"}
 
 _STRING = pa.large_string()
@@ -78,8 +80,10 @@ def _nulls(n: int, type_: pa.DataType) -> pa.Array:
 
 
 def month_of(timestamps: pa.Array) -> pa.Array:
-    """Month (1-12, UTC) of Unix-seconds doubles; null stays null."""
-    micros = pc.cast(pc.floor(pc.multiply(timestamps, 1_000_000.0)), pa.int64())
+    """Month (1-12, UTC) of Unix-seconds doubles; null for null, NaN, infinite and values
+    too large to be seconds (such rows are quarantined, `quality.rules.not_unix_seconds`)."""
+    seconds = pc.if_else(pc.less(pc.abs(timestamps), MAX_UNIX_SECONDS), timestamps, None)
+    micros = pc.cast(pc.floor(pc.multiply(seconds, 1_000_000.0)), pa.int64())
     return pc.cast(pc.month(pc.cast(micros, pa.timestamp("us", tz="UTC"))), pa.int64())
 
 
@@ -185,6 +189,9 @@ def _normalize_extra(extra: pa.Array | None, n: int, key: str) -> tuple[pa.Struc
         return pa.StructArray.from_arrays(children, fields=list(EXTRA_ARROW_TYPE)), {}
     if not pa.types.is_struct(extra.type):
         raise NormalizationError(key, "extra", f"expected a struct, found {extra.type}")
+    depth = max((type_depth(f.type) for f in extra.type), default=0)
+    if depth > MAX_NESTING:
+        raise NormalizationError(key, "extra", f"{NESTED_TOO_DEEP}: {depth} levels (limit {MAX_NESTING})")
     present = [extra.type.field(i).name for i in range(extra.type.num_fields)]
     texts = {
         name: _extra_text(pc.struct_field(extra, [i]), key, f"extra.{name}")  # parent nulls kept

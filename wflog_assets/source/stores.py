@@ -10,8 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
+from wflog_assets.errors import SourceReadError
 from wflog_assets.manifest import ManifestEntry
 from wflog_assets.phases import PhaseTimes
+
+GONE = "the object is gone (deleted or replaced since the day was listed): re-run the day"
 
 
 class ObjectStore(Protocol):
@@ -25,7 +30,9 @@ class ObjectStore(Protocol):
         """Names of the folders right below `prefix` (one delimiter level)."""
         ...
 
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str) -> bytes:
+        """The object's bytes; `SourceReadError` if it is gone (deleted since the listing)."""
+        ...
 
     def write(self, key: str, data: bytes) -> None: ...
 
@@ -62,7 +69,10 @@ class LocalObjectStore:
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
     def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError as exc:
+            raise SourceReadError(key, GONE) from exc
 
     def write(self, key: str, data: bytes) -> None:
         path = self.root / key
@@ -102,7 +112,12 @@ class S3ObjectStore:
         return sorted(names)
 
     def read(self, key: str) -> bytes:
-        response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise SourceReadError(key, GONE) from exc
+            raise
         return response["Body"].read()
 
     def write(self, key: str, data: bytes) -> None:

@@ -250,8 +250,20 @@ class DayStager:
             except (SourceReadError, NormalizationError) as exc:
                 yield file_reject(unit[0], exc)
             return
-        datas = list(fetcher.map(lambda e: timed.read(e.key), unit))
-        yield from _split(list(zip(unit, datas, strict=True)), self.part_rows)
+
+        def fetch(entry: ManifestEntry) -> bytes | SourceReadError:
+            try:
+                return timed.read(entry.key)
+            except SourceReadError as exc:  # gone since the listing: that file only
+                return exc
+
+        fetched = list(zip(unit, fetcher.map(fetch, unit), strict=True))
+        for entry, data in fetched:
+            if isinstance(data, SourceReadError):
+                yield file_reject(entry, data)
+        good = [(entry, data) for entry, data in fetched if isinstance(data, bytes)]
+        if good:
+            yield from _split(good, self.part_rows)
 
     def _read_unit(self, number: int, fetcher: ThreadPoolExecutor) -> None:
         timed = TimedStore(self.store, self.times)

@@ -11,7 +11,6 @@ the same way.
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ import pyarrow.json as pj
 from wflog_assets.errors import NormalizationError
 from wflog_assets.iceberg.schema import SOURCE_STRING_COLUMNS, TIMESTAMP
 from wflog_assets.manifest import ManifestEntry
-from wflog_assets.source.normalize import NormalizedFile, normalize_table
+from wflog_assets.source.jsontext import MAX_NESTING, type_depth, value_depth
+from wflog_assets.source.normalize import NESTED_TOO_DEEP, NormalizedFile, normalize_table
 from wflog_assets.source.rejects import LineIssue
 
 NAME = "jsonl.gz"
@@ -48,8 +48,10 @@ def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
     try:
         stream = pa.input_stream(pa.BufferReader(data), compression="gzip")
         table = pj.read_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_SIZE))
-    except (pa.ArrowInvalid, OSError, EOFError):
+    except (pa.ArrowInvalid, OSError, EOFError, RecursionError):
         return _read_line_by_line(data, key)
+    if _too_deep(table):
+        return _read_line_by_line(data, key)  # reject only the lines that nest too deeply
     timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
     if (
         timestamps is None
@@ -62,16 +64,43 @@ def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
     return JsonLinesRead(table=table, issues=[], path=FAST)
 
 
+def _too_deep(table: pa.Table) -> bool:
+    """Whether a value of a column, or of a child of `extra`, nests deeper than `MAX_NESTING`."""
+    for f in table.schema:
+        if f.name == "extra" and pa.types.is_struct(f.type):
+            if any(type_depth(child.type) > MAX_NESTING for child in f.type):
+                return True
+        elif type_depth(f.type) > MAX_NESTING:
+            return True
+    return False
+
+
+def _nesting(record: dict[str, Any]) -> int:
+    """How deeply the record's values, and its `extra`'s, nest (`_too_deep` for one line)."""
+    extra = record.get("extra")
+    values = [v for k, v in record.items() if k != "extra"]
+    values += list(extra.values()) if isinstance(extra, dict) else [extra]
+    return max((value_depth(v) for v in values), default=0)
+
+
 def _gunzip(data: bytes) -> tuple[bytes, str | None]:
-    """Everything that decompresses, and why it stopped early (None if it did not)."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data) + inflater.flush()
-    except zlib.error as exc:
-        return b"", f"not a gzip stream: {exc}"
-    if not inflater.eof:
-        return out, "truncated gzip stream: the file ends before the compressed data does"
-    return out, None
+    """Everything that decompresses, every gzip member of it, and why it stopped early (None
+    if it did not)."""
+    out: list[bytes] = []
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(inflater.decompress(rest) + inflater.flush())
+        except zlib.error as exc:
+            if not out:
+                return b"", f"not a gzip stream: {exc}"
+            return b"".join(out), f"bad gzip member after {len(out)}: {exc}"
+        if not inflater.eof:
+            return b"".join(out), "truncated gzip stream: the file ends before the compressed data does"
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # end of the file (padding zeros are allowed after a member)
+            return b"".join(out), None
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -114,8 +143,15 @@ def _read_line_by_line(data: bytes, key: str) -> JsonLinesRead:
         except (ValueError, UnicodeDecodeError) as exc:
             issues.append(LineIssue(key, number, f"not JSON: {exc}"))
             continue
+        except RecursionError:
+            issues.append(LineIssue(key, number, f"{NESTED_TOO_DEEP}: over {MAX_NESTING} levels"))
+            continue
         if not isinstance(record, dict):
             issues.append(LineIssue(key, number, "not a JSON object"))
+            continue
+        depth = _nesting(record)
+        if depth > MAX_NESTING:
+            issues.append(LineIssue(key, number, f"{NESTED_TOO_DEEP}: {depth} levels (limit {MAX_NESTING})"))
             continue
         problem = _record_problem(record)
         if problem is not None:
@@ -179,9 +215,17 @@ def _records_table(records: list[dict[str, Any]], extra_keys: list[str]) -> pa.T
 
 
 def read_parts(data: bytes, entry: ManifestEntry, part_rows: int) -> Iterator[NormalizedFile]:
-    """The file parsed and normalized whole (one part), with its rejected lines."""
+    """The file parsed and normalized whole (one part), with its rejected lines. A value that
+    Arrow typed in a way the table cannot take sends the file to the line-by-line path, which
+    rejects only the lines that hold such values."""
     parsed = read_json_lines(data, entry.key)
-    normalized = normalize_table(parsed.table, entry.key, entry.etag)
+    try:
+        normalized = normalize_table(parsed.table, entry.key, entry.etag)
+    except NormalizationError:
+        if parsed.path != FAST:
+            raise
+        parsed = _read_line_by_line(data, entry.key)
+        normalized = normalize_table(parsed.table, entry.key, entry.etag)
     normalized.issues = parsed.issues
     normalized.reader = parsed.path
     yield normalized
@@ -193,10 +237,8 @@ _EXACT_FLOAT_INT = float(2**53)
 
 def _decompressed(data: bytes) -> bytes | None:
     """Every gzip member of a file; None if the file is not a complete gzip stream."""
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error):
-        return None
+    raw, stopped = _gunzip(data)
+    return raw if stopped is None else None
 
 
 def _loses_digits(values: pa.Array) -> bool:
@@ -230,7 +272,9 @@ def read_batch(files: list[tuple[ManifestEntry, bytes]]) -> NormalizedFile | Non
         table = pj.read_json(
             pa.BufferReader(b"".join(texts)), read_options=pj.ReadOptions(block_size=BLOCK_SIZE)
         )
-    except (pa.ArrowInvalid, OSError):
+    except (pa.ArrowInvalid, OSError, RecursionError):
+        return None
+    if _too_deep(table):
         return None
     timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
     if (
