@@ -8,16 +8,19 @@ from collections import Counter
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyiceberg.conversions import from_bytes
 from pyiceberg.types import LongType
 
 from wflog_assets.defs.maintenance import MAINTENANCE_JOB
-from wflog_assets.iceberg.commit import commit_day
+from wflog_assets.iceberg._compat import arrow_filesystem
+from wflog_assets.iceberg.commit import commit_day, write_data_files
 from wflog_assets.iceberg.maintenance import (
     SUMMARY_MAINTENANCE,
     compact_month,
     expire_snapshots,
+    remove_orphan_files,
     rewrite_manifests,
 )
 from wflog_assets.iceberg.schema import sort_for_table
@@ -165,3 +168,27 @@ def _day_again(backend: Backend, day: dt.date) -> tuple[Manifest, pa.Table]:
     """The day's current manifest and all its rows, sorted for the table (one commit's input)."""
     full = list_day(backend.store, day)
     return full, sort_for_table(pa.concat_tables(f.table for f in read_manifest(backend.store, full).files))
+
+
+def test_orphan_files_of_a_killed_run_are_removed_once_older_than_the_window(backend: Backend):
+    backend.catalog.ensure_table()
+    _ingest_file_by_file(backend, DECEMBER[0])
+    before = table_rows(backend.table())
+    table = backend.table()
+    _, rows = _day_again(backend, DECEMBER[0])
+    # a run killed after writing its data files, before its commit
+    orphans = write_data_files(table, rows).data_files
+    assert orphans
+    recent = remove_orphan_files(table, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert (recent.files, recent.too_recent) == (0, len(orphans))
+    removed = remove_orphan_files(table, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    assert (removed.files, removed.bytes) == (len(orphans), sum(f.file_size_in_bytes for f in orphans))
+    filesystem, root = arrow_filesystem(table.io, f"{table.location().rstrip('/')}/data")
+    listed = {
+        i.path
+        for i in filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        if i.type == pafs.FileType.File
+    }
+    data_files = {arrow_filesystem(table.io, t.file.file_path)[1] for t in table.scan().plan_files()}
+    assert listed == data_files  # the data folder holds exactly what the snapshots reference
+    assert table_rows(backend.table()) == before

@@ -16,6 +16,7 @@ from wflog_assets.iceberg.maintenance import (
     compact_day,
     compact_month,
     expire_snapshots,
+    remove_orphan_files,
     rewrite_manifests,
 )
 
@@ -47,6 +48,13 @@ class MaintenanceConfig(dg.Config):
         "current one never is); 0 expires every older snapshot. Time travel reaches "
         "back this far.",
     )
+    remove_orphans_older_than_hours: int = Field(
+        default=72,
+        ge=1,
+        description="Data files in the table's folder that no snapshot references (written by "
+        "runs killed before their commit) are deleted once older than this many hours; newer "
+        "ones may belong to a run still committing.",
+    )
     rewrite_manifests: bool = Field(
         default=False,
         description="Also merge the table's manifests month by month after compaction. Off by "
@@ -75,7 +83,7 @@ def build_maintenance(
         config: MaintenanceConfig,
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
-        """The month's files compacted to one sorted file per partition; old snapshots expired."""
+        """The month's files compacted to one sorted file per partition; old snapshots and orphans removed."""
         started = time.monotonic()
         year, month = partition_month(context.partition_key)
         catalog = iceberg.load_catalog()
@@ -93,11 +101,14 @@ def build_maintenance(
         table = catalog.load_table(identifier)
         expired = expire_snapshots(table, cutoff)
         table = catalog.load_table(identifier)
+        window = dt.timedelta(hours=config.remove_orphans_older_than_hours)
+        orphans = remove_orphan_files(table, dt.datetime.now(dt.UTC) - window)
         context.log.info(
             f"{identifier} {result.month}: {result.partitions_compacted} of {result.partitions} "
             f"partitions compacted ({result.files_before} -> {result.files_after} files, "
             f"{result.rows} rows), manifests {manifests.manifests_before} -> "
-            f"{manifests.manifests_after}, {expired} snapshots expired"
+            f"{manifests.manifests_after}, {expired} snapshots expired, {orphans.files} orphan "
+            f"files removed ({orphans.bytes} bytes)"
         )
         return dg.MaterializeResult(
             metadata={
@@ -107,6 +118,9 @@ def build_maintenance(
                 "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
                 "snapshots_expired": dg.MetadataValue.int(expired),
                 "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
+                "orphan_files_removed": dg.MetadataValue.int(orphans.files),
+                "orphan_bytes_removed": dg.MetadataValue.int(orphans.bytes),
+                "orphan_files_too_recent": dg.MetadataValue.int(orphans.too_recent),
                 "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             }
         )

@@ -7,6 +7,11 @@ and merging manifests selectively. `test_compat.py` fails loudly when an upgrade
 
 from __future__ import annotations
 
+import pyarrow.fs as pafs
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import (
+    PyArrowFileIO,
+)
 from pyiceberg.io.pyarrow import (
     _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible,
 )
@@ -15,9 +20,22 @@ from pyiceberg.io.pyarrow import _to_requested_schema as to_requested_schema
 from pyiceberg.table.update.snapshot import _ManifestMergeManager as ManifestMergeManager
 from pyiceberg.table.update.snapshot import _MergeAppendFiles as MergeAppendFiles
 
+
+def arrow_filesystem(io: FileIO, location: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem a table's FileIO reads `location` with, and the path in it
+    (pyiceberg caches one per scheme in `fs_by_scheme`, an attribute its type does not declare):
+    listing a table's folder (orphan files) needs it, and FileIO has no listing."""
+    if not isinstance(io, PyArrowFileIO):
+        raise TypeError(f"listing files needs pyiceberg's PyArrowFileIO, the table uses {type(io).__name__}")
+    scheme, netloc, path = PyArrowFileIO.parse_location(location, io.properties)
+    filesystem: pafs.FileSystem = io.fs_by_scheme(scheme, netloc)
+    return filesystem, path
+
+
 __all__ = [
     "ManifestMergeManager",
     "MergeAppendFiles",
+    "arrow_filesystem",
     "check_pyarrow_schema_compatible",
     "get_parquet_writer_kwargs",
     "to_requested_schema",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 from pyiceberg.conversions import from_bytes
 from pyiceberg.expressions import (
     AlwaysTrue,
@@ -34,7 +35,7 @@ from pyiceberg.types import LongType
 
 from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
-from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles
+from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles, arrow_filesystem
 from wflog_assets.iceberg.commit import day_filter, delete_files, rows_within, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
@@ -179,6 +180,44 @@ def compact_day(
         max_attempts=max_attempts,
         base_backoff_s=base_backoff_s,
     )
+
+
+@dataclass(frozen=True)
+class OrphanCleanup:
+    files: int  # data files removed: in the table's data folder, referenced by no snapshot
+    bytes: int
+    too_recent: int  # unreferenced files left because they are newer than the window
+
+
+def referenced_files(table: Table) -> set[str]:
+    """Paths (in the table's filesystem) of every data file, manifest and manifest list that
+    any snapshot of the table references."""
+    paths: set[str] = set()
+    for snapshot in table.snapshots():
+        paths.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(table.io):
+            paths.add(manifest.manifest_path)
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+                paths.add(entry.data_file.file_path)
+    return {arrow_filesystem(table.io, p)[1] for p in paths}
+
+
+def remove_orphan_files(table: Table, older_than: dt.datetime) -> OrphanCleanup:
+    """Delete the files of the table's data folder that no snapshot references and that were
+    last modified before `older_than` (Iceberg's `remove_orphan_files`): what killed runs wrote
+    but never committed. Newer files may belong to a run still committing: they stay."""
+    filesystem, root = arrow_filesystem(table.io, f"{table.location().rstrip('/')}/data")
+    referenced = referenced_files(table)
+    removed = size = recent = 0
+    for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+        if info.type != pafs.FileType.File or info.path in referenced:
+            continue
+        if info.mtime is not None and info.mtime >= older_than:
+            recent += 1
+            continue
+        filesystem.delete_file(info.path)
+        removed, size = removed + 1, size + (info.size or 0)
+    return OrphanCleanup(removed, size, recent)
 
 
 def expire_snapshots(table: Table, older_than: dt.datetime) -> int:
