@@ -93,6 +93,7 @@ def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
     extra = {name: _text(extra_in.get(name)) for name in EXTRA_FIELDS}
     other = sorted((k, _text(v)) for k, v in extra_in.items() if k not in EXTRA_FIELDS and v is not None)
     ts = record.get("timestamp")
+    ts = float(ts) if isinstance(ts, str) else ts  # a number written as text (data contract)
     level = record.get("level")
     return {
         "timestamp": None if ts is None else float(ts),

@@ -72,6 +72,15 @@ GOOD_B = [record(i, name="atlan-wf-other") for i in range(21, 30)]
 NAMELESS = [record(50), record(51, name=None), record(52, name=""), record(53, name="  ")]
 OUTSIDE = [record(60), record(61, timestamp=T0 - 5.0), record(62, timestamp=T0 + 86_400.0)]
 DUPLICATE = [record(3), record(70)]  # record(3) is also in GOOD_A
+# timestamps written as text: a number lands as that number, other text is a row kept out
+TEXT_TIME = [{**record(80), "timestamp": f" {T0 + 680} "}, {**record(83), "timestamp": "yesterday"}]
+
+
+def float32_times() -> bytes:
+    table = pa.Table.from_pylist([record(90)])
+    at = table.schema.get_field_index("timestamp")
+    return parquet(table.set_column(at, "timestamp", table.column("timestamp").cast(pa.float32())))
+
 
 OBJECTS: dict[str, bytes] = {
     "chunk-0-part1.parquet": parquet(GOOD_A),
@@ -81,7 +90,8 @@ OBJECTS: dict[str, bytes] = {
     "chunk-4-part5.parquet": b"",  # zero bytes
     "notes.json": b'{"not": "a chunk"}',
     "_SUCCESS": b"",
-    "chunk-5-part6.parquet": parquet([{**record(80), "timestamp": "yesterday"}]),  # string ts
+    "chunk-5-part6.parquet": parquet(TEXT_TIME),  # string timestamps
+    "chunk-12-part13.parquet": float32_times(),
     "chunk-6-part7.parquet": parquet([{k: v for k, v in record(81).items() if k != "timestamp"}]),
     "chunk-7-part8.parquet": parquet([{k: v for k, v in record(82).items() if k != "extra"}]),
     "chunk-8-part9.parquet": parquet(NAMELESS),
@@ -153,6 +163,7 @@ def test_good_rows_of_the_day_all_land_in_one_commit(outcome: Outcome):
         + _rows_of(outcome, [OUTSIDE[0]], "chunk-9-part10.parquet")
         + _rows_of(outcome, [{**record(40), "message": "fine"}], "chunk-10-part11.parquet")
         + _rows_of(outcome, DUPLICATE, "chunk-11-part12.parquet")
+        + _rows_of(outcome, TEXT_TIME[:1], "chunk-5-part6.parquet")
     )
     assert _table(outcome) == sorted_rows(good)
     assert outcome.logs["outcome"] == "appended" and len(outcome.backend.table().snapshots()) == 1
@@ -168,7 +179,7 @@ def test_good_rows_of_the_day_all_land_in_one_commit(outcome: Outcome):
         ("chunk-2-part3.parquet", "not a readable Parquet file"),
         ("chunk-3-part4.parquet", "not a readable Parquet file"),
         ("chunk-4-part5.parquet", "empty object (0 bytes)"),
-        ("chunk-5-part6.parquet", "column 'timestamp': cannot cast string to double"),
+        ("chunk-12-part13.parquet", "column 'timestamp': float rounds Unix seconds by up to 128 s"),
         ("chunk-6-part7.parquet", "column 'timestamp': required column is missing"),
         ("chunk-7-part8.parquet", "column 'extra': required column is missing"),
     ],
@@ -199,6 +210,7 @@ def test_objects_that_are_not_chunk_files_are_listed_as_ignored(outcome: Outcome
     [
         ("chunk-8-part9.parquet", NAMELESS[1:], "no workflow name"),
         ("chunk-9-part10.parquet", OUTSIDE[1:], "timestamp outside the day 2025-12-05"),
+        ("chunk-5-part6.parquet", TEXT_TIME[1:], "timestamp outside the day 2025-12-05"),
     ],
 )
 def test_bad_rows_are_quarantined_and_their_files_good_rows_land(

@@ -55,7 +55,14 @@ def _long_name(rng: random.Random) -> str:
 
 
 def _line(rng: random.Random, ts: float, kind: str, long_names: list[str]) -> str:
-    """One JSON line of `kind`: good, long_name, bad_time or deep."""
+    """One JSON line of `kind`: good, long_name, text_time (a number as text: good), bad_time,
+    deep or dup_key (a key twice in one object)."""
+    if kind == "text_time":
+        return f'{{"timestamp": "{ts}", "extra": {{"workflow_id": "wf-s"}}}}'
+    if kind == "dup_key":
+        if rng.random() < 0.5:
+            return f'{{"timestamp": 1, "timestamp": {ts}, "extra": {{"workflow_id": "a"}}}}'
+        return f'{{"timestamp": {ts}, "extra": {{"workflow_id": "a", "workflow_id": "b"}}}}'
     if kind == "bad_time":
         return (
             f'{{"timestamp": {rng.choice(BAD_TIMES)}, "level": "INFO", "extra": {{"workflow_id": "wf-t"}}}}'
@@ -76,7 +83,8 @@ def _line(rng: random.Random, ts: float, kind: str, long_names: list[str]) -> st
 def _hostile_json(rng: random.Random, number: int, long_names: list[str]) -> tuple[str, bytes, Counter[str]]:
     """A writer-named file of 1-12 lines of random kinds, in 1-3 gzip members."""
     ts0 = START + 3_600 + number * 60
-    kinds = [rng.choice(("good", "good", "long_name", "bad_time", "deep")) for _ in range(rng.randint(1, 12))]
+    choices = ("good", "good", "long_name", "text_time", "bad_time", "deep", "dup_key")
+    kinds = [rng.choice(choices) for _ in range(rng.randint(1, 12))]
     lines = [_line(rng, ts0 + i, k, long_names) for i, k in enumerate(kinds)]
     cuts = sorted(rng.sample(range(1, len(lines)), min(len(lines) - 1, rng.randint(0, 2))))
     members = [lines[a:b] for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True)]
@@ -113,6 +121,12 @@ def _hostile_parquet(
     )
 
 
+def _kind(reason: str) -> str:
+    if NESTED_TOO_DEEP in reason:
+        return "deep"
+    return "dup_key" if "duplicate key" in reason else reason
+
+
 @pytest.mark.parametrize("seed", [21, 22])
 def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
     backend: Backend, instance: dg.DagsterInstance, seed: int
@@ -129,7 +143,7 @@ def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
         key, data, kinds = make(rng, number, long_names)
         backend.store.write(key, data)
         expected[key] = kinds
-        good_rows[key] = kinds["good"] + kinds["long_name"]
+        good_rows[key] = kinds["good"] + kinds["long_name"] + kinds["text_time"]
 
     result = backend.run_day(DAY, instance)  # raises if the run failed
 
@@ -140,16 +154,14 @@ def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
     quarantine = day_quarantine(
         catalog.load_table(backend.catalog.identifier(QUARANTINE_SUFFIX)), DAY.isoformat()
     )
-    kept_out = Counter(
-        (r["source_file"], "deep" if NESTED_TOO_DEEP in r["quarantine_reason"] else r["quarantine_reason"])
-        for r in quarantine.to_pylist()
-    )
+    kept_out = Counter((r["source_file"], _kind(r["quarantine_reason"])) for r in quarantine.to_pylist())
     want = Counter()
     for key, kinds in expected.items():
         if kinds["bad_time"]:
             want[(key, NOT_UNIX_SECONDS)] = kinds["bad_time"]
-        if kinds["deep"]:
-            want[(key, "deep")] = kinds["deep"]
+        for kind in ("deep", "dup_key"):
+            if kinds[kind]:
+                want[(key, kind)] = kinds[kind]
     assert kept_out == want
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["source_fully_ingested"] is False

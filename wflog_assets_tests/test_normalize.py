@@ -112,7 +112,6 @@ def test_integer_timestamps_and_string_lines_are_cast():
 @pytest.mark.parametrize(
     ("record", "column"),
     [
-        ({"timestamp": "yesterday", "extra": {"url": "u"}}, "timestamp"),
         ({"timestamp": TS, "line": "forty-two", "extra": {"url": "u"}}, "line"),
         ({"timestamp": TS, "line": 4.5, "extra": {"url": "u"}}, "line"),
         ({"timestamp": TS, "message": {"text": "m"}, "extra": {"url": "u"}}, "message"),
@@ -125,6 +124,17 @@ def test_uncastable_value_fails_with_file_key_and_column(record: dict, column: s
     assert info.value.key == "year=2025/month=12/day=31/bad.parquet"
     assert info.value.column == column
     assert "year=2025/month=12/day=31/bad.parquet" in str(info.value) and column in str(info.value)
+
+
+def test_timestamps_as_text_are_numbers_when_they_are_numbers_and_float32_is_refused():
+    rows = _through_parquet(
+        [{"timestamp": t, "extra": {"url": "u"}} for t in ("1764547200.5", " 1e9 ", "yesterday", "")]
+    )
+    table = normalize_table(rows, "k.parquet", "e").table
+    assert table.column("timestamp").to_pylist() == [1764547200.5, 1e9, None, None]
+    as_float32 = rows.set_column(0, "timestamp", pa.array([1.0, 2.0, 3.0, 4.0], pa.float32()))
+    with pytest.raises(NormalizationError, match=r"k\.parquet: column 'timestamp': float rounds"):
+        normalize_table(as_float32, "k.parquet", "e")
 
 
 @pytest.mark.parametrize("missing", ["timestamp", "extra"])

@@ -40,6 +40,8 @@ APP_WORKFLOW_PREFIX = "app:"
 APP_DEPLOYMENT_KEY = "deployment_name"
 APP_NAME_KEY = "app_name"
 NESTED_TOO_DEEP = "a value nested too deeply"
+# A JSON number written as text: what a timestamp given as a string may hold.
+NUMBER_TEXT = r"^\s*-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?\s*$"
 LEVEL_ALIASES: dict[str, str] = {"WARN": "WARNING"}
 
 _STRING = pa.large_string()
@@ -75,6 +77,19 @@ def _cast(values: pa.Array, target: pa.DataType, key: str, column: str) -> pa.Ar
         raise NormalizationError(key, column, f"cannot cast {values.type} to {target}: {exc}") from exc
 
 
+def _timestamps(values: pa.Array, key: str) -> pa.Array:
+    """Unix seconds as float64, by one rule for both formats: numbers as they are, a number
+    written as text (`"1764633600.5"`) as that number, other text null (the row is then
+    quarantined); a float32 column is refused, its values already rounded by up to 128 s."""
+    t = values.type
+    if pa.types.is_floating(t) and t.bit_width < 64:
+        raise NormalizationError(key, TIMESTAMP, f"{t} rounds Unix seconds by up to 128 s: write float64")
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        numeric = pc.match_substring_regex(values, NUMBER_TEXT)
+        return pc.cast(pc.if_else(numeric, pc.utf8_trim_whitespace(values), None), pa.float64())
+    return _cast(values, pa.float64(), key, TIMESTAMP)
+
+
 def _nulls(n: int, type_: pa.DataType) -> pa.Array:
     return pa.nulls(n, type=type_)
 
@@ -107,7 +122,7 @@ def normalize_table(
         chunked = source.column(name)
         return chunked.chunk(0) if chunked.num_chunks else pa.array([], type=chunked.type)
 
-    timestamp = _cast(column(TIMESTAMP), pa.float64(), key, TIMESTAMP)
+    timestamp = _timestamps(column(TIMESTAMP), key)
     out: dict[str, pa.Array] = {TIMESTAMP: timestamp}
     for name in SOURCE_STRING_COLUMNS:
         values = column(name)

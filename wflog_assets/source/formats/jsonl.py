@@ -12,6 +12,7 @@ the same way.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from wflog_assets.errors import NormalizationError
 from wflog_assets.iceberg.schema import SOURCE_STRING_COLUMNS, TIMESTAMP
 from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.jsontext import MAX_NESTING, type_depth, value_depth
-from wflog_assets.source.normalize import NESTED_TOO_DEEP, NormalizedFile, normalize_table
+from wflog_assets.source.normalize import NESTED_TOO_DEEP, NUMBER_TEXT, NormalizedFile, normalize_table
 from wflog_assets.source.rejects import LineIssue
 
 NAME = "jsonl.gz"
@@ -62,6 +63,21 @@ def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
     if any(_loses_digits(c.combine_chunks()) for c in table.columns):
         return _read_line_by_line(data, key)  # Python's json keeps every digit of an integer
     return JsonLinesRead(table=table, issues=[], path=FAST)
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice: which value is meant is not for the pipeline to guess."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateKeyError(f"duplicate key {name!r} in one object (Arrow refuses it too)")
+            seen.add(name)
+    return record
 
 
 def _too_deep(table: pa.Table) -> bool:
@@ -139,7 +155,10 @@ def _read_line_by_line(data: bytes, key: str) -> JsonLinesRead:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
+        except DuplicateKeyError as exc:
+            issues.append(LineIssue(key, number, str(exc)))
+            continue
         except (ValueError, UnicodeDecodeError) as exc:
             issues.append(LineIssue(key, number, f"not JSON: {exc}"))
             continue
@@ -170,6 +189,8 @@ def _record_problem(record: dict[str, Any]) -> str | None:
     ts = record.get(TIMESTAMP)
     if ts is None:
         return "no timestamp"
+    if isinstance(ts, str) and re.match(NUMBER_TEXT, ts):
+        return None  # a number written as text: read as that number (as in Parquet)
     if isinstance(ts, bool) or not isinstance(ts, int | float):
         return f"timestamp is not a number: {ts!r:.80}"
     line = record.get("line")
@@ -186,7 +207,7 @@ def _records_table(records: list[dict[str, Any]], extra_keys: list[str]) -> pa.T
     """Records with uniform column types: strings as strings, extra values as their text."""
     n = len(records)
     columns: dict[str, pa.Array] = {
-        TIMESTAMP: pa.array([float(r[TIMESTAMP]) for r in records], pa.float64()),
+        TIMESTAMP: pa.array([float(r[TIMESTAMP]) for r in records], pa.float64()),  # text too
         "line": pc.cast(
             pa.array([None if r.get("line") is None else int(r["line"]) for r in records], pa.int64()),
             pa.int64(),
