@@ -32,6 +32,8 @@ from wflog_assets.source.rejects import LineIssue
 
 NAME = "jsonl.gz"
 BLOCK_SIZE = 1 << 20
+TEXT_BLOCK = 8 << 20  # decompressed bytes of whole lines parsed and normalized at a time
+BATCH_TEXT_LIMIT = 4 << 20  # a small file that inflates past this is read on its own, by blocks
 FAST = "arrow"
 SLOW = "lines"
 _STRING = pa.large_string()
@@ -45,24 +47,123 @@ class JsonLinesRead:
 
 
 def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
-    """Parse a `.json.gz` object into a table of records (`extra` as a struct)."""
+    """Parse a whole `.json.gz` object into a table of records (`extra` as a struct), with its
+    rejected lines (one block: `read_parts` reads a file in bounded blocks instead)."""
+    tables, issues, paths = [], [], set()
+    for block in _blocks(data, key, block_bytes=None):
+        parsed = _parse_block(block.text, key, block.first_line) if block.text else None
+        if parsed is not None:
+            tables.append(parsed.table)
+            issues.extend(parsed.issues)
+            paths.add(parsed.path)
+        issues.extend(block.issues)
+    table = pa.concat_tables(tables) if tables else _records_table([], [])
+    return JsonLinesRead(
+        table=table, issues=_with_empty_file(issues, table.num_rows, key), path=min(paths or {FAST})
+    )
+
+
+def _parse_block(text: bytes, key: str, first_line: int) -> JsonLinesRead:
+    """Whole lines of a file: Arrow's reader, or line by line where Arrow cannot be exact."""
     try:
-        stream = pa.input_stream(pa.BufferReader(data), compression="gzip")
-        table = pj.read_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_SIZE))
+        table = pj.read_json(pa.BufferReader(text), read_options=pj.ReadOptions(block_size=BLOCK_SIZE))
     except (pa.ArrowInvalid, OSError, EOFError, RecursionError):
-        return _read_line_by_line(data, key)
+        return _lines(text, key, first_line)
     if _too_deep(table):
-        return _read_line_by_line(data, key)  # reject only the lines that nest too deeply
+        return _lines(text, key, first_line)  # reject only the lines that nest too deeply
     timestamps = table.column(TIMESTAMP) if TIMESTAMP in table.column_names else None
     if (
         timestamps is None
         or timestamps.null_count
         or (not pa.types.is_floating(timestamps.type) and not pa.types.is_integer(timestamps.type))
+        or table.num_rows != text.count(b"\n")  # blank lines: numbers would be off
     ):
-        return _read_line_by_line(data, key)  # find the lines without a usable timestamp
+        return _lines(text, key, first_line)  # find the lines without a usable timestamp
     if any(_loses_digits(c.combine_chunks()) for c in table.columns):
-        return _read_line_by_line(data, key)  # Python's json keeps every digit of an integer
+        return _lines(text, key, first_line)  # Python's json keeps every digit of an integer
     return JsonLinesRead(table=table, issues=[], path=FAST)
+
+
+@dataclass
+class _Block:
+    """Whole lines of a file (each ending in a newline) and what stopped the stream after them."""
+
+    text: bytes
+    first_line: int  # the number of its first line in the file
+    issues: list[LineIssue]
+    last: bool = False
+
+
+def _inflate(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
+    """The decompressed bytes of every gzip member, `chunk` bytes at most at a time (0: all at
+    once); last, why the stream stopped early (a str) or None."""
+    rest, members, produced = data, 0, False
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while True:
+                out = inflater.decompress(pending, chunk)
+                if out:
+                    produced = True
+                    yield out
+                pending = inflater.unconsumed_tail
+                if inflater.eof or (not pending and not out):
+                    break
+            tail = b"" if inflater.eof else inflater.flush()
+        except zlib.error as exc:
+            yield (
+                f"not a gzip stream: {exc}"
+                if not produced
+                else f"bad gzip data in member {members + 1}: {exc}"
+            )
+            return
+        if tail:
+            yield tail
+        if not inflater.eof:
+            yield "truncated gzip stream: the file ends before the compressed data does"
+            return
+        members += 1
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # the end (zero padding is allowed after a member)
+            yield None
+            return
+
+
+def _blocks(data: bytes, key: str, block_bytes: int | None) -> Iterator[_Block]:
+    """The file's decompressed lines in blocks of about `block_bytes` (None: one block), cut
+    at line ends, so a file of any size is parsed a block at a time; the last block carries
+    why the stream stopped early, with the incomplete last line's number."""
+    carry = bytearray()
+    line = 1
+    for item in _inflate(data, block_bytes or 0):
+        if isinstance(item, bytes):
+            carry += item
+            if block_bytes is not None and len(carry) >= block_bytes:
+                cut = carry.rfind(b"\n") + 1
+                if cut:
+                    text = bytes(carry[:cut])
+                    del carry[:cut]
+                    yield _Block(text, line, [])
+                    line += text.count(b"\n")
+            continue
+        stopped = item
+        cut = carry.rfind(b"\n") + 1
+        text, last = bytes(carry[:cut]), bytes(carry[cut:])
+        issues: list[LineIssue] = []
+        if stopped is None and last:
+            text += last + b"\n"  # a last line without its newline
+        elif stopped is not None and last:
+            issues.append(LineIssue(key, line + text.count(b"\n"), f"incomplete last line: {stopped}"))
+        elif stopped is not None:
+            issues.append(LineIssue(key, None, stopped))
+        yield _Block(text, line, issues, last=True)
+        return
+
+
+def _with_empty_file(issues: list[LineIssue], anything: int | bool, key: str) -> list[LineIssue]:
+    """`issues`, or the one issue of a file without a line at all."""
+    return issues if anything or issues else [LineIssue(key, None, "empty file: no lines")]
 
 
 class DuplicateKeyError(ValueError):
@@ -99,26 +200,6 @@ def _nesting(record: dict[str, Any]) -> int:
     return max((value_depth(v) for v in values), default=0)
 
 
-def _gunzip(data: bytes) -> tuple[bytes, str | None]:
-    """Everything that decompresses, every gzip member of it, and why it stopped early (None
-    if it did not)."""
-    out: list[bytes] = []
-    rest = data
-    while True:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out.append(inflater.decompress(rest) + inflater.flush())
-        except zlib.error as exc:
-            if not out:
-                return b"", f"not a gzip stream: {exc}"
-            return b"".join(out), f"bad gzip member after {len(out)}: {exc}"
-        if not inflater.eof:
-            return b"".join(out), "truncated gzip stream: the file ends before the compressed data does"
-        rest = inflater.unused_data
-        if not rest.strip(b"\0"):  # end of the file (padding zeros are allowed after a member)
-            return b"".join(out), None
-
-
 def _scalar_text(value: Any) -> str | None:
     """A JSON value as the text the table keeps (the same text the fast path produces)."""
     if value is None or isinstance(value, str):
@@ -140,18 +221,15 @@ def _drop_null_members(value: Any) -> Any:
     return value
 
 
-def _read_line_by_line(data: bytes, key: str) -> JsonLinesRead:
-    raw, stopped = _gunzip(data)
+def _lines(text: bytes, key: str, first_line: int = 1) -> JsonLinesRead:
+    """Whole lines parsed one by one: every good line kept, every bad one reported by number."""
     issues: list[LineIssue] = []
-    lines = raw.split(b"\n")
-    if stopped is not None and lines and lines[-1]:
-        issues.append(LineIssue(key, len(lines), f"incomplete last line: {stopped}"))
-        lines = lines[:-1]
-    elif stopped is not None:
-        issues.append(LineIssue(key, None, stopped))
+    lines = text.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the text ends with a newline
     records: list[dict[str, Any]] = []
     extra_keys: dict[str, None] = {}
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
         if not line.strip():
             continue
         try:
@@ -180,8 +258,6 @@ def _read_line_by_line(data: bytes, key: str) -> JsonLinesRead:
         if isinstance(extra, dict):
             extra_keys.update(dict.fromkeys(extra))
         records.append(record)
-    if not records and not issues:
-        issues.append(LineIssue(key, None, "empty file: no lines"))
     return JsonLinesRead(table=_records_table(records, list(extra_keys)), issues=issues, path=SLOW)
 
 
@@ -236,30 +312,48 @@ def _records_table(records: list[dict[str, Any]], extra_keys: list[str]) -> pa.T
 
 
 def read_parts(data: bytes, entry: ManifestEntry, part_rows: int) -> Iterator[NormalizedFile]:
-    """The file parsed and normalized whole (one part), with its rejected lines. A value that
-    Arrow typed in a way the table cannot take sends the file to the line-by-line path, which
-    rejects only the lines that hold such values."""
-    parsed = read_json_lines(data, entry.key)
-    try:
-        normalized = normalize_table(parsed.table, entry.key, entry.etag)
-    except NormalizationError:
-        if parsed.path != FAST:
-            raise
-        parsed = _read_line_by_line(data, entry.key)
-        normalized = normalize_table(parsed.table, entry.key, entry.etag)
-    normalized.issues = parsed.issues
-    normalized.reader = parsed.path
-    yield normalized
+    """The file decompressed, parsed and normalized `TEXT_BLOCK` bytes of lines at a time (a
+    file of any size stays bounded in memory), with its rejected lines. A block whose values
+    Arrow typed in a way the table cannot take is read line by line, which rejects only the
+    lines that hold such values."""
+    rows = 0
+    reported = False
+    for block in _blocks(data, entry.key, TEXT_BLOCK):
+        parsed = (
+            _parse_block(block.text, entry.key, block.first_line) if block.text else _lines(b"", entry.key)
+        )
+        try:
+            normalized = normalize_table(parsed.table, entry.key, entry.etag)
+        except NormalizationError:
+            if parsed.path != FAST:
+                raise
+            parsed = _lines(block.text, entry.key, block.first_line)
+            normalized = normalize_table(parsed.table, entry.key, entry.etag)
+        rows += normalized.table.num_rows
+        issues = parsed.issues + block.issues
+        reported = reported or bool(issues)
+        normalized.issues = _with_empty_file(issues, rows or reported, entry.key) if block.last else issues
+        normalized.reader = parsed.path
+        yield normalized
 
 
 # Exact integers above this cannot share a float64 column with fractions without losing digits.
 _EXACT_FLOAT_INT = float(2**53)
 
 
-def _decompressed(data: bytes) -> bytes | None:
-    """Every gzip member of a file; None if the file is not a complete gzip stream."""
-    raw, stopped = _gunzip(data)
-    return raw if stopped is None else None
+def _decompressed(data: bytes, limit: int = BATCH_TEXT_LIMIT) -> bytes | None:
+    """Every gzip member of a small file; None if it is not a complete gzip stream or
+    decompresses to more than `limit` bytes (a file for the block-by-block path)."""
+    out = bytearray()
+    for item in _inflate(data, 1 << 20):
+        if isinstance(item, str):
+            return None
+        if item is None:
+            return bytes(out)
+        out += item
+        if len(out) > limit:
+            return None
+    return None
 
 
 def _loses_digits(values: pa.Array) -> bool:
