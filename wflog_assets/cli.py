@@ -191,7 +191,9 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
     from wflog_assets.tools.clickhouse import convert_export
 
     try:
-        result = convert_export(args.export, _store(args.dest), rows_per_file=args.rows_per_file)
+        result = convert_export(
+            args.export, _store(args.dest), rows_per_file=args.rows_per_file, timezone=args.timezone
+        )
     except (ExportFormatError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -310,6 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert.add_argument("export", help="the export: .csv or .csv.gz, with header")
     convert.add_argument("--dest", required=True, help="source root: directory or s3://bucket/prefix")
     convert.add_argument("--rows-per-file", type=int, default=250_000)
+    convert.add_argument(
+        "--timezone",
+        help="the zone of the export's Timestamp values (an IANA name; default: UTC, or what a "
+        "CSVWithNamesAndTypes type line says)",
+    )
     convert.add_argument(
         "--allow-rejects",
         action="store_true",

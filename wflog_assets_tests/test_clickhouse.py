@@ -279,3 +279,88 @@ def test_converting_twice_gives_identical_files_and_ingesting_after_both_no_dupl
     convert_export(export, backend.store, rows_per_file=1_000)  # the same export again
     _run_days(backend, instance)
     assert _without_lineage(table_rows(backend.table())) == _without_lineage([expected(r) for r in many])
+
+
+def _random_rows(seed: int, n: int) -> list[tuple[str | None, ...]]:
+    import random
+
+    rng = random.Random(seed)
+    rows: list[tuple[str | None, ...]] = []
+    for i in range(n):
+        stamp = dt.datetime(2025, 12, 1) + dt.timedelta(seconds=rng.uniform(0, 2 * 86_400))
+        body = rng.choice(("plain", 'with "quotes", commas', "two\nlines", "naïve ✓", None))
+        rows.append((stamp.strftime("%Y-%m-%d %H:%M:%S.%f"), "INFO", "app", body, f"atlan-wf-{i % 4}", "n"))
+    return rows
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_invalid_utf8_in_any_string_column_is_a_reject_with_its_line_and_the_rest_converts(
+    tmp_path: Path, seed: int
+):
+    import random
+
+    rng = random.Random(seed)
+    rows = _random_rows(seed, 400)
+    starts = [2 + sum(1 + (r[3] or "").count("\n") for r in rows[:i]) for i in range(len(rows))]
+    plain = [i for i, r in enumerate(rows) if r[3] == "plain"]
+    hit = sorted(rng.sample(plain, 12))
+    text = ch_csv(rows).split(b"\n")
+    for i in hit:  # bytes that are not UTF-8 inside the Body, the tenant or the node
+        column = rng.choice((b'"plain"', b'"app"', b'"n"'))
+        line = text[starts[i] - 1]
+        text[starts[i] - 1] = line.replace(column, column[:2] + b"\xff\xfe" + column[2:], 1)
+    export = tmp_path / "export.csv"
+    export.write_bytes(b"\n".join(text))
+    store = LocalObjectStore(tmp_path / "out")
+    result = convert_export(export, store, rows_per_file=50, block_size=1 << 12)
+    assert [r.line for r in result.rejects] == [starts[i] for i in hit]
+    assert all("is not UTF-8" in r.reason and "\\xff\\xfe" in r.text for r in result.rejects)
+    assert (result.rows_written, result.rows_read) == (len(rows) - len(hit), len(rows))
+
+
+def test_a_failed_conversion_leaves_no_file_behind(tmp_path: Path):
+    export = tmp_path / "export.csv"
+    export.write_bytes(ch_csv(_random_rows(3, 3_000)))
+    store = LocalObjectStore(tmp_path / "out")
+
+    def fail_late(progress: Any) -> None:
+        if progress.rows_written >= 2_000:  # chunk files already written by then
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        convert_export(export, store, rows_per_file=500, block_size=1 << 14, on_progress=fail_late)
+    assert _files(tmp_path / "out") == {}
+    result = convert_export(export, store, rows_per_file=500, block_size=1 << 14)
+    assert set(_files(tmp_path / "out")) == set(result.files) and result.rows_written == 3_000
+
+
+def test_the_same_content_gives_the_same_files_whatever_its_name_or_compression(tmp_path: Path):
+    body = ch_csv(_random_rows(4, 2_000))
+    (tmp_path / "a.csv").write_bytes(body)
+    (tmp_path / "renamed.csv.gz").write_bytes(gzip.compress(body, mtime=0))
+    for name, out in (("a.csv", "x"), ("renamed.csv.gz", "y")):
+        convert_export(tmp_path / name, LocalObjectStore(tmp_path / out), rows_per_file=300)
+    assert _files(tmp_path / "x") == _files(tmp_path / "y") != {}
+
+
+def test_time_zones_are_honoured_or_refused_and_nanoseconds_never_change_the_day(tmp_path: Path):
+    rows = [
+        ("2025-12-01 23:59:59.999999999", "INFO", "app", "last ns", "atlan-wf-1", "n"),
+        ("2025-12-02 05:29:59", "INFO", "app", "kolkata morning", "atlan-wf-1", "n"),
+    ]
+    typed = ch_csv(rows).split(b"\n", 1)
+    types = b'"DateTime64(9, \'Asia/Kolkata\')","LowCardinality(String)","String","String","String","String"'
+    export = tmp_path / "typed.csv"
+    export.write_bytes(typed[0] + b"\n" + types + b"\n" + typed[1])
+    store = LocalObjectStore(tmp_path / "out")
+    result = convert_export(export, store)
+    assert result.rows_by_day == {"2025-12-01": 2}  # 05:29:59 in Kolkata is 23:59:59 UTC
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(ch_csv(rows))
+    utc = convert_export(plain, LocalObjectStore(tmp_path / "utc"))
+    assert utc.rows_by_day == {"2025-12-01": 1, "2025-12-02": 1}
+    told = convert_export(plain, LocalObjectStore(tmp_path / "told"), timezone="Asia/Kolkata")
+    assert told.rows_by_day == {"2025-12-01": 2}
+    with pytest.raises(ExportFormatError, match=r"Asia/Kolkata.*told 'Europe/Paris'"):
+        convert_export(export, LocalObjectStore(tmp_path / "refused"), timezone="Europe/Paris")
+    assert not (tmp_path / "refused").exists()

@@ -36,6 +36,14 @@ class ObjectStore(Protocol):
 
     def write(self, key: str, data: bytes) -> None: ...
 
+    def move(self, source: str, target: str) -> None:
+        """Put the object `source` at `target` (replacing it) and remove `source`."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object (nothing if it is not there)."""
+        ...
+
 
 class LocalObjectStore:
     """A directory laid out like the bucket. The ETag stand-in is size + modification time."""
@@ -81,6 +89,14 @@ class LocalObjectStore:
         tmp.write_bytes(data)
         tmp.replace(path)
 
+    def move(self, source: str, target: str) -> None:
+        path = self.root / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (self.root / source).replace(path)  # atomic within one filesystem
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
 
 class S3ObjectStore:
     """An S3 bucket and prefix, through a boto3 client (paginated listing)."""
@@ -122,6 +138,14 @@ class S3ObjectStore:
 
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+    def move(self, source: str, target: str) -> None:
+        copy = {"Bucket": self.bucket, "Key": self.prefix + source}
+        self.client.copy_object(Bucket=self.bucket, Key=self.prefix + target, CopySource=copy)
+        self.delete(source)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
 
 
 class TimedStore:

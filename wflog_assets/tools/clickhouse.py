@@ -16,18 +16,32 @@ SeverityText -> `level` (WARN -> WARNING, anything else kept as written); Tenant
 `extra.trace_id`; WorkflowNode -> `extra.atlan-argo-workflow-node`. `\\N` and unquoted empty
 fields are null; a quoted `""` is an empty string.
 
-Bad rows are never guessed: a row with the wrong number of fields, or whose timestamp is empty
-or unparsable, goes to `<dest>/_rejects/<export id>.rejects.jsonl` with its physical line
-number in the export (1 = the header) and the reason. Same export, same output: file names
-and contents depend only on the export's bytes and the settings.
+Bad rows are never guessed: a row with the wrong number of fields, an empty or unparsable
+timestamp, or text that is not UTF-8 goes to `<dest>/_rejects/<export id>.rejects.jsonl` with
+its physical line number in the export (1 = the header) and the reason.
+
+All or nothing: chunk files are written under `<dest>/_incoming/<run>/` (outside the `year=`
+folders, so no day lists them) and moved into place only once the whole export converted; a
+failed conversion removes what it wrote. Same content, same output: the export id is the
+SHA-256 of the export's decompressed bytes, so the same export, plain or gzip, under any file
+name, gives the same file names and contents (converting it again replaces them).
+
+Time: `Timestamp` is read as UTC, or in the zone the export states: `timezone=` (the CLI's
+`--timezone`), or a `CSVWithNamesAndTypes` export's type line (`DateTime64(9, 'Asia/Kolkata')`);
+an export whose type line names another zone than the one given is refused. Digits past the
+microsecond are dropped (a float64 of Unix seconds holds about 0.2 us): 23:59:59.999999999
+stays on its day.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 import os
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +65,7 @@ COLUMNS: tuple[str, ...] = (
     "WorkflowNode",
 )
 REJECTS_FOLDER = "_rejects"
+INCOMING_FOLDER = "_incoming"
 DEFAULT_ROWS_PER_FILE = 250_000
 BLOCK_SIZE = 8 << 20
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -99,22 +114,22 @@ class ConversionResult:
 
 
 def export_id(path: str | os.PathLike[str]) -> str:
-    """12 hex digits from the export's size and its first and last MiB (rename-proof, cheap)."""
-    size = os.path.getsize(path)
-    h = hashlib.sha256(f"wflog-clickhouse-v1\n{size}\n".encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read())
+    """12 hex digits of the SHA-256 of the export's decompressed bytes: the same export, plain
+    or gzip, under any name, has one id."""
+    h = hashlib.sha256(b"wflog-clickhouse-v2\n")
+    with _open(Path(path)) as stream:
+        while chunk := stream.read(8 << 20):
+            h.update(chunk)
     return h.hexdigest()[:12]
 
 
-def parse_timestamps(text: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(Unix seconds as double, valid mask) for ClickHouse `YYYY-MM-DD HH:MM:SS[.f...]` text.
+def parse_timestamps(text: pa.Array, timezone: str = "UTC") -> tuple[pa.Array, pa.Array]:
+    """(Unix seconds as double, valid mask) for ClickHouse `YYYY-MM-DD HH:MM:SS[.f...]` text,
+    a local time of `timezone` (ambiguous and skipped times of a DST change: the earliest).
 
     Computed as (whole seconds * 10^6 + microseconds) / 10^6 in float64: exact integers until
-    the one division, so up to 6 fractional digits give the correctly rounded double.
+    the one division, so the double is the correctly rounded microsecond, which never reaches
+    the next second (digits past the microsecond are dropped, not rounded).
     """
     head = pc.utf8_slice_codeunits(text, 0, 19)
     whole = pc.strptime(head, format=_TIME_FORMAT, unit="s", error_is_null=True)
@@ -123,11 +138,38 @@ def parse_timestamps(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     separator_ok = pc.equal(pc.strftime(whole, format=_TIME_FORMAT), head)
     fraction_ok = pc.match_substring_regex(rest, _FRACTION)
     valid = pc.fill_null(pc.and_(pc.and_(pc.is_valid(whole), separator_ok), fraction_ok), False)
-    digits = pc.utf8_rpad(pc.utf8_slice_codeunits(rest, 1, 10), 9, "0")
-    nanos = pc.cast(pc.if_else(valid, digits, "000000000"), pa.int64())
+    digits = pc.utf8_rpad(pc.utf8_slice_codeunits(rest, 1, 7), 6, "0")
+    micros_part = pc.cast(pc.if_else(valid, digits, "000000"), pa.int64())
+    if timezone != "UTC":
+        whole = pc.assume_timezone(whole, timezone, ambiguous="earliest", nonexistent="earliest")
     seconds = pc.cast(pc.cast(whole, pa.int64()), pa.float64())
-    micros = pc.add(pc.multiply(seconds, 1e6), pc.divide(pc.cast(nanos, pa.float64()), 1e3))
+    micros = pc.add(pc.multiply(seconds, 1e6), pc.cast(micros_part, pa.float64()))
     return pc.if_else(valid, pc.divide(micros, 1e6), pa.scalar(None, pa.float64())), valid
+
+
+def _utf8_rejects(batch: pa.RecordBatch, starts: pa.Array) -> tuple[pa.Array, list[Reject]]:
+    """(rows whose text is all UTF-8, rejects for the others): a String column of ClickHouse
+    holds any bytes, and the CSV is read without validating them."""
+    bad: set[int] = set()
+    rejects: list[Reject] = []
+    for name in COLUMNS:
+        column = batch.column(name)
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        for row, value in enumerate(column.view(pa.binary()).to_pylist()):
+            if value is None or row in bad:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.add(row)
+                text = value.decode("utf-8", "backslashreplace")
+                rejects.append(Reject(starts[row].as_py(), f"{name} is not UTF-8", text))
+    good = pa.array([row not in bad for row in range(batch.num_rows)], pa.bool_())
+    return good, rejects
 
 
 def _levels(values: pa.Array) -> pa.Array:
@@ -156,8 +198,8 @@ class _LineTracker:
     pyarrow numbers records (1 = the header), not lines; a Body with newlines spans several.
     """
 
-    def __init__(self) -> None:
-        self.next_line = 2  # line 1 is the header
+    def __init__(self, first_line: int = 2) -> None:
+        self.next_line = first_line  # line 1 is the header (2 its types, if any)
         self.next_record = 2
         self.invalid: list[tuple[int, str, int]] = []  # (record number, raw text, fields)
 
@@ -214,8 +256,10 @@ class _DayFiles:
         rows_per_file: int,
         max_buffered_rows: int,
         result: ConversionResult,
+        incoming: str,
     ) -> None:
         self.store, self.export, self.result = store, export, result
+        self.incoming = incoming  # where files wait until the whole export converted
         self.rows_per_file, self.max_buffered = rows_per_file, max_buffered_rows
         self.buffers: dict[int, list[pa.Table]] = {}
         self.counts: dict[int, int] = {}
@@ -250,7 +294,7 @@ class _DayFiles:
         key = f"{day_prefix(date)}chunk-ch{self.export}-{seq:05d}-part{first_ms}.parquet"
         sink = io.BytesIO()
         pq.write_table(chunk, sink, compression="zstd")
-        self.store.write(key, sink.getvalue())
+        self.store.write(self.incoming + key, sink.getvalue())
         self.result.files.append(key)
         self.result.rows_written += chunk.num_rows
         self.result.rows_by_day[date.isoformat()] = (
@@ -263,15 +307,31 @@ def _open(path: Path) -> pa.NativeFile:
     return pa.input_stream(str(path), compression=compression)
 
 
-def _check_header(path: Path) -> None:
+_ZONE = re.compile(r"DateTime64?\(\s*(?:\d+\s*,\s*)?'([^']+)'\s*\)")
+
+
+def _check_header(path: Path, timezone: str | None) -> tuple[bool, str]:
+    """(whether a type line follows the names, the export's time zone)."""
     with _open(path) as stream:
-        first = stream.read(4096).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    names = [n.strip().strip('"') for n in first.split(",")]
+        head = stream.read(8192).split(b"\n", 2)
+    rows = list(csv.reader(h.decode("utf-8", "replace").strip() for h in head[:2]))
+    names = [n.strip() for n in rows[0]] if rows else []
     if names != list(COLUMNS):
         raise ExportFormatError(
             f"{path}: header is {names}, expected {list(COLUMNS)}: export with "
-            "`FORMAT CSVWithNames` and these columns in this order"
+            "`FORMAT CSVWithNames` (or CSVWithNamesAndTypes) and these columns in this order"
         )
+    types = [t.strip() for t in rows[1]] if len(rows) > 1 else []
+    if len(types) != len(COLUMNS) or not types[0].startswith("DateTime"):
+        return False, timezone or "UTC"
+    match = _ZONE.search(types[0])
+    stated = match[1] if match else None
+    if stated is not None and timezone is not None and stated != timezone:
+        raise ExportFormatError(
+            f"{path}: Timestamp is {types[0]} but the conversion was told {timezone!r}: "
+            "drop the option, or export with toTimeZone(Timestamp, 'UTC')"
+        )
+    return True, stated or timezone or "UTC"
 
 
 def convert_export(
@@ -281,31 +341,77 @@ def convert_export(
     max_buffered_rows: int | None = None,
     block_size: int = BLOCK_SIZE,
     on_progress: Callable[[ConversionResult], None] | None = None,
+    timezone: str | None = None,
 ) -> ConversionResult:
-    """Convert one export into chunk files in `store`; rejects go to `_rejects/` in the store."""
+    """Convert one export into chunk files in `store`, all or nothing; rejects go to
+    `_rejects/` in the store. `timezone`: the zone of the export's local times (default UTC,
+    or what its type line says)."""
     if rows_per_file < 1:
         raise ValueError(f"rows_per_file={rows_per_file}: use 1 or more")
     source = Path(path)
-    _check_header(source)
+    typed, zone = _check_header(source, timezone)
     result = ConversionResult(export_id=export_id(source))
-    lines = _LineTracker()
-    days = _DayFiles(store, result.export_id, rows_per_file, max_buffered_rows or 2 * rows_per_file, result)
+    days = _DayFiles(
+        store,
+        result.export_id,
+        rows_per_file,
+        max_buffered_rows or 2 * rows_per_file,
+        result,
+        incoming=f"{INCOMING_FOLDER}/{uuid.uuid4().hex}/",
+    )
+    try:
+        _convert(source, result, days, typed, zone, block_size, on_progress)
+        for key in result.files:  # every file converted: put them in place
+            store.move(days.incoming + key, key)
+    except BaseException:
+        for key in result.files:
+            store.delete(days.incoming + key)
+        raise
+    if result.rejects:
+        result.rejects.sort(key=lambda r: r.line)
+        result.rejects_key = f"{REJECTS_FOLDER}/{result.export_id}.rejects.jsonl"
+        body = "".join(
+            json.dumps({"line": r.line, "reason": r.reason, "row": r.text}, ensure_ascii=False) + "\n"
+            for r in result.rejects
+        )
+        store.write(result.rejects_key, body.encode())
+    return result
+
+
+def _convert(
+    source: Path,
+    result: ConversionResult,
+    days: _DayFiles,
+    typed: bool,
+    zone: str,
+    block_size: int,
+    on_progress: Callable[[ConversionResult], None] | None,
+) -> None:
+    """Read the export block by block into `days` (rows) and `result` (rejects)."""
+    lines = _LineTracker(first_line=3 if typed else 2)
     reader = pcsv.open_csv(
         _open(source),
-        read_options=pcsv.ReadOptions(use_threads=False, block_size=block_size),
+        read_options=pcsv.ReadOptions(
+            use_threads=False, block_size=block_size, skip_rows_after_names=int(typed)
+        ),
         parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lines.on_invalid),
         convert_options=pcsv.ConvertOptions(
             column_types=dict.fromkeys(COLUMNS, _STRING),
             null_values=["\\N", ""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
+            check_utf8=False,
         ),
     )
     for batch in reader:
         starts, skipped = lines.lines_of(batch)
         result.rejects.extend(skipped)
         result.rows_read += batch.num_rows + len(skipped)
-        timestamps, valid = parse_timestamps(batch.column("Timestamp"))
+        utf8, bad_text = _utf8_rejects(batch, starts)
+        if bad_text:
+            result.rejects.extend(bad_text)
+            batch, starts = batch.filter(utf8), starts.filter(utf8)
+        timestamps, valid = parse_timestamps(batch.column("Timestamp"), zone)
         if not pc.all(valid).as_py():
             bad = pc.invert(valid)
             for row, line in zip(batch.filter(bad).to_pylist(), starts.filter(bad).to_pylist(), strict=True):
@@ -324,12 +430,3 @@ def convert_export(
     result.rejects.extend(tail)
     result.rows_read += len(tail)
     days.close()
-    if result.rejects:
-        result.rejects.sort(key=lambda r: r.line)
-        result.rejects_key = f"{REJECTS_FOLDER}/{result.export_id}.rejects.jsonl"
-        body = "".join(
-            json.dumps({"line": r.line, "reason": r.reason, "row": r.text}, ensure_ascii=False) + "\n"
-            for r in result.rejects
-        )
-        store.write(result.rejects_key, body.encode())
-    return result
