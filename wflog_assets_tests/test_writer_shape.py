@@ -105,6 +105,13 @@ def test_app_level_records_land_queryable_and_a_writer_day_passes_every_check(
         "source_fully_ingested": True,
         "no_duplicate_rows": True,
     }
+    for evaluation in result.get_asset_check_evaluations():  # each check result is its day's
+        assert evaluation.partition == SECOND.isoformat()
+        assert evaluation.metadata["day"].value == SECOND.isoformat()
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            evaluation.asset_check_key, limit=10
+        )
+        assert [r.status.value for r in history] == ["SUCCEEDED"]  # one record, none skipped
     want = expected_rows_for_days(backend.store, [SECOND])
     assert table_rows(backend.table()) == want
     app_rows = [r for r in want if r["atlan_argo_workflow_name"] == APP_WORKFLOW]

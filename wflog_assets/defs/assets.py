@@ -229,7 +229,7 @@ def workflow_logs(
         "quarantined_records": dg.MetadataValue.int(quarantined.num_rows),
         "quarantine_snapshot_id": dg.MetadataValue.text(str(snapshot)),
     }
-    return dg.MaterializeResult(metadata=metadata, check_results=check_results(outcomes))
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results(outcomes, day))
 
 
 def _daily(
@@ -253,14 +253,22 @@ def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.Ass
         io_manager_key=STAGING_IO_MANAGER,
         kinds={"pyarrow", "parquet"},
     )
+    with warnings.catch_warnings():
+        # partitioned checks are a preview in Dagster 1.13: each result is the check of its day
+        warnings.filterwarnings(
+            "ignore", message=".*partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+        )
+        checks = [
+            dg.AssetCheckSpec(
+                name, asset="workflow_logs", description=description, partitions_def=partitions_def
+            )
+            for name, (_, description) in CHECKS.items()
+        ]
     table = _daily(
         workflow_logs,
         partitions_def,
         kinds={"iceberg"},
-        check_specs=[
-            dg.AssetCheckSpec(name, asset="workflow_logs", description=description)
-            for name, (_, description) in CHECKS.items()
-        ],
+        check_specs=checks,
         ins={"manifest": dg.AssetIn(key=raw.key), "normalized_log_batches": dg.AssetIn(key=normalized.key)},
     )
     return [raw, normalized, table]

@@ -167,15 +167,16 @@ def staged_metadata(
     return metadata
 
 
-def check_results(outcomes: list[CheckOutcome]) -> list[dg.AssetCheckResult]:
-    """The checks' outcomes as Dagster check results (evidence in metadata)."""
+def check_results(outcomes: list[CheckOutcome], day: str) -> list[dg.AssetCheckResult]:
+    """The checks' outcomes as Dagster check results of `day` (evidence in metadata; the day
+    in the description and metadata too, for any view that does not show the partition)."""
     return [
         dg.AssetCheckResult(
             check_name=o.name,
             passed=o.passed,
-            description=o.description,
+            description=f"{day}: {o.description}",
             severity=dg.AssetCheckSeverity(o.severity),
-            metadata=o.metadata,
+            metadata={"day": day, **o.metadata},
         )
         for o in outcomes
     ]
