@@ -47,11 +47,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# The embedded default's instance (the demo, `materialize`, and `dagster dev` per the README):
+# runs stuck starting or canceling are failed after the timeouts (a killed `dagster dev` leaves
+# none behind), and no telemetry. Written only where no dagster.yaml says otherwise.
+EMBEDDED_INSTANCE_YAML = """\
+# Dagster instance of wflog-assets' embedded default (written by wflog-assets; edit freely).
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 30
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+"""
+
+
 def _instance(home: Path):  # -> dg.DagsterInstance
     import dagster as dg
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        config.write_text(EMBEDDED_INSTANCE_YAML)
     return dg.DagsterInstance.from_config(str(home))
 
 

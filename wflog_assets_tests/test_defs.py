@@ -117,3 +117,17 @@ def test_readme_documents_every_environment_variable_and_the_ci_test_command():
         assert f"| `{setting.name}` | {setting.configures}" in readme, setting.name
     assert "bash .ci/test" in readme
     assert "bash .ci/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_embedded_instance_monitors_runs_without_telemetry_and_keeps_an_operators_yaml(tmp_path: Path):
+    from wflog_assets.cli import _instance
+
+    with _instance(tmp_path / "home") as instance:
+        assert instance.run_monitoring_enabled and not instance.telemetry_enabled
+        assert instance.run_monitoring_settings["start_timeout_seconds"] == 180
+        assert instance.run_monitoring_settings["cancel_timeout_seconds"] == 180
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
+    with _instance(own) as instance:
+        assert instance.telemetry_enabled and not instance.run_monitoring_enabled

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +153,31 @@ def test_secrets_appear_nowhere_in_logs_metadata_or_instance_storage(weed: WeedS
 def instance() -> dg.DagsterInstance:
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+def test_the_documented_quarantine_snippet_works_outside_a_run_on_the_rest_catalog(
+    weed: WeedServer, monkeypatch: pytest.MonkeyPatch
+):
+    """Outside a run a resource still holds its `dg.EnvVar`s: the credential must be read from
+    the environment, not sent as the variable's name (`invalid_client` before)."""
+    import re
+
+    run = uuid.uuid4().hex[:10]
+    for name, value in rest_env(weed, run).items():
+        monkeypatch.setenv(name, value)
+    backend = rest_backend(weed, run)
+    day = dt.date(2025, 12, 5)
+    good = {
+        "timestamp": dt.datetime(2025, 12, 5, 1, tzinfo=dt.UTC).timestamp(),
+        "extra": {"workflow_id": "w"},
+    }
+    lines = [json.dumps(good), json.dumps({**good, "extra": {}})]  # the second has no workflow
+    backend.store.write("year=2025/month=12/day=05/x.json.gz", gzip.compress("\n".join(lines).encode()))
+    with dg.DagsterInstance.ephemeral() as instance:
+        backend.run_day(day, instance)
+    doc = (Path(__file__).parent.parent / "docs" / "data-contract.md").read_text()
+    (snippet,) = re.findall(r"```python\n(from wflog_assets.defs import settings\n.*?)```", doc, re.S)
+    scope: dict[str, object] = {}
+    exec(compile(snippet + "\nrows = " + snippet.strip().splitlines()[-1], "snippet", "exec"), scope)
+    rows = scope["rows"]
+    assert [r["quarantine_reason"] for r in rows.to_pylist()] == ["no workflow name"]

@@ -39,6 +39,13 @@ from wflog_assets.staging.pieces import StagedRuns
 MAX_POOL_CONNECTIONS = 64
 
 
+def secret(value: str | None) -> str | None:
+    """A field's value: inside a run Dagster has resolved a `dg.EnvVar` already; outside one (a
+    script, the CLI, a notebook) the field still holds the `EnvVar`, whose text is the variable's
+    NAME, so it is read from the environment here."""
+    return value.get_value() if isinstance(value, dg.EnvVar) else value
+
+
 class SourceS3Resource(S3Resource):
     """dagster-aws `S3Resource` plus path-style addressing (needed by most S3-compatible stores)."""
 
@@ -62,9 +69,9 @@ class SourceS3Resource(S3Resource):
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
             verify=self.verify,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
+            aws_access_key_id=secret(self.aws_access_key_id),
+            aws_secret_access_key=secret(self.aws_secret_access_key),
+            aws_session_token=secret(self.aws_session_token),
             config=config,
         )
 
@@ -72,9 +79,9 @@ class SourceS3Resource(S3Resource):
         """The same endpoint and credentials as a pyarrow filesystem (for staging files)."""
         endpoint = urlparse(self.endpoint_url) if self.endpoint_url else None
         return pafs.S3FileSystem(
-            access_key=self.aws_access_key_id,
-            secret_key=self.aws_secret_access_key,
-            session_token=self.aws_session_token,
+            access_key=secret(self.aws_access_key_id),
+            secret_key=secret(self.aws_secret_access_key),
+            session_token=secret(self.aws_session_token),
             region=self.region_name or "us-east-1",
             endpoint_override=endpoint.netloc if endpoint else None,
             scheme=endpoint.scheme if endpoint else "https",
@@ -232,12 +239,12 @@ class RestCatalogResource(IcebergCatalogResource):
         }
         token_uri = self.oauth2_server_uri or f"{self.uri.rstrip('/')}/v1/oauth/tokens"
         optional = {
-            "credential": self.credential,
+            "credential": secret(self.credential),
             "oauth2-server-uri": token_uri if self.credential else None,
             "scope": self.scope,
             "s3.endpoint": self.s3_endpoint,
-            "s3.access-key-id": self.s3_access_key_id,
-            "s3.secret-access-key": self.s3_secret_access_key,
+            "s3.access-key-id": secret(self.s3_access_key_id),
+            "s3.secret-access-key": secret(self.s3_secret_access_key),
         }
         props.update({k: v for k, v in optional.items() if v})
         return props
