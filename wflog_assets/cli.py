@@ -100,12 +100,22 @@ def materialize_days(days: Sequence[str], dagster_home: Path, layouts: bool = Fa
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     from wflog_assets.defs import settings
+    from wflog_assets.source.listing import has_year_folders
 
     start = dt.date.fromisoformat(args.start)
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
     home = Path(args.dagster_home or settings.data_dir() / "dagster_home")
-    for summary in materialize_days(days, home, layouts=args.layouts):
+    summaries = materialize_days(days, home, layouts=args.layouts)
+    for summary in summaries:
         print(_summary_line(summary))
+    source = settings.log_source()
+    if not any(s["source_files_in_day"] for s in summaries) and not has_year_folders(source.object_store()):
+        print(
+            f"error: {source.describe()} holds no year= folder: the source root looks one level off "
+            "(set WFLOG_SOURCE_DIR or WFLOG_S3_PREFIX to the folder right above year=YYYY)",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
@@ -115,6 +125,19 @@ def _summary_line(s: dict[str, object]) -> str:
         f"data_files={s['data_files_written']:>3} source_files={s['source_files_in_day']:>3} "
         f"snapshot={s['snapshot_id']} attempts={s['commit_attempts']}"
     )
+
+
+def _limit(text: str) -> int | None:
+    """`--limit`: a count of rows (0 or more), or `all` (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number of rows (0 or more) or `all`")
+    return value
 
 
 def _instant(text: str | None) -> float | None:
@@ -141,7 +164,7 @@ def _layout_table(layout: str):  # -> pyiceberg Table
 def _print_p0(
     workflow: str,
     node: str | None,
-    limit: int,
+    limit: int | None,
     start: float | None = None,
     end: float | None = None,
     columns: tuple[str, ...] | None = None,
@@ -267,13 +290,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wflog-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+Commands = Any  # argparse's subparsers action (private type)
+HELP = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
 
-    gen = sub.add_parser("generate", help="write synthetic chunk files")
+
+def _data_commands(sub: Commands) -> None:
+    """generate, materialize, demo."""
+    defaults = HELP
+    gen = sub.add_parser("generate", help="write synthetic chunk files", formatter_class=defaults)
     gen.add_argument("--dest", required=True, help="directory or s3://bucket/prefix")
-    gen.add_argument("--start", default="2025-12-01")
+    gen.add_argument("--start", required=True, help="first day (YYYY-MM-DD, UTC)")
     gen.add_argument("--days", type=int, default=3)
     gen.add_argument("--rows-per-day", type=int, default=20_000)
     gen.add_argument("--files-per-day", type=int, default=8)
@@ -289,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     gen.set_defaults(func=cmd_generate)
 
-    mat = sub.add_parser("materialize", help="run the daily job for a range of days")
+    mat = sub.add_parser(
+        "materialize", help="run the daily job for a range of days", formatter_class=defaults
+    )
     mat.add_argument("--start", required=True)
     mat.add_argument("--days", type=int, default=1)
     mat.add_argument("--dagster-home", help="instance directory (default: $WFLOG_DATA_DIR/dagster_home)")
@@ -300,10 +328,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     mat.set_defaults(func=cmd_materialize)
 
-    query = sub.add_parser("query", help="the P0 query: newest logs of one workflow")
+    demo = sub.add_parser("demo", help="generate demo logs and ingest them (embedded default)")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _table_commands(sub: Commands) -> None:
+    """query, report, convert-clickhouse."""
+    defaults = HELP
+    query = sub.add_parser(
+        "query", help="the P0 query: newest logs of one workflow", formatter_class=defaults
+    )
     query.add_argument("--workflow", required=True)
     query.add_argument("--node")
-    query.add_argument("--limit", type=int, default=20)
+    query.add_argument("--limit", type=_limit, default=20, help="rows to print: a number, or `all`")
     query.add_argument("--start", help="from this time (inclusive): ISO 8601, UTC, or Unix seconds")
     query.add_argument("--end", help="until this time (exclusive)")
     query.add_argument(
@@ -314,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     query.add_argument("--layout", default="wf_month", choices=("wf_month", "wf_bucket", "wf_bucket_month"))
     query.set_defaults(func=cmd_query)
 
-    report = sub.add_parser("report", help="the layout study: P0 latency per partition layout")
+    report = sub.add_parser(
+        "report", help="the layout study: P0 latency per partition layout", formatter_class=defaults
+    )
     report.add_argument(
         "--out", default="layout-report", help="path stem: writes <out>.md, <out>.png and <out>.json"
     )
@@ -326,7 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.set_defaults(func=cmd_report)
 
     convert = sub.add_parser(
-        "convert-clickhouse", help="ClickHouse CSV export -> chunk files in the source layout"
+        "convert-clickhouse",
+        help="ClickHouse CSV export -> chunk files in the source layout",
+        formatter_class=defaults,
     )
     convert.add_argument("export", help="the export: .csv or .csv.gz, with header")
     convert.add_argument("--dest", required=True, help="source root: directory or s3://bucket/prefix")
@@ -343,9 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     convert.set_defaults(func=cmd_convert_clickhouse)
 
-    demo = sub.add_parser("demo", help="generate demo logs and ingest them (embedded default)")
-    demo.set_defaults(func=cmd_demo)
 
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wflog-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _data_commands(sub)
+    _table_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

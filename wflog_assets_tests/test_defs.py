@@ -131,3 +131,24 @@ def test_the_embedded_instance_monitors_runs_without_telemetry_and_keeps_an_oper
     (own / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
     with _instance(own) as instance:
         assert instance.telemetry_enabled and not instance.run_monitoring_enabled
+
+
+def test_a_source_root_one_level_off_is_an_error_of_the_cli_and_a_warning_of_the_asset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from wflog_assets.cli import main as cli_main
+
+    logs = tmp_path / "bucket" / "logs"
+    assert (
+        cli_main(
+            ["generate", "--dest", str(logs), "--start", "2025-12-01", "--days", "1", "--rows-per-day", "200"]
+        )
+        == 0
+    )
+    monkeypatch.setenv("WFLOG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WFLOG_SOURCE_DIR", str(logs.parent))  # one level above year=
+    assert cli_main(["materialize", "--start", "2025-12-01"]) == 3
+    assert "holds no year= folder" in capsys.readouterr().err
+    monkeypatch.setenv("WFLOG_SOURCE_DIR", str(logs))
+    assert cli_main(["materialize", "--start", "2025-12-01"]) == 0
+    assert "rows_written=    200" in capsys.readouterr().out

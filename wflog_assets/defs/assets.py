@@ -40,7 +40,7 @@ from wflog_assets.quality.quarantine import (
     summarize,
     write_quarantine,
 )
-from wflog_assets.source.listing import list_day
+from wflog_assets.source.listing import has_year_folders, list_day
 from wflog_assets.staging.pieces import (
     DEFAULT_FETCH_WORKERS,
     DEFAULT_PART_ROWS,
@@ -126,20 +126,26 @@ def raw_log_chunks(
     context: dg.AssetExecutionContext, log_source: LogSourceResource
 ) -> dg.MaterializeResult[pa.Table]:
     """Manifest of the day's chunk files in the source (key, size, ETag, last-modified)."""
-    manifest = list_day(log_source.object_store(), partition_day(context.partition_key))
+    store = log_source.object_store()
+    manifest = list_day(store, partition_day(context.partition_key))
     context.log.info(
         f"{len(manifest.entries)} files, {manifest.total_bytes} bytes for "
         f"{manifest.day} in {log_source.describe()}"
     )
+    root_ok = bool(manifest.entries) or has_year_folders(store)
+    if not root_ok:
+        context.log.warning(
+            f"{log_source.describe()} holds no year= folder: the source root looks one level off "
+            "(WFLOG_SOURCE_DIR or WFLOG_S3_PREFIX must name the folder right above year=YYYY)"
+        )
     if manifest.ignored:
         context.log.warning(
             f"{len(manifest.ignored)} object(s) under the day are not chunk files "
             f"(.parquet / .json.gz) and were not read: {list(manifest.ignored)[:20]}"
         )
-    return dg.MaterializeResult(
-        value=manifest.to_arrow(),
-        metadata=manifest_metadata(manifest, log_source.describe()),
-    )
+    metadata = manifest_metadata(manifest, log_source.describe())
+    metadata["source_root_has_days"] = dg.MetadataValue.bool(root_ok)
+    return dg.MaterializeResult(value=manifest.to_arrow(), metadata=metadata)
 
 
 def normalized_log_batches(

@@ -53,6 +53,11 @@ def _neighbour_entries(store: ObjectStore, day: Day) -> Iterator[ManifestEntry]:
             yield entry
 
 
+def has_year_folders(store: ObjectStore) -> bool:
+    """Whether the source root holds any `year=` folder (a root one level off holds none)."""
+    return any(name.startswith("year=") for name in store.list_folders(""))
+
+
 def list_day(store: ObjectStore, day: dt.date) -> Manifest:
     """The chunk files of a day (every registered format): its folder, including any `hour=`
     level below it, and the files of its neighbours' folders that may hold its records."""
