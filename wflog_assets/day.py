@@ -10,6 +10,13 @@ DAY_SECONDS = 86_400
 MAX_UNIX_SECONDS = 1e11
 
 
+def utc_text(seconds: float | None) -> str | None:
+    """Unix seconds as readable UTC time (`2025-12-01T10:00:00.250000+00:00`) for metadata."""
+    if seconds is None:
+        return None
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="microseconds")
+
+
 def day_prefix(day: dt.date) -> str:
     """The source folder of one day, relative to the source root."""
     return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"

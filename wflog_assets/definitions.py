@@ -11,7 +11,7 @@ from wflog_assets.defs.assets import build_log_assets
 from wflog_assets.defs.layout_study import build_layout_study
 from wflog_assets.defs.maintenance import build_day_compaction, build_maintenance
 from wflog_assets.defs.partitions import daily_partitions, monthly_partitions
-from wflog_assets.defs.resources import IcebergCatalogResource
+from wflog_assets.defs.resources import IcebergCatalogResource, LocalLogSource
 from wflog_assets.defs.sensors import build_source_sensor
 
 INGEST_JOB = "ingest_workflow_logs"
@@ -29,7 +29,8 @@ def build_definitions(
 ) -> dg.Definitions:
     """Assets, job, sensor and resources for one configuration (tests pass their own)."""
     partitions = daily_partitions(start_date)
-    assets = build_log_assets(partitions)
+    source = resources.get("log_source")
+    assets = build_log_assets(partitions, "file" if isinstance(source, LocalLogSource) else "s3")
     catalog = resources.get("iceberg")
     tags = {TABLE_TAG: catalog.identifier()} if isinstance(catalog, IcebergCatalogResource) else {}
     ingest = dg.define_asset_job(

@@ -50,6 +50,7 @@ def test_default_definitions_are_the_embedded_graph_with_lineage_and_daily_parti
     resources = d.resources
     assert isinstance(resources["log_source"], LocalLogSource)
     assert isinstance(resources["iceberg"], SqliteCatalogResource)
+    assert graph.get(dg.AssetKey("raw_log_chunks")).kinds == {"file", "parquet", "json"}  # a directory
 
 
 def test_start_date_and_production_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):

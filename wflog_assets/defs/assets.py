@@ -250,9 +250,17 @@ def _daily(
         )(compute)
 
 
-def build_log_assets(partitions_def: dg.PartitionsDefinition) -> Sequence[dg.AssetsDefinition]:
-    """The three daily assets, sharing `partitions_def`."""
-    raw = _daily(raw_log_chunks, partitions_def, io_manager_key=STAGING_IO_MANAGER, kinds={"s3", "parquet"})
+def build_log_assets(
+    partitions_def: dg.PartitionsDefinition, source_kind: str = "s3"
+) -> Sequence[dg.AssetsDefinition]:
+    """The three daily assets, sharing `partitions_def`; `source_kind`: where the chunk files
+    are (`s3`, or `file` for a directory), the kind the UI shows on `raw_log_chunks`."""
+    raw = _daily(
+        raw_log_chunks,
+        partitions_def,
+        io_manager_key=STAGING_IO_MANAGER,
+        kinds={source_kind, "parquet", "json"},
+    )
     normalized = _daily(
         normalized_log_batches,
         partitions_def,

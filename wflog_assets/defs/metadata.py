@@ -6,6 +6,7 @@ from collections import Counter
 
 import dagster as dg
 
+from wflog_assets.day import utc_text
 from wflog_assets.iceberg.commit import CommitResult
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CheckOutcome
@@ -162,8 +163,8 @@ def staged_metadata(
         "phase_seconds": dg.MetadataValue.json(staged.times.as_dict()),
     }
     if staged.min_timestamp is not None and staged.max_timestamp is not None:
-        metadata["min_timestamp"] = dg.MetadataValue.float(staged.min_timestamp)
-        metadata["max_timestamp"] = dg.MetadataValue.float(staged.max_timestamp)
+        metadata["min_timestamp"] = dg.MetadataValue.text(utc_text(staged.min_timestamp) or "")
+        metadata["max_timestamp"] = dg.MetadataValue.text(utc_text(staged.max_timestamp) or "")
     return metadata
 
 

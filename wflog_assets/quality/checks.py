@@ -17,7 +17,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, StringType
 
-from wflog_assets.day import Day
+from wflog_assets.day import Day, utc_text
 from wflog_assets.iceberg.commit import day_filter, rows_within
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, partition_blocks
 from wflog_assets.iceberg.expressions import starts_with
@@ -326,12 +326,12 @@ def day_checks(
             "timestamps_inside_day",
             outside == 0,
             rows_outside_day=int(outside),
-            day_start=the_day.bounds[0],
-            day_end=the_day.bounds[1],
-            window_start=neighbours(the_day)[0].start,
-            window_end=neighbours(the_day)[1].bounds[1],
-            min_timestamp=bounds["min"],
-            max_timestamp=bounds["max"],
+            day_start=utc_text(the_day.bounds[0]),
+            day_end=utc_text(the_day.bounds[1]),
+            window_start=utc_text(neighbours(the_day)[0].start),
+            window_end=utc_text(neighbours(the_day)[1].bounds[1]),
+            min_timestamp=utc_text(bounds["min"]),
+            max_timestamp=utc_text(bounds["max"]),
         ),
         _outcome(
             "schema_as_declared",
