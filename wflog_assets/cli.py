@@ -8,17 +8,20 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wflog_assets.day import day_prefix
-from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
-from wflog_assets.tools.generate import GeneratorSettings, write_days
+
+if TYPE_CHECKING:  # each command imports what it needs: a query starts without pyarrow's writers
+    from wflog_assets.source.stores import ObjectStore
 
 DEMO_FORMATS = ("parquet", "mixed", "jsonl")  # the old writer, both, the current writer
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _store(dest: str) -> ObjectStore:
+    from wflog_assets.source.stores import LocalObjectStore, S3ObjectStore
+
     if dest.startswith("s3://"):
         from wflog_assets.defs import settings
 
@@ -28,6 +31,8 @@ def _store(dest: str) -> ObjectStore:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from wflog_assets.tools.generate import GeneratorSettings, write_days
+
     settings = GeneratorSettings(
         rows_per_day=args.rows_per_day,
         files_per_day=args.files_per_day,
@@ -161,6 +166,19 @@ def _layout_table(layout: str):  # -> pyiceberg Table
     return settings.iceberg_catalog().ensure_table(layout)
 
 
+def _query_table(layout: str):  # -> pyiceberg Table
+    """The layout's table, opened without Dagster (the query's start-up is its imports)."""
+    from wflog_assets import environment
+    from wflog_assets.iceberg.catalogs import open_catalog
+    from wflog_assets.iceberg.schema import table_identifier
+
+    catalog = open_catalog(environment.catalog_properties())
+    identifier = table_identifier(*environment.table_names(), layout)
+    if not catalog.table_exists(identifier):
+        raise SystemExit(f"no table {identifier} yet: materialize a day first (wflog-assets materialize)")
+    return catalog.load_table(identifier)
+
+
 def _print_p0(
     workflow: str,
     node: str | None,
@@ -169,10 +187,11 @@ def _print_p0(
     end: float | None = None,
     columns: tuple[str, ...] | None = None,
     layout: str = "wf_month",
+    table: Any = None,  # pyiceberg Table; default: the layout's, through the resource
 ) -> None:
     from wflog_assets.iceberg.query import DEFAULT_COLUMNS, p0_query
 
-    table = _layout_table(layout)
+    table = table if table is not None else _layout_table(layout)
     result = p0_query(
         table, workflow, node=node, start=start, end=end, limit=limit, columns=columns or DEFAULT_COLUMNS
     )
@@ -196,7 +215,14 @@ def _print_p0(
 def cmd_query(args: argparse.Namespace) -> int:
     columns = tuple(c.strip() for c in args.columns.split(",")) if args.columns else None
     _print_p0(
-        args.workflow, args.node, args.limit, _instant(args.start), _instant(args.end), columns, args.layout
+        args.workflow,
+        args.node,
+        args.limit,
+        _instant(args.start),
+        _instant(args.end),
+        columns,
+        args.layout,
+        _query_table(args.layout),
     )
     return 0
 
@@ -263,6 +289,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate demo days (once), materialize them, print a summary and a P0 query."""
     from wflog_assets.defs import settings
     from wflog_assets.iceberg.query import workflow_row_counts
+    from wflog_assets.source.stores import LocalObjectStore
+    from wflog_assets.tools.generate import GeneratorSettings, write_days
 
     data = settings.data_dir()
     source = LocalObjectStore(data / "source")

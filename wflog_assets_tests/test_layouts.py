@@ -289,6 +289,11 @@ def test_cli_query_and_report_read_the_configured_tables(
     )
     out = capsys.readouterr().out
     assert "P0 query on wf_bucket" in out and ": 3 rows;" in out
+    rows = dict(
+        zip(*workflow_row_counts(_layout_table(backend, "wf_month")).to_pydict().values(), strict=True)
+    )
+    assert cli_main(["query", "--workflow", heavy, "--limit", "all"]) == 0
+    assert f": {rows[heavy]} rows;" in capsys.readouterr().out
 
     stem = tmp_path / "report"
     assert cli_main(["report", "--out", str(stem), "--repetitions", "1"]) == 0

@@ -15,6 +15,7 @@ FLOORS = {
     "quality": 4,
     "tools": 4,
     "source": 3,
+    "environment": 3,
     "iceberg": 2,
     "day": 1,
     "manifest": 1,

@@ -7,8 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from wflog_assets.day import Day
-
-DEFAULT_START_DATE = "2025-12-01"
+from wflog_assets.environment import DEFAULT_START_DATE
 
 
 def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitionsDefinition:

@@ -22,16 +22,15 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import requests
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, field_validator
-from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from wflog_assets.errors import CatalogUnavailableError
+from wflog_assets.iceberg.catalogs import open_catalog, rest_properties, sqlite_properties
 from wflog_assets.iceberg.commit import ensure_table
-from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUT_TABLE_SUFFIX
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, table_identifier
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets.staging.persist import LISTING, load_staged, save_staged
 from wflog_assets.staging.pieces import StagedRuns
@@ -150,29 +149,19 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     def catalog_properties(self) -> dict[str, str]:
         """pyiceberg catalog properties."""
 
-    def catalog_name(self) -> str:
-        return "wflog"
-
     def describe(self) -> str:
         """Where the catalog is, for messages (never credentials)."""
         return self.catalog_properties()["uri"]
 
     def load_catalog(self) -> Catalog:
-        try:
-            return load_catalog(self.catalog_name(), **self.catalog_properties())
-        except requests.exceptions.ConnectionError as exc:
-            raise CatalogUnavailableError(
-                f"the Iceberg catalog at {self.describe()} cannot be reached "
-                f"({type(exc).__name__}: connection refused or reset); nothing was committed: "
-                "check WFLOG_CATALOG_URI and re-run the day when the catalog is back"
-            ) from exc
+        return open_catalog(self.catalog_properties())
 
     def identifier(self, suffix: str = "") -> str:
         return f"{self.namespace}.{self.table_name}{suffix}"
 
     def layout_identifier(self, layout: str = DEFAULT_LAYOUT) -> str:
         """The table of a partition layout: the configured name for wf_month, suffixed otherwise."""
-        return self.identifier(LAYOUT_TABLE_SUFFIX[layout])
+        return table_identifier(self.namespace, self.table_name, layout)
 
     def existing_table(self, catalog: Catalog, layout: str = DEFAULT_LAYOUT) -> Table | None:
         """The layout's table, or None before its first commit."""
@@ -190,14 +179,7 @@ class SqliteCatalogResource(IcebergCatalogResource):
     data_dir: str = Field(description="Directory for catalog.db and warehouse/.")
 
     def catalog_properties(self) -> dict[str, str]:
-        root = Path(self.data_dir).resolve()
-        (root / "warehouse").mkdir(parents=True, exist_ok=True)
-        return {
-            "type": "sql",
-            "uri": f"sqlite:///{root / 'catalog.db'}",
-            "warehouse": (root / "warehouse").as_uri(),
-            "init_catalog_tables": "true",
-        }
+        return sqlite_properties(self.data_dir)
 
 
 class RestCatalogResource(IcebergCatalogResource):
@@ -230,24 +212,18 @@ class RestCatalogResource(IcebergCatalogResource):
         return value
 
     def catalog_properties(self) -> dict[str, str]:
-        props = {
-            "type": "rest",
-            "uri": self.uri,
-            "warehouse": self.warehouse,
-            "s3.region": self.s3_region,
-            "s3.path-style-access": str(self.s3_path_style).lower(),
-        }
-        token_uri = self.oauth2_server_uri or f"{self.uri.rstrip('/')}/v1/oauth/tokens"
-        optional = {
-            "credential": secret(self.credential),
-            "oauth2-server-uri": token_uri if self.credential else None,
-            "scope": self.scope,
-            "s3.endpoint": self.s3_endpoint,
-            "s3.access-key-id": secret(self.s3_access_key_id),
-            "s3.secret-access-key": secret(self.s3_secret_access_key),
-        }
-        props.update({k: v for k, v in optional.items() if v})
-        return props
+        return rest_properties(
+            uri=self.uri,
+            warehouse=self.warehouse,
+            credential=secret(self.credential),
+            scope=self.scope,
+            oauth2_server_uri=self.oauth2_server_uri,
+            s3_endpoint=self.s3_endpoint,
+            s3_access_key_id=secret(self.s3_access_key_id),
+            s3_secret_access_key=secret(self.s3_secret_access_key),
+            s3_region=self.s3_region,
+            s3_path_style=self.s3_path_style,
+        )
 
 
 # --------------------------------------------------------------------------- staging

@@ -154,6 +154,11 @@ LAYOUT_TABLE_SUFFIX: dict[str, str] = {
 }
 
 
+def table_identifier(namespace: str, table: str, layout: str = DEFAULT_LAYOUT) -> str:
+    """The table of a partition layout: the configured name for wf_month, suffixed otherwise."""
+    return f"{namespace}.{table}{LAYOUT_TABLE_SUFFIX[layout]}"
+
+
 def arrow_sort_keys(layout: str = DEFAULT_LAYOUT) -> list[tuple[str, str, str]]:
     """How rows are ordered before they are written to a layout's table.
 

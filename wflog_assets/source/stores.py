@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
 from wflog_assets.errors import SourceReadError
 from wflog_assets.manifest import ManifestEntry
 from wflog_assets.phases import PhaseTimes
@@ -128,6 +126,8 @@ class S3ObjectStore:
         return sorted(names)
 
     def read(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError  # here: listing a local source needs no boto
+
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
         except ClientError as exc:

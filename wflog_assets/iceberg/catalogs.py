@@ -1,0 +1,70 @@
+"""pyiceberg catalog properties for the two catalogs the project runs on, and opening one
+(no Dagster here: the resources and the CLI's quick paths both use it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+from pyiceberg.catalog import Catalog, load_catalog
+
+from wflog_assets.errors import CatalogUnavailableError
+
+CATALOG_NAME = "wflog"
+
+
+def sqlite_properties(data_dir: str) -> dict[str, str]:
+    """The embedded default: a SQLite `SqlCatalog` and a local warehouse under `data_dir`."""
+    root = Path(data_dir).resolve()
+    (root / "warehouse").mkdir(parents=True, exist_ok=True)
+    return {
+        "type": "sql",
+        "uri": f"sqlite:///{root / 'catalog.db'}",
+        "warehouse": (root / "warehouse").as_uri(),
+        "init_catalog_tables": "true",
+    }
+
+
+def rest_properties(
+    uri: str,
+    warehouse: str,
+    credential: str | None = None,
+    scope: str | None = None,
+    oauth2_server_uri: str | None = None,
+    s3_endpoint: str | None = None,
+    s3_access_key_id: str | None = None,
+    s3_secret_access_key: str | None = None,
+    s3_region: str = "us-east-1",
+    s3_path_style: bool = False,
+) -> dict[str, str]:
+    """An Iceberg REST catalog (Polaris) with OAuth2 client credentials, data files on S3."""
+    props = {
+        "type": "rest",
+        "uri": uri,
+        "warehouse": warehouse,
+        "s3.region": s3_region,
+        "s3.path-style-access": str(s3_path_style).lower(),
+    }
+    token_uri = oauth2_server_uri or f"{uri.rstrip('/')}/v1/oauth/tokens"
+    optional = {
+        "credential": credential,
+        "oauth2-server-uri": token_uri if credential else None,
+        "scope": scope,
+        "s3.endpoint": s3_endpoint,
+        "s3.access-key-id": s3_access_key_id,
+        "s3.secret-access-key": s3_secret_access_key,
+    }
+    props.update({k: v for k, v in optional.items() if v})
+    return props
+
+
+def open_catalog(properties: dict[str, str]) -> Catalog:
+    """The catalog; a catalog that cannot be reached is `CatalogUnavailableError`, saying what to do."""
+    try:
+        return load_catalog(CATALOG_NAME, **properties)
+    except requests.exceptions.ConnectionError as exc:
+        raise CatalogUnavailableError(
+            f"the Iceberg catalog at {properties['uri']} cannot be reached "
+            f"({type(exc).__name__}: connection refused or reset); nothing was committed: "
+            "check WFLOG_CATALOG_URI and re-run the day when the catalog is back"
+        ) from exc
