@@ -5,8 +5,10 @@ and the CLI's quick paths (the P0 query) open the catalog with them directly."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_START_DATE = "2025-12-01"
 
@@ -123,21 +125,28 @@ def table_names() -> tuple[str, str]:
     return get("WFLOG_NAMESPACE") or "workflow_logs", get("WFLOG_TABLE") or "workflow_logs"
 
 
+def rest_catalog_fields(secret: Callable[[str], Any]) -> dict[str, Any]:
+    """The REST catalog's settings (WFLOG_CATALOG=rest), by the names both
+    `catalogs.rest_properties` and the catalog resource take; `secret(name)` gives a secret's
+    value (here) or its `dg.EnvVar` (the resource, resolved in a run)."""
+    return {
+        "uri": required("WFLOG_CATALOG_URI", "when WFLOG_CATALOG=rest"),
+        "warehouse": required("WFLOG_CATALOG_WAREHOUSE", "when WFLOG_CATALOG=rest"),
+        "credential": secret("WFLOG_CATALOG_CREDENTIAL"),
+        "scope": get("WFLOG_CATALOG_SCOPE"),
+        "s3_endpoint": get("WFLOG_S3_ENDPOINT_URL"),
+        "s3_access_key_id": secret("AWS_ACCESS_KEY_ID"),
+        "s3_secret_access_key": secret("AWS_SECRET_ACCESS_KEY"),
+        "s3_region": get("WFLOG_S3_REGION") or "us-east-1",
+        "s3_path_style": boolean("WFLOG_S3_PATH_STYLE"),
+    }
+
+
 def catalog_properties() -> dict[str, str]:
     """pyiceberg properties of the configured catalog, secrets read from the environment now
     (for a process that is not a Dagster run: the CLI's query)."""
     from wflog_assets.iceberg.catalogs import rest_properties, sqlite_properties
 
     if catalog_kind() == "rest":
-        return rest_properties(
-            uri=required("WFLOG_CATALOG_URI", "when WFLOG_CATALOG=rest"),
-            warehouse=required("WFLOG_CATALOG_WAREHOUSE", "when WFLOG_CATALOG=rest"),
-            credential=get("WFLOG_CATALOG_CREDENTIAL"),
-            scope=get("WFLOG_CATALOG_SCOPE"),
-            s3_endpoint=get("WFLOG_S3_ENDPOINT_URL"),
-            s3_access_key_id=get("AWS_ACCESS_KEY_ID"),
-            s3_secret_access_key=get("AWS_SECRET_ACCESS_KEY"),
-            s3_region=get("WFLOG_S3_REGION") or "us-east-1",
-            s3_path_style=boolean("WFLOG_S3_PATH_STYLE"),
-        )
+        return rest_properties(**rest_catalog_fields(get))
     return sqlite_properties(str(data_dir()))

@@ -17,13 +17,16 @@ from wflog_assets.defs.resources import (
 from wflog_assets.environment import (  # noqa: F401 - ENV_SETTINGS and the readers, re-exported
     ENV_SETTINGS,
     boolean,
+    catalog_kind,
     choice,
     data_dir,
     get,
     required,
+    rest_catalog_fields,
     sensor_interval_s,
     sensor_lookback_days,
     start_date,
+    table_names,
 )
 
 
@@ -54,25 +57,10 @@ def log_source() -> LogSourceResource:
 
 
 def iceberg_catalog() -> IcebergCatalogResource:
-    names = {
-        field: value
-        for field, value in (("namespace", get("WFLOG_NAMESPACE")), ("table_name", get("WFLOG_TABLE")))
-        if value is not None
-    }
-    if choice("WFLOG_CATALOG", ("sqlite", "rest")) == "rest":
-        return RestCatalogResource(
-            uri=required("WFLOG_CATALOG_URI", "when WFLOG_CATALOG=rest"),
-            credential=_secret("WFLOG_CATALOG_CREDENTIAL"),
-            warehouse=required("WFLOG_CATALOG_WAREHOUSE", "when WFLOG_CATALOG=rest"),
-            scope=get("WFLOG_CATALOG_SCOPE"),
-            s3_endpoint=get("WFLOG_S3_ENDPOINT_URL"),
-            s3_access_key_id=_secret("AWS_ACCESS_KEY_ID"),
-            s3_secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
-            s3_region=get("WFLOG_S3_REGION") or "us-east-1",
-            s3_path_style=boolean("WFLOG_S3_PATH_STYLE"),
-            **names,
-        )
-    return SqliteCatalogResource(data_dir=str(data_dir()), **names)
+    namespace, table = table_names()
+    if catalog_kind() == "rest":
+        return RestCatalogResource(**rest_catalog_fields(_secret), namespace=namespace, table_name=table)
+    return SqliteCatalogResource(data_dir=str(data_dir()), namespace=namespace, table_name=table)
 
 
 def staging_io_manager() -> ArrowStagingIOManager:
