@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.conversions import from_bytes
+from pyiceberg.expressions import And
 from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
@@ -20,9 +21,10 @@ from pyiceberg.types import DoubleType, StringType
 from wflog_assets.day import Day, utc_text
 from wflog_assets.iceberg.commit import day_filter, rows_within
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, partition_blocks
-from wflog_assets.iceberg.expressions import starts_with
+from wflog_assets.iceberg.expressions import is_in, starts_with
 from wflog_assets.iceberg.schema import (
     LAYOUTS,
+    MONTH,
     SORT_ORDER,
     SOURCE_FILE,
     TABLE_SCHEMA,
@@ -115,7 +117,9 @@ def _folder_outside(table: Table, day: Day) -> int:
     file_id, ts_id = schema.find_field(SOURCE_FILE).field_id, schema.find_field(TIMESTAMP).field_id
     before, after = neighbours(day)
     low, high = before.start, after.bounds[1]
-    where = starts_with(SOURCE_FILE, day.prefix)
+    # its rows lie in its day or a neighbour (or are counted here): only those months' manifests
+    months = sorted({before.month, day.month, after.month})
+    where = And(is_in(MONTH, months), starts_with(SOURCE_FILE, day.prefix))
     scan = ArrowScan(table.metadata, table.io, schema.select(SOURCE_FILE, TIMESTAMP), row_filter=where)
     outside = 0
     for task in table.scan(row_filter=where).plan_files():

@@ -58,9 +58,8 @@ def read_json_lines(data: bytes, key: str) -> JsonLinesRead:
             paths.add(parsed.path)
         issues.extend(block.issues)
     table = pa.concat_tables(tables) if tables else _records_table([], [])
-    return JsonLinesRead(
-        table=table, issues=_with_empty_file(issues, table.num_rows, key), path=min(paths or {FAST})
-    )
+    path = SLOW if SLOW in paths else FAST  # any block read line by line
+    return JsonLinesRead(table=table, issues=_with_empty_file(issues, table.num_rows, key), path=path)
 
 
 def _parse_block(text: bytes, key: str, first_line: int) -> JsonLinesRead:
