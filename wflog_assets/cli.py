@@ -229,8 +229,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from wflog_assets.defs import settings
-    from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUTS
-    from wflog_assets.tools.report import measure, pick_workflows, seed_comparison, write_report
+    from wflog_assets.iceberg.schema import LAYOUTS
+    from wflog_assets.tools.report import measure, pick_comparable, seed_comparison, write_report
 
     resource = settings.iceberg_catalog()
     catalog = resource.load_catalog()
@@ -241,9 +241,19 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"no data in the table(s) of {', '.join(empty)}: materialize "
             "workflow_logs and the layout_study assets first"
         )
-    workflows = pick_workflows(tables[DEFAULT_LAYOUT], args.workflow or [])
+
+    def load(layout: str):  # -> pyiceberg Table
+        return catalog.load_table(resource.layout_identifier(layout))
+
+    workflows, left_out = pick_comparable(load, list(LAYOUTS), args.workflow or [])
+    if left_out:
+        print(
+            f"left out {len(left_out)} workflow(s) the layouts' tables hold different rows for "
+            f"(load the same days into every layout), e.g. {dict(list(left_out.items())[:3])}",
+            file=sys.stderr,
+        )
     figures = measure(
-        lambda layout: catalog.load_table(resource.layout_identifier(layout)),
+        load,
         workflows,
         repetitions=args.repetitions,
         limit=args.limit,

@@ -300,3 +300,28 @@ def test_cli_query_and_report_read_the_configured_tables(
     figures = json.loads(stem.with_suffix(".json").read_text())
     _figures_consistent(figures, stem.with_suffix(".md").read_text())
     assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_report_compares_only_workflows_every_layout_holds_alike_and_says_what_it_left_out(
+    backend: Backend, instance: dg.DagsterInstance
+):
+    from wflog_assets.tools.report import pick_comparable
+
+    _load_days(backend, instance, DAYS[:1])
+    for key, data in generate_day(DAYS[1], SMALL):  # a second day in wf_month only
+        backend.store.write(key, data)
+    backend.run_day(DAYS[1], instance)
+
+    def load(layout: str):  # -> pyiceberg Table
+        return _layout_table(backend, layout)
+
+    picked, left_out = pick_comparable(load, list(LAYOUTS))
+    rows = {
+        layout: dict(zip(*workflow_row_counts(load(layout)).to_pydict().values(), strict=True))
+        for layout in LAYOUTS
+    }
+    alike = {w for w in rows["wf_month"] if len({rows[layout].get(w) for layout in LAYOUTS}) == 1}
+    assert picked and {w for w, _ in picked} <= alike
+    assert set(left_out) == set(rows["wf_month"]) - alike != set()
+    some = next(iter(left_out))
+    assert left_out[some] == {layout: rows[layout].get(some, 0) for layout in LAYOUTS}

@@ -16,7 +16,7 @@ from wflog_assets.tools.report import (
     figures_json,
     markdown_table,
     measure,
-    pick_workflows,
+    pick_comparable,
     plot_png,
     png_markdown,
     seed_comparison,
@@ -93,8 +93,13 @@ def build_layout_study(
         def load(layout: str) -> Table:
             return catalog.load_table(iceberg.layout_identifier(layout))
 
-        workflows = pick_workflows(load(DEFAULT_LAYOUT), config.workflows)
+        workflows, left_out = pick_comparable(load, list(LAYOUTS), config.workflows)
         context.log.info(f"measuring {len(workflows)} workflow(s) on {len(LAYOUTS)} layouts")
+        if left_out:
+            context.log.warning(
+                f"{len(left_out)} workflow(s) left out: the layouts' tables hold different rows for "
+                f"them (load the same days into every layout): {dict(list(left_out.items())[:5])}"
+            )
         figures = measure(load, workflows, repetitions=config.repetitions, limit=config.limit)
         return dg.MaterializeResult(
             metadata={
@@ -104,6 +109,8 @@ def build_layout_study(
                 "figures": dg.MetadataValue.json(figures_json(figures)),
                 "workflows": dg.MetadataValue.json([{"workflow": w, "role": r} for w, r in workflows]),
                 "repetitions": dg.MetadataValue.int(config.repetitions),
+                "workflows_left_out": dg.MetadataValue.int(len(left_out)),
+                "left_out_examples": dg.MetadataValue.json(dict(list(left_out.items())[:20])),
             }
         )
 

@@ -62,7 +62,10 @@ def _p90(values: Sequence[float]) -> float:
 def pick_workflows(table: Table, listed: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(workflow, role): the heaviest, a median one, the tiniest, then the listed ones."""
     counts = workflow_row_counts(table)
-    names = [n for n in counts.column(0).to_pylist() if n is not None]
+    return _roles([n for n in counts.column(0).to_pylist() if n is not None], listed)
+
+
+def _roles(names: Sequence[str], listed: Sequence[str]) -> list[tuple[str, str]]:
     picked: list[tuple[str, str]] = []
     if names:
         for name, role in ((names[0], "heaviest"), (names[len(names) // 2], "median"), (names[-1], "tiny")):
@@ -70,6 +73,29 @@ def pick_workflows(table: Table, listed: Sequence[str] = ()) -> list[tuple[str, 
                 picked.append((name, role))
     picked += [(name, "listed") for name in listed if name not in (n for n, _ in picked)]
     return picked
+
+
+def pick_comparable(
+    load_table: Callable[[str], Table], layouts: Sequence[str], listed: Sequence[str] = ()
+) -> tuple[list[tuple[str, str]], dict[str, dict[str, int]]]:
+    """The workflows to measure, among those every layout's table holds with the same rows (a
+    layout table loaded for fewer days would look faster for holding less), and the others
+    with their rows per layout: what the report left out."""
+    rows: dict[str, dict[str, int]] = {}
+    for layout in layouts:
+        counts = workflow_row_counts(load_table(layout))
+        for name, n in zip(counts.column(0).to_pylist(), counts.column(1).to_pylist(), strict=True):
+            if name is not None:
+                rows.setdefault(name, {})[layout] = n
+    for name in listed:
+        rows.setdefault(name, {})
+    same = {n for n, by in rows.items() if len(by) == len(layouts) and len(set(by.values())) == 1}
+    heaviest_first = sorted(same, key=lambda n: (-next(iter(rows[n].values())), n))
+    picked = _roles(heaviest_first, [n for n in listed if n in same])
+    left_out = {
+        n: {layout: by.get(layout, 0) for layout in layouts} for n, by in rows.items() if n not in same
+    }
+    return picked, left_out
 
 
 def _measure_one(
