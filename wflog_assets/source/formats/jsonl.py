@@ -75,7 +75,6 @@ def _parse_block(text: bytes, key: str, first_line: int) -> JsonLinesRead:
         timestamps is None
         or timestamps.null_count
         or (not pa.types.is_floating(timestamps.type) and not pa.types.is_integer(timestamps.type))
-        or table.num_rows != text.count(b"\n")  # blank lines: numbers would be off
     ):
         return _lines(text, key, first_line)  # find the lines without a usable timestamp
     if any(_loses_digits(c.combine_chunks()) for c in table.columns):
@@ -95,7 +94,31 @@ class _Block:
 
 def _inflate(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
     """The decompressed bytes of every gzip member, `chunk` bytes at most at a time (0: all at
-    once); last, why the stream stopped early (a str) or None."""
+    once); last, why the stream stopped early (a str) or None. Arrow's decompressor (C++,
+    every member) reads a sound file; a stream it refuses is read again by zlib's, which tells
+    how far it goes and why it stops (the bytes already given are not given twice)."""
+    produced = 0
+    try:
+        stream = pa.input_stream(pa.BufferReader(data), compression="gzip")
+        while out := (stream.read(chunk) if chunk else stream.read()):
+            produced += len(out)
+            yield out
+            if not chunk:
+                break
+        yield None
+        return
+    except OSError:
+        pass
+    for item in _zlib_inflate(data, chunk):
+        if isinstance(item, bytes) and produced:
+            item, produced = item[produced:], max(0, produced - len(item))
+            if not item:
+                continue
+        yield item
+
+
+def _zlib_inflate(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
+    """`_inflate` by zlib, member by member, saying why the stream stops early."""
     rest, members, produced = data, 0, False
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -133,31 +156,39 @@ def _blocks(data: bytes, key: str, block_bytes: int | None) -> Iterator[_Block]:
     """The file's decompressed lines in blocks of about `block_bytes` (None: one block), cut
     at line ends, so a file of any size is parsed a block at a time; the last block carries
     why the stream stopped early, with the incomplete last line's number."""
-    carry = bytearray()
-    line = 1
+    pending: list[bytes] = []
+    size, line = 0, 1
     for item in _inflate(data, block_bytes or 0):
         if isinstance(item, bytes):
-            carry += item
-            if block_bytes is not None and len(carry) >= block_bytes:
-                cut = carry.rfind(b"\n") + 1
+            pending.append(item)
+            size += len(item)
+            if block_bytes is not None and size >= block_bytes:
+                joined = _joined(pending)
+                cut = joined.rfind(b"\n") + 1
                 if cut:
-                    text = bytes(carry[:cut])
-                    del carry[:cut]
+                    text, rest = joined[:cut], joined[cut:]
+                    pending, size = ([rest] if rest else []), len(rest)
                     yield _Block(text, line, [])
                     line += text.count(b"\n")
+                else:
+                    pending = [joined]  # one line longer than a block: it is read whole
             continue
-        stopped = item
-        cut = carry.rfind(b"\n") + 1
-        text, last = bytes(carry[:cut]), bytes(carry[cut:])
+        joined = _joined(pending)
+        cut = joined.rfind(b"\n") + 1
+        text, last = (joined, b"") if cut == len(joined) else (joined[:cut], joined[cut:])
         issues: list[LineIssue] = []
-        if stopped is None and last:
+        if item is None and last:
             text += last + b"\n"  # a last line without its newline
-        elif stopped is not None and last:
-            issues.append(LineIssue(key, line + text.count(b"\n"), f"incomplete last line: {stopped}"))
-        elif stopped is not None:
-            issues.append(LineIssue(key, None, stopped))
+        elif item is not None and last:
+            issues.append(LineIssue(key, line + text.count(b"\n"), f"incomplete last line: {item}"))
+        elif item is not None:
+            issues.append(LineIssue(key, None, item))
         yield _Block(text, line, issues, last=True)
         return
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _with_empty_file(issues: list[LineIssue], anything: int | bool, key: str) -> list[LineIssue]:
