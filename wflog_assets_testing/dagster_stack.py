@@ -140,6 +140,17 @@ class DagsterStack:
             {"day": partition},
         )["runsOrError"]["results"]
 
+    def settled_runs(self, partition: str, timeout_s: float = 120) -> list[dict[str, Any]]:
+        """`partition_runs` once none of them is queued, starting or running (a tick may request
+        a run of the day just as the last file became queryable)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = self.partition_runs(partition)
+            busy = [r for r in runs if r["status"] in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")]
+            if not busy or time.monotonic() > deadline:
+                return runs
+            time.sleep(2)
+
     def launch_asset_backfill(
         self, assets: list[str], partitions: list[str], tags: dict[str, str] | None = None
     ) -> str:
