@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import shutil
@@ -174,8 +175,10 @@ def child(spec: str, work: str) -> None:
                 "failed_checks": [c.check_name for c in result.get_asset_check_evaluations() if not c.passed],
                 "phases": normalized["phase_seconds"],
             }
-        )
+        ),
+        flush=True,
     )
+    gc.freeze()  # as `wflog-assets` does before it exits (`cli.run`)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -432,5 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.func(args))
 
 
+def run() -> None:
+    """The `wflog-assets` command: `main`, then exit without the interpreter's final sweep of
+    every object (Dagster's and pyiceberg's modules make it cost 0.4-0.8 s a process)."""
+    status = main()
+    gc.freeze()  # what is frozen is left to the OS at exit: the process ends now
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

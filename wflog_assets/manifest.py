@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import pairwise
 
 import pyarrow as pa
 
@@ -47,7 +49,7 @@ class Manifest:
     def build(cls, day: str, entries: Iterable[ManifestEntry], ignored: Iterable[str] = ()) -> Manifest:
         return cls(day=day, entries=tuple(sorted(entries)), ignored=tuple(sorted(ignored)))
 
-    @property
+    @cached_property
     def digest(self) -> str:
         h = hashlib.sha256(f"wflog-manifest-v1\n{self.day}\n".encode())
         for e in self.entries:
@@ -77,5 +79,7 @@ class Manifest:
         metadata = table.schema.metadata or {}
         day = metadata.get(b"wflog.day", b"").decode()
         columns = [table.column(name).to_pylist() for name in MANIFEST_SCHEMA.names]
-        entries = (ManifestEntry(*row) for row in zip(*columns, strict=True))
-        return cls.build(day, entries)
+        entries = tuple(map(ManifestEntry, *columns))
+        if any(a.key >= b.key for a, b in pairwise(entries)):  # not as `to_arrow` wrote it
+            entries = tuple(sorted(entries))
+        return cls(day=day, entries=entries)

@@ -207,7 +207,7 @@ def workflow_logs(
         observe=seen.add,
         staged=staged_runs,
     )
-    day = Manifest.from_arrow(manifest).day
+    day = result.day
     quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
     replaced = (
         None if staged_runs.read_keys is None else set(staged_runs.read_keys) | set(result.files_removed)

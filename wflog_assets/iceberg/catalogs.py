@@ -4,13 +4,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import requests
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
 
 from wflog_assets.errors import CatalogUnavailableError
 
 CATALOG_NAME = "wflog"
+
+
+def open_or_create(catalog: Catalog, identifier: str, **create: Any) -> Table:
+    """The table, created (with its namespace) only when missing. pyiceberg's
+    `create_table_if_not_exists` writes a new metadata file before it finds the table exists:
+    one orphan per call, so it is only the fallback of a load that found nothing."""
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+        return catalog.create_table_if_not_exists(identifier, **create)
 
 
 def sqlite_properties(data_dir: str) -> dict[str, str]:

@@ -42,6 +42,7 @@ from wflog_assets.day import Day
 from wflog_assets.errors import TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
+from wflog_assets.iceberg.catalogs import open_or_create
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
 from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
 from wflog_assets.iceberg.locations import LOCATION_PROVIDER
@@ -89,10 +90,9 @@ def ensure_table(
     properties: dict[str, str] | None = None,
 ) -> Table:
     """Create the namespace and table if missing; refuse a table laid out differently."""
-    namespace = identifier.rsplit(".", 1)[0]
-    catalog.create_namespace_if_not_exists(namespace)
     spec = LAYOUTS[layout]
-    table = catalog.create_table_if_not_exists(
+    table = open_or_create(
+        catalog,
         identifier,
         schema=TABLE_SCHEMA,
         partition_spec=spec,

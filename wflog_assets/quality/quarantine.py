@@ -33,6 +33,7 @@ from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
 from wflog_assets.day import Day
+from wflog_assets.iceberg.catalogs import open_or_create
 from wflog_assets.iceberg.expressions import equal, is_in
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
@@ -197,8 +198,7 @@ def split_staged(staged: pa.Table) -> tuple[pa.Table, pa.Table]:
 
 
 def ensure_quarantine_table(catalog: Catalog, identifier: str) -> Table:
-    catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
-    return catalog.create_table_if_not_exists(identifier, schema=QUARANTINE_SCHEMA)
+    return open_or_create(catalog, identifier, schema=QUARANTINE_SCHEMA)
 
 
 def write_quarantine(
