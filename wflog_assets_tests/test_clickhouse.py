@@ -343,6 +343,31 @@ def test_the_same_content_gives_the_same_files_whatever_its_name_or_compression(
     assert _files(tmp_path / "x") == _files(tmp_path / "y") != {}
 
 
+@pytest.mark.parametrize("seed", [5, 6])
+def test_the_same_rows_in_another_order_are_one_export_and_land_once(
+    tmp_path: Path, instance: dg.DagsterInstance, seed: int
+):
+    import random
+
+    rows = _random_rows(seed, 1_500)
+    shuffled = random.Random(seed).sample(rows, len(rows))
+    changed = [*rows[:7], (rows[7][0], "ERROR", *rows[7][2:]), *rows[8:]]
+    (tmp_path / "a.csv").write_bytes(ch_csv(rows))
+    (tmp_path / "b.csv.gz").write_bytes(gzip.compress(ch_csv(shuffled)))
+    (tmp_path / "c.csv").write_bytes(ch_csv(changed))
+    backend = embedded_backend(tmp_path / "ingest")
+    first = convert_export(tmp_path / "a.csv", backend.store, rows_per_file=400)
+    _run_days(backend, instance)
+    again = convert_export(tmp_path / "b.csv.gz", backend.store, rows_per_file=250, block_size=1 << 14)
+    assert again.export_id == first.export_id and set(again.files) != set(first.files)
+    chunks = {k for k in _files(tmp_path / "ingest" / "source") if k.startswith("year=")}
+    assert chunks == set(again.files)  # the first conversion's cut is gone
+    _run_days(backend, instance)
+    assert _without_lineage(table_rows(backend.table())) == _without_lineage([expected(r) for r in rows])
+    other = convert_export(tmp_path / "c.csv", LocalObjectStore(tmp_path / "other"), rows_per_file=400)
+    assert other.export_id != first.export_id  # one field of one row differs
+
+
 def test_time_zones_are_honoured_or_refused_and_nanoseconds_never_change_the_day(tmp_path: Path):
     rows = [
         ("2025-12-01 23:59:59.999999999", "INFO", "app", "last ns", "atlan-wf-1", "n"),

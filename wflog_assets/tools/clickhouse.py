@@ -22,9 +22,10 @@ its physical line number in the export (1 = the header) and the reason.
 
 All or nothing: chunk files are written under `<dest>/_incoming/<run>/` (outside the `year=`
 folders, so no day lists them) and moved into place only once the whole export converted; a
-failed conversion removes what it wrote. Same content, same output: the export id is the
-SHA-256 of the export's decompressed bytes, so the same export, plain or gzip, under any file
-name, gives the same file names and contents (converting it again replaces them).
+failed conversion removes what it wrote. Same rows, one copy: the export id is of the export's
+rows as a multiset (`ContentId`), so the same rows in any order, plain or gzip, under any file
+name, have one id, and a conversion removes the files an earlier conversion of the same id left
+in the days it wrote (another order or `--rows-per-file` cuts them differently).
 
 Time: `Timestamp` is read as UTC, or in the zone the export states: `timezone=` (the CLI's
 `--timezone`), or a `CSVWithNamesAndTypes` export's type line (`DateTime64(9, 'Asia/Kolkata')`);
@@ -65,6 +66,7 @@ COLUMNS: tuple[str, ...] = (
     "WorkflowNode",
 )
 REJECTS_FOLDER = "_rejects"
+_PENDING_ID = "0pending0000"  # a conversion's files until its content id is known
 INCOMING_FOLDER = "_incoming"
 DEFAULT_ROWS_PER_FILE = 250_000
 BLOCK_SIZE = 8 << 20
@@ -113,14 +115,37 @@ class ConversionResult:
         return len(self.rejects)
 
 
-def export_id(path: str | os.PathLike[str]) -> str:
-    """12 hex digits of the SHA-256 of the export's decompressed bytes: the same export, plain
-    or gzip, under any name, has one id."""
-    h = hashlib.sha256(b"wflog-clickhouse-v2\n")
-    with _open(Path(path)) as stream:
-        while chunk := stream.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+class ContentId:
+    """The id of an export's rows as a multiset: the sum, modulo 2^128, of a BLAKE2b digest of
+    each row (its fields length-prefixed, nulls marked; a row refused for its field count, its
+    raw text), with the time zone its times are read in. The same rows in any order, plain or
+    gzip, under any file name, have one id; one row more, less or changed gives another."""
+
+    _MOD = 1 << 128
+
+    def __init__(self, zone: str) -> None:
+        self.total = int.from_bytes(hashlib.blake2b(f"wflog-clickhouse-v3\n{zone}".encode()).digest()[:16])
+
+    def add_rows(self, batch: pa.RecordBatch) -> None:
+        fields = []
+        for column in batch.columns:
+            raw = column.cast(pa.binary())  # as read, valid UTF-8 or not
+            sized = pc.binary_join_element_wise(
+                pc.cast(pc.cast(pc.binary_length(raw), pa.string()), pa.binary()), raw, b":"
+            )
+            fields.append(pc.fill_null(sized, b"-"))  # a field is `<length>:<bytes>`, a null `-`
+        rows = pc.binary_join_element_wise(*fields, b",")
+        self._add(rows.to_pylist())
+
+    def add_texts(self, rejects: list[Reject]) -> None:
+        self._add([b"!" + r.text.encode("utf-8", "surrogateescape") for r in rejects])
+
+    def _add(self, values: list[bytes]) -> None:
+        total = sum(int.from_bytes(hashlib.blake2b(v, digest_size=16).digest()) for v in values)
+        self.total = (self.total + total) % self._MOD
+
+    def hexdigest(self) -> str:
+        return f"{self.total:032x}"[:12]
 
 
 def parse_timestamps(text: pa.Array, timezone: str = "UTC") -> tuple[pa.Array, pa.Array]:
@@ -350,23 +375,30 @@ def convert_export(
         raise ValueError(f"rows_per_file={rows_per_file}: use 1 or more")
     source = Path(path)
     typed, zone = _check_header(source, timezone)
-    result = ConversionResult(export_id=export_id(source))
+    result = ConversionResult(export_id=_PENDING_ID)
+    content = ContentId(zone)
     days = _DayFiles(
         store,
-        result.export_id,
+        _PENDING_ID,  # named once the whole export is read: the id is of all its rows
         rows_per_file,
         max_buffered_rows or 2 * rows_per_file,
         result,
         incoming=f"{INCOMING_FOLDER}/{uuid.uuid4().hex}/",
     )
+    moved: list[str] = []
     try:
-        _convert(source, result, days, typed, zone, block_size, on_progress)
-        for key in result.files:  # every file converted: put them in place
-            store.move(days.incoming + key, key)
+        _convert(source, result, days, typed, zone, block_size, on_progress, content)
+        result.export_id = content.hexdigest()
+        for key in result.files:  # every file converted: put them in place under the export's id
+            final = key.replace(f"chunk-ch{_PENDING_ID}-", f"chunk-ch{result.export_id}-")
+            store.move(days.incoming + key, final)
+            moved.append(final)
+        result.files = moved
     except BaseException:
-        for key in result.files:
-            store.delete(days.incoming + key)
+        for key in [*(days.incoming + k for k in result.files), *moved]:
+            store.delete(key)
         raise
+    _remove_earlier_conversions(store, result)
     if result.rejects:
         result.rejects.sort(key=lambda r: r.line)
         result.rejects_key = f"{REJECTS_FOLDER}/{result.export_id}.rejects.jsonl"
@@ -378,6 +410,17 @@ def convert_export(
     return result
 
 
+def _remove_earlier_conversions(store: ObjectStore, result: ConversionResult) -> None:
+    """Delete the chunk files an earlier conversion of the same rows left (another order or
+    `--rows-per-file` names them differently): the days then hold each row once."""
+    kept = set(result.files)
+    marker = f"chunk-ch{result.export_id}-"
+    for folder in sorted({key.rsplit("/", 1)[0] + "/" for key in kept}):
+        for entry in list(store.list(folder)):
+            if marker in entry.key and entry.key not in kept:
+                store.delete(entry.key)
+
+
 def _convert(
     source: Path,
     result: ConversionResult,
@@ -386,8 +429,9 @@ def _convert(
     zone: str,
     block_size: int,
     on_progress: Callable[[ConversionResult], None] | None,
+    content: ContentId,
 ) -> None:
-    """Read the export block by block into `days` (rows) and `result` (rejects)."""
+    """Read the export block by block into `days` (rows), `result` (rejects) and `content`."""
     lines = _LineTracker(first_line=3 if typed else 2)
     reader = pcsv.open_csv(
         _open(source),
@@ -405,6 +449,8 @@ def _convert(
     )
     for batch in reader:
         starts, skipped = lines.lines_of(batch)
+        content.add_rows(batch)
+        content.add_texts(skipped)
         result.rejects.extend(skipped)
         result.rows_read += batch.num_rows + len(skipped)
         utf8, bad_text = _utf8_rejects(batch, starts)
@@ -427,6 +473,7 @@ def _convert(
         if on_progress is not None:
             on_progress(result)
     tail = lines.finish()
+    content.add_texts(tail)
     result.rejects.extend(tail)
     result.rows_read += len(tail)
     days.close()
