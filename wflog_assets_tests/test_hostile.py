@@ -7,7 +7,8 @@ can send: NaN, +-Infinity, 1e20, millisecond and nanosecond timestamps; values n
 2 KB (ASCII and not); several gzip members with a bad line in a later one. Each run must
 succeed; every good record is in the table (counted per file, independently); every bad one
 is in the quarantine with its key and reason; a long workflow name is kept whole and
-queryable. An object deleted between listing and reading is one rejected file, named.
+queryable. An object deleted between listing and reading is one rejected file, named. With a
+300 MB (decompressed) `.json.gz` in the day too, the run's process peaks under 1 GiB.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from wflog_assets.iceberg.query import p0_query
 from wflog_assets.quality.quarantine import NOT_UNIX_SECONDS, QUARANTINE_SUFFIX, day_quarantine
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.normalize import NESTED_TOO_DEEP
-from wflog_assets.source.stores import GONE, LocalObjectStore
+from wflog_assets.source.stores import GONE, LocalObjectStore, ObjectStore
 from wflog_assets.staging.pieces import stage_in_pieces
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
-from wflog_assets_testing.backends import Backend
+from wflog_assets_testing.backends import Backend, embedded_backend
+from wflog_assets_testing.memory import ingest_in_child, write_big_json
 
 DAY = dt.date(2026, 2, 11)
 START = Day(DAY).start
@@ -127,26 +129,30 @@ def _kind(reason: str) -> str:
     return "dup_key" if "duplicate key" in reason else reason
 
 
-@pytest.mark.parametrize("seed", [21, 22])
-def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
-    backend: Backend, instance: dg.DagsterInstance, seed: int
-):
+def _hostile_day(store: ObjectStore, seed: int) -> tuple[Counter[str], dict[str, Counter[str]], list[str]]:
+    """A day of good writer files and hostile ones in `store`: (good rows per file, the kinds of
+    lines per hostile file, the long workflow names written)."""
     rng = random.Random(seed)
     good_rows: Counter[str] = Counter()
     for key, lines in writer_flushes(DAY, 120, seed=seed):
-        backend.store.write(key, gzip_lines(lines))
+        store.write(key, gzip_lines(lines))
         good_rows[key] = len(lines)
     expected: dict[str, Counter[str]] = {}
     long_names: list[str] = []
     for number in range(40):
         make = _hostile_parquet if number % 8 == 0 else _hostile_json
         key, data, kinds = make(rng, number, long_names)
-        backend.store.write(key, data)
+        store.write(key, data)
         expected[key] = kinds
         good_rows[key] = kinds["good"] + kinds["long_name"] + kinds["text_time"]
+    return good_rows, expected, long_names
 
-    result = backend.run_day(DAY, instance)  # raises if the run failed
 
+def _assert_every_record_accounted(
+    backend: Backend, good_rows: Counter[str], expected: dict[str, Counter[str]]
+) -> None:
+    """Every good record in the table (counted per file), every bad one in the quarantine with
+    its file and reason."""
     table = backend.table()
     got = Counter(table.scan(selected_fields=("source_file",)).to_arrow().column("source_file").to_pylist())
     assert got == +good_rows
@@ -163,6 +169,18 @@ def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
             if kinds[kind]:
                 want[(key, kind)] = kinds[kind]
     assert kept_out == want
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
+    backend: Backend, instance: dg.DagsterInstance, seed: int
+):
+    good_rows, expected, long_names = _hostile_day(backend.store, seed)
+
+    result = backend.run_day(DAY, instance)  # raises if the run failed
+
+    _assert_every_record_accounted(backend, good_rows, expected)
+    table = backend.table()
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["source_fully_ingested"] is False
     assert all(v for k, v in checks.items() if k not in ("source_fully_ingested", "no_duplicate_rows"))
@@ -187,3 +205,16 @@ def test_an_object_deleted_between_listing_and_reading_is_one_named_reject(tmp_p
     staged = stage_in_pieces(store, manifest, pafs.LocalFileSystem(), str(tmp_path / "spill"))
     assert [(r.key, r.reason) for r in staged.rejected] == [(k, GONE) for k in sorted(gone)]
     assert staged.accepted_rows == sum(len(lines) for key, lines in flushes if key not in gone)
+
+
+def test_a_hostile_day_with_a_300_mb_json_file_commits_within_1_gib(tmp_path: Path):
+    backend = embedded_backend(tmp_path)
+    good_rows, expected, _ = _hostile_day(backend.store, 23)
+    key, lines = write_big_json(tmp_path / "source", DAY, 300, level=1)
+    good_rows[key] = lines
+
+    figures = ingest_in_child(tmp_path, DAY)  # the run in a process of its own: its peak RSS
+
+    assert figures["peak_rss_mib"] <= 1024, figures
+    assert figures["day_rows"] == sum(good_rows.values()) and lines > 400_000
+    _assert_every_record_accounted(backend, good_rows, expected)

@@ -316,21 +316,40 @@ def committed_state(table: Table, day: str) -> CommittedDay:
     """The (file, ETag) pairs and row counts of the rows the table holds for `day`, read file
     by file from the lineage columns only (the day's data files, pruned by statistics)."""
     the_day = Day.parse(day)
-    state = CommittedDay()
+    parts: list[pa.Table] = []
     for task in table.scan(row_filter=day_filter(the_day)).plan_files():
         for rows in _lineage_batches(table, task, the_day):
-            if rows.num_rows == 0:
-                continue
-            pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
-            for key, etag, n in zip(
-                pairs.column(SOURCE_FILE).to_pylist(),
-                pairs.column(SOURCE_ETAG).to_pylist(),
-                pairs.column("count_all").to_pylist(),
-                strict=True,
-            ):
-                if state.versions.setdefault(key, etag) != etag:
-                    state.versions[key] = "<several versions>"  # forces a rewrite of its rows
-                state.rows[key] = state.rows.get(key, 0) + n
+            if rows.num_rows:
+                pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
+                parts.append(
+                    pa.table(
+                        {  # plain strings: each batch has dictionaries of its own
+                            SOURCE_FILE: pc.cast(pairs.column(SOURCE_FILE), pa.string()),
+                            SOURCE_ETAG: pc.cast(pairs.column(SOURCE_ETAG), pa.string()),
+                            "rows": pairs.column("count_all"),
+                        }
+                    )
+                )
+    state = CommittedDay()
+    if not parts:
+        return state
+    pairs = pa.concat_tables(parts).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([("rows", "sum")])
+    files = pairs.group_by(SOURCE_FILE).aggregate(
+        [
+            (SOURCE_ETAG, "min"),
+            (SOURCE_ETAG, "count_distinct", pc.CountOptions(mode="all")),
+            ("rows_sum", "sum"),
+        ]
+    )
+    for key, etag, versions, n in zip(
+        files.column(SOURCE_FILE).to_pylist(),
+        files.column(f"{SOURCE_ETAG}_min").to_pylist(),
+        files.column(f"{SOURCE_ETAG}_count_distinct").to_pylist(),
+        files.column("rows_sum_sum").to_pylist(),
+        strict=True,
+    ):
+        state.versions[key] = etag if versions == 1 else "<several versions>"  # forces a rewrite
+        state.rows[key] = n
     return state
 
 
