@@ -89,6 +89,13 @@ class DagsterStack:
         os.kill(self.daemon.pid, signal.SIGKILL)
         self.daemon.wait(timeout=30)
 
+    def kill_daemon_group(self) -> None:
+        """SIGKILL the daemon with everything it spawned (its code server, the run workers it
+        launched), as when `dagster dev` is killed: nothing is left to report a run's end."""
+        assert self.daemon is not None, "the daemon was never started"
+        _signal_group(self.daemon.pid, signal.SIGKILL)
+        self.daemon.wait(timeout=30)
+
     def query(self, text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": text, "variables": variables or {}}).encode()
         request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
@@ -133,10 +140,10 @@ class DagsterStack:
         assert started["sensorState"]["status"] == "RUNNING", started
 
     def partition_runs(self, partition: str) -> list[dict[str, Any]]:
-        """status, startTime and endTime of every run of a partition."""
+        """runId, status, startTime, endTime and tags of every run of a partition, newest first."""
         return self.query(
             """query($day: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $day}]}) {
-                 ... on Runs { results { status startTime endTime } } } }""",
+                 ... on Runs { results { runId status startTime endTime tags { key value } } } } }""",
             {"day": partition},
         )["runsOrError"]["results"]
 
