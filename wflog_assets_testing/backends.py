@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow.fs as pafs
 
 from wflog_assets.definitions import INGEST_JOB, build_definitions
 from wflog_assets.defs.resources import (
@@ -63,6 +64,16 @@ class Backend:
 
     def table(self):  # -> pyiceberg Table
         return self.catalog.load_catalog().load_table(self.catalog.identifier())
+
+    def staged_files(self) -> list[str]:
+        """Every file under the staging IO manager's root (local or on S3)."""
+        staging = self.resources["staging_io_manager"]
+        if staging.root.startswith("s3://"):
+            fs, base = staging.s3.arrow_filesystem(), staging.root.removeprefix("s3://")
+        else:
+            fs, base = pafs.LocalFileSystem(), staging.root
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
 
 def embedded_backend(root: Path) -> Backend:
