@@ -175,14 +175,14 @@ def _layout_table(layout: str):  # -> pyiceberg Table
 def _query_table(layout: str):  # -> pyiceberg Table
     """The layout's table, opened without Dagster (the query's start-up is its imports)."""
     from wflog_assets import environment
-    from wflog_assets.iceberg.catalogs import open_catalog
+    from wflog_assets.iceberg.catalogs import read_table
     from wflog_assets.iceberg.schema import table_identifier
 
-    catalog = open_catalog(environment.catalog_properties())
     identifier = table_identifier(*environment.table_names(), layout)
-    if not catalog.table_exists(identifier):
+    table = read_table(environment.catalog_properties(), identifier)
+    if table is None:
         raise SystemExit(f"no table {identifier} yet: materialize a day first (wflog-assets materialize)")
-    return catalog.load_table(identifier)
+    return table
 
 
 def _print_p0(

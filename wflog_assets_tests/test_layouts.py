@@ -294,6 +294,10 @@ def test_cli_query_and_report_read_the_configured_tables(
     )
     assert cli_main(["query", "--workflow", heavy, "--limit", "all"]) == 0
     assert f": {rows[heavy]} rows;" in capsys.readouterr().out
+    monkeypatch.setenv("WFLOG_TABLE", "not_there")
+    with pytest.raises(SystemExit, match=r"no table workflow_logs\.not_there yet"):
+        cli_main(["query", "--workflow", heavy])
+    monkeypatch.delenv("WFLOG_TABLE")
 
     stem = tmp_path / "report"
     assert cli_main(["report", "--out", str(stem), "--repetitions", "1"]) == 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,34 @@ def rest_properties(
     }
     props.update({k: v for k, v in optional.items() if v})
     return props
+
+
+def read_table(properties: dict[str, str], identifier: str) -> Table | None:
+    """The table's current state for reading, or None if the catalog has no such table. On the
+    embedded SQLite catalog it reads the table's metadata location straight from the catalog's
+    `iceberg_tables` row (the SQL catalog's schema) with the standard library, which spares a
+    query's start-up SQLAlchemy and pyiceberg's `SqlCatalog`; any other catalog is loaded."""
+    uri = properties.get("uri", "")
+    if properties.get("type") != "sql" or not uri.startswith("sqlite:///"):
+        catalog = open_catalog(properties)
+        return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
+    import sqlite3
+
+    from pyiceberg.table import StaticTable
+
+    namespace, name = identifier.rsplit(".", 1)
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.exists():
+        return None
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        row = db.execute(
+            "SELECT metadata_location FROM iceberg_tables"
+            " WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
+            (CATALOG_NAME, namespace, name),
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return StaticTable.from_metadata(row[0], properties)
 
 
 def open_catalog(properties: dict[str, str]) -> Catalog:
