@@ -330,7 +330,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{len(table.snapshots())} snapshots"
     )
     _print_p0(counts.column(0)[0].as_py(), None, 5)
-    print(f"Dagster UI: DAGSTER_HOME={data / 'dagster_home'} .venv/bin/dagster dev")
+    # the UI's partitions: the demo's days, not every day from them to today
+    print(f"Dagster UI: DAGSTER_HOME={data / 'dagster_home'} WFLOG_END_DATE={days[-1]} .venv/bin/dagster dev")
     return 0
 
 

@@ -26,9 +26,10 @@ def build_definitions(
     start_date: str,
     sensor_lookback_days: int = 3,
     sensor_interval_s: int = 60,
+    end_date: str | None = None,
 ) -> dg.Definitions:
     """Assets, job, sensor and resources for one configuration (tests pass their own)."""
-    partitions = daily_partitions(start_date)
+    partitions = daily_partitions(start_date, end_date)
     source = resources.get("log_source")
     assets = build_log_assets(partitions, "file" if isinstance(source, LocalLogSource) else "s3")
     catalog = resources.get("iceberg")
@@ -73,4 +74,5 @@ def defs() -> dg.Definitions:
         settings.start_date(),
         sensor_lookback_days=settings.sensor_lookback_days(),
         sensor_interval_s=settings.sensor_interval_s(),
+        end_date=settings.end_date(),
     )

@@ -30,6 +30,11 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "warehouse/, staging/ (relative to the working directory)",
     ),
     EnvSetting("WFLOG_START_DATE", DEFAULT_START_DATE, "First day partition (YYYY-MM-DD, UTC)"),
+    EnvSetting(
+        "WFLOG_END_DATE",
+        None,
+        "Last day partition (YYYY-MM-DD, UTC; unset: today, each day a partition as it begins)",
+    ),
     EnvSetting("WFLOG_SOURCE", "local", "`local` (a directory) or `s3`"),
     EnvSetting("WFLOG_SOURCE_DIR", "$WFLOG_DATA_DIR/source", "Local source directory"),
     EnvSetting("WFLOG_S3_BUCKET", None, "Source bucket (WFLOG_SOURCE=s3)"),
@@ -106,6 +111,10 @@ def data_dir() -> Path:
 
 def start_date() -> str:
     return get("WFLOG_START_DATE") or DEFAULT_START_DATE
+
+
+def end_date() -> str | None:
+    return get("WFLOG_END_DATE")
 
 
 def sensor_lookback_days() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +74,21 @@ def test_start_date_and_production_settings_come_from_the_environment(monkeypatc
     assert "very-secret-value" not in repr(catalog)
 
 
+def test_an_end_date_gives_a_fixed_range_of_days_ending_on_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("WFLOG_END_DATE", "2025-12-03")  # what the demo prints for `dagster dev`
+    node = defs().resolve_asset_graph().get(dg.AssetKey("workflow_logs"))
+    assert node.partitions_def.get_partition_keys() == ["2025-12-01", "2025-12-02", "2025-12-03"]
+    monkeypatch.delenv("WFLOG_END_DATE")
+    node = defs().resolve_asset_graph().get(dg.AssetKey("workflow_logs"))
+    assert node.partitions_def.get_last_partition_key() == dt.datetime.now(dt.UTC).date().isoformat()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"WFLOG_START_DATE": "01/12/2025"}, "WFLOG_START_DATE='01/12/2025' is not a date"),
+        ({"WFLOG_END_DATE": "tomorrow"}, "WFLOG_END_DATE='tomorrow' is not a date"),
+        ({"WFLOG_END_DATE": "2025-11-30"}, "WFLOG_END_DATE=2025-11-30 is before WFLOG_START_DATE=2025-12-01"),
         ({"WFLOG_SOURCE": "ftp"}, "WFLOG_SOURCE='ftp': use one of local, s3"),
         ({"WFLOG_SOURCE": "s3"}, "WFLOG_S3_BUCKET is not set"),
         ({"WFLOG_CATALOG": "rest"}, "WFLOG_CATALOG_URI is not set"),

@@ -10,19 +10,30 @@ from wflog_assets.day import Day
 from wflog_assets.environment import DEFAULT_START_DATE
 
 
-def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitionsDefinition:
-    """Days from `start_date` (YYYY-MM-DD) on, in UTC, up to and including today.
+def _date(name: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r} is not a date: use YYYY-MM-DD, e.g. 2025-12-01") from exc
+
+
+def daily_partitions(
+    start_date: str = DEFAULT_START_DATE, end_date: str | None = None
+) -> dg.DailyPartitionsDefinition:
+    """Days from `start_date` (YYYY-MM-DD) on, in UTC, up to and including today, or up to and
+    including `end_date` (a fixed range: the demo's days, a backfill-only deployment).
 
     `end_offset=1` makes the current day a partition: its files are ingested as they arrive
     (a day is never final; late files re-trigger it).
     """
-    try:
-        dt.date.fromisoformat(start_date)
-    except ValueError as exc:
-        raise ValueError(
-            f"WFLOG_START_DATE={start_date!r} is not a date: use YYYY-MM-DD, e.g. 2025-12-01"
-        ) from exc
-    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
+    first = _date("WFLOG_START_DATE", start_date)
+    if end_date is None:
+        return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
+    last = _date("WFLOG_END_DATE", end_date)
+    if last < first:
+        raise ValueError(f"WFLOG_END_DATE={end_date} is before WFLOG_START_DATE={start_date}: swap them")
+    after = (last + dt.timedelta(days=1)).isoformat()  # Dagster's end date is exclusive
+    return dg.DailyPartitionsDefinition(start_date=start_date, end_date=after, timezone="UTC")
 
 
 def partition_day(partition_key: str) -> dt.date:

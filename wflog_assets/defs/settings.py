@@ -20,6 +20,7 @@ from wflog_assets.environment import (  # noqa: F401 - ENV_SETTINGS and the read
     catalog_kind,
     choice,
     data_dir,
+    end_date,
     get,
     required,
     rest_catalog_fields,
