@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,18 @@ def test_a_source_root_one_level_off_is_an_error_of_the_cli_and_a_warning_of_the
     monkeypatch.setenv("WFLOG_SOURCE_DIR", str(logs))
     assert cli_main(["materialize", "--start", "2025-12-01"]) == 0
     assert "rows_written=    200" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("chosen", "backend"), [(None, "jemalloc"), ("mimalloc", "mimalloc"), ("system", "system")]
+)
+def test_arrow_uses_the_lean_allocator_unless_the_operator_chose_one(chosen: str | None, backend: str):
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    code = (
+        "import pyarrow as pa; from wflog_assets.allocator import use_lean_allocator; "
+        "print(use_lean_allocator(), pa.default_memory_pool().backend_name)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [backend, backend]

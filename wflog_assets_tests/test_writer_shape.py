@@ -115,6 +115,7 @@ def test_app_level_records_land_queryable_and_a_writer_day_passes_every_check(
     want = expected_rows_for_days(backend.store, [SECOND])
     assert table_rows(backend.table()) == want
     assert backend.staged_files() == []  # committed: no copy of the day is left in staging
+    assert pa.default_memory_pool().backend_name == "jemalloc"  # the catalog resource chose it
     app_rows = [r for r in want if r["atlan_argo_workflow_name"] == APP_WORKFLOW]
     assert len(app_rows) > 100  # about 4% of ~6,000 records
     levels = {r["level"] for r in want}

@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from wflog_assets.allocator import use_lean_allocator
 from wflog_assets.iceberg.catalogs import open_catalog, rest_properties, sqlite_properties
 from wflog_assets.iceberg.commit import ensure_table
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, table_identifier
@@ -152,6 +153,9 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     def describe(self) -> str:
         """Where the catalog is, for messages (never credentials)."""
         return self.catalog_properties()["uri"]
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        use_lean_allocator()  # every run that writes or reads the table: Arrow's lean allocator
 
     def load_catalog(self) -> Catalog:
         return open_catalog(self.catalog_properties())
