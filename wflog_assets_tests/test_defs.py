@@ -182,3 +182,7 @@ def test_arrow_uses_the_lean_allocator_unless_the_operator_chose_one(chosen: str
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [backend, backend]
+    # the package imported first (a run worker): Arrow's C++ allocations take that pool too
+    code = "import wflog_assets, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [backend]

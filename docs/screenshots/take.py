@@ -5,23 +5,24 @@
     apt-get install chromium                    # Debian's Chromium, driven by Playwright
     .venv/bin/python docs/screenshots/take.py
 
-Materializes the layout study and its report for the demo's days, starts dagster-webserver on
-the demo's DAGSTER_HOME (`WFLOG_END_DATE` = the demo's last day, as the demo prints), and saves
-PNGs of the pages a user looks at next to this file.
+Materializes the layout study and its report for the demo's days, starts dagster-webserver and
+dagster-daemon on the demo's DAGSTER_HOME (`WFLOG_END_DATE` = the demo's last day, as the demo
+prints), backfills the demo's days from the asset graph's assets, and saves PNGs of the pages a
+user looks at next to this file.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
+
+from wflog_assets_testing.dagster_stack import DagsterStack
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
@@ -38,12 +39,6 @@ CHROMIUM_ARGS = [  # headless on a machine without a network beyond loopback
     "--disable-sync",
 ]
 DAY = "2025-12-01"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _prepare(env: dict[str, str]) -> None:
@@ -72,27 +67,19 @@ def main() -> None:
     home = ROOT / ".wflog" / "dagster_home"
     env = {**os.environ, "DAGSTER_HOME": str(home), "WFLOG_END_DATE": "2025-12-03"}
     _prepare(env)
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # the instance the demo wrote, served by a webserver and a daemon (the backfill runs)
+    stack = DagsterStack(home, env, (home / "dagster.yaml").read_text())
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/server_info", timeout=5)
-                break
-            except OSError:
-                time.sleep(1)
+        stack.wait_ready()
+        days = ["2025-12-01", "2025-12-02", "2025-12-03"]
+        assets = ["raw_log_chunks", "normalized_log_batches", "workflow_logs"]
+        backfill = stack.launch_asset_backfill(assets, days)
+        stack.wait_backfill(backfill, timeout_s=600)
+        base = stack.url.removesuffix("/graphql")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 950})
-            group = f"{base}/locations/wflog_assets.definitions/asset-groups/workflow_logs"
+            group = f"{base}/locations/{stack.location}/asset-groups/workflow_logs"
             _shoot(page, group, "lineage", "raw_log_chunks")
             asset = f"{base}/assets/workflow_logs"
             _shoot(page, f"{asset}?view=partitions", "partitions", "Materialized")
@@ -100,10 +87,10 @@ def main() -> None:
             _shoot(page, f"{asset}?view=checks", "checks", "row_count_parity")
             report = f"{base}/assets/layout_benchmark_report?view=events"
             _shoot(page, report, "report_plot", "plot", show_markdown_of="plot")
+            _shoot(page, f"{base}/runs/b/{backfill}?tab=partitions", "backfill", "workflow_logs")
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stack.stop()
 
 
 if __name__ == "__main__":
