@@ -1,9 +1,10 @@
 """Peak memory of a day holding one big `.json.gz`, against plain pyarrow reading that file.
 
-    .venv/bin/python bench/bench_big_json.py [--mb 300] [--out f.json]
+    .venv/bin/python bench/bench_big_json.py [--mb 300] [--cycling] [--out f.json]
 
 Writes a day of the current writer's shape (`generate.writer_flushes`, 400 files) plus ONE
-`.json.gz` of `--mb` MB of decompressed lines (writer records), then in child processes:
+`.json.gz` of `--mb` MB of decompressed lines (writer records, in time order, or with
+`--cycling` passing through the whole day again and again), then in child processes:
 
 - `baseline`: plain pyarrow reads that one file whole (`pyarrow.json.read_json` over a gzip
   input stream), the way a loader without blocks would;
@@ -31,7 +32,7 @@ from wflog_assets_testing.memory import ingest_in_child
 DAY = dt.date(2026, 11, 3)
 
 
-def make_day(root: Path, megabytes: int) -> tuple[str, int]:
+def make_day(root: Path, megabytes: int, cycling: bool = False) -> tuple[str, int]:
     """The day's files under `root`: 400 writer files and the big one; (its key, its lines)."""
     from wflog_assets.source.stores import LocalObjectStore
     from wflog_assets.tools.generate import gzip_lines, writer_flushes
@@ -40,7 +41,7 @@ def make_day(root: Path, megabytes: int) -> tuple[str, int]:
     store = LocalObjectStore(root)
     for key, lines in writer_flushes(DAY, 400, seed=1):
         store.write(key, gzip_lines(lines))
-    return write_big_json(root, DAY, megabytes)
+    return write_big_json(root, DAY, megabytes, cycling=cycling)
 
 
 def run_child(args: list[str]) -> dict[str, Any]:
@@ -68,11 +69,12 @@ def child_baseline(path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=300, help="decompressed MB of the big file")
+    parser.add_argument("--cycling", action="store_true", help="the big file's lines cycle through the day")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wflog-bigjson-") as tmp:
         root = Path(tmp) / "source"  # the embedded backend of `tmp` (`wflog_assets_testing`)
-        key, lines = make_day(root, args.mb)
+        key, lines = make_day(root, args.mb, args.cycling)
         size = (root / key).stat().st_size
         print(
             f"one .json.gz of {args.mb} MB decompressed ({size / 1e6:.1f} MB gzip, {lines} lines), 400 others"

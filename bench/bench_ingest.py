@@ -37,6 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from wflog_assets.allocator import LEAN_POOL
+
 DAY = dt.date(2025, 12, 29)
 BASE_ROWS_PER_FILE = 2_500
 WORKERS = 4
@@ -264,7 +266,13 @@ def run_child(
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(Path(__file__).parent.parent),
+                # this script loads pyarrow before the package could pick Arrow's allocator (as it
+                # does in a run worker): name the package's choice, the same for every mode
+                "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or LEAN_POOL,
+            },
         )
         out = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)

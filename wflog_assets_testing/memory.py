@@ -21,11 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wflog_assets import allocator  # noqa: F401  - first: Arrow's allocator, as in a run worker
 
-def write_big_json(root: Path, day: dt.date, megabytes: int, level: int = 6) -> tuple[str, int]:
+
+def write_big_json(
+    root: Path, day: dt.date, megabytes: int, level: int = 6, cycling: bool = False
+) -> tuple[str, int]:
     """One writer-named `.json.gz` of about `megabytes` MB of decompressed writer records for
     `day` under `root` (a process's flushes concatenated: an export, a backfill), its lines in
-    time order; (its key, its lines)."""
+    time order, or `cycling` through the whole day again and again (every block of the file
+    then spans the day); (its key, its lines)."""
     from wflog_assets.day import Day
     from wflog_assets.tools.generate import writer_flushes
 
@@ -37,8 +42,13 @@ def write_big_json(root: Path, day: dt.date, megabytes: int, level: int = 6) -> 
     path = root / key
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wb", compresslevel=level) as out:
-        for line in pool:
-            out.write((line + "\n").encode() * repeat)
+        if cycling:
+            text = "".join(line + "\n" for line in pool).encode()
+            for _ in range(repeat):
+                out.write(text)
+        else:
+            for line in pool:
+                out.write((line + "\n").encode() * repeat)
     return key, len(pool) * repeat
 
 

@@ -207,10 +207,12 @@ def test_an_object_deleted_between_listing_and_reading_is_one_named_reject(tmp_p
     assert staged.accepted_rows == sum(len(lines) for key, lines in flushes if key not in gone)
 
 
-def test_a_hostile_day_with_a_300_mb_json_file_commits_within_1_gib(tmp_path: Path):
+@pytest.mark.parametrize("cycling", [False, True], ids=["time-order", "cycling"])
+def test_a_hostile_day_with_a_300_mb_json_file_commits_within_1_gib(tmp_path: Path, cycling: bool):
     backend = embedded_backend(tmp_path)
     good_rows, expected, _ = _hostile_day(backend.store, 23)
-    key, lines = write_big_json(tmp_path / "source", DAY, 300, level=1)
+    # its lines in time order, or passing through the whole day again and again
+    key, lines = write_big_json(tmp_path / "source", DAY, 300, level=1, cycling=cycling)
     good_rows[key] = lines
 
     figures = ingest_in_child(tmp_path, DAY)  # the run in a process of its own: its peak RSS

@@ -55,8 +55,11 @@ from wflog_assets.iceberg.schema import TIMESTAMP
 
 PartitionValues = tuple[Any, ...]
 RUN_INDEX_KEY = b"wflog.run-index"
-# Rows per batch inside a spilled run, and per block of the merge.
-RUN_BATCH_ROWS = 16 * 1024
+# Rows per batch inside a spilled run, and per block of the merge. The merge holds one batch of
+# every active run: when a file's rows jump across the day every run is active at once, so this
+# bounds the merge's memory (16,384: 1.6 GiB for a 1 GB .json.gz cycling through the day; 4,096:
+# 0.6 GiB; docs/benchmarks.md).
+RUN_BATCH_ROWS = 4 * 1024
 
 
 def _sort_key(values: PartitionValues) -> tuple[tuple[bool, Any], ...]:
