@@ -87,7 +87,7 @@ def main() -> None:
             _shoot(page, f"{asset}?view=checks", "checks", "row_count_parity")
             report = f"{base}/assets/layout_benchmark_report?view=events"
             _shoot(page, report, "report_plot", "plot", show_markdown_of="plot")
-            _shoot(page, f"{base}/runs/b/{backfill}?tab=partitions", "backfill", "workflow_logs")
+            _shoot(page, f"{base}/runs/b/{backfill}", "backfill", "100% completed")
             browser.close()
     finally:
         stack.stop()
