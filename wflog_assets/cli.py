@@ -442,10 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The `wflog-assets` command: `main`, then exit without the interpreter's final sweep of
     every object (Dagster's and pyiceberg's modules make it cost 0.4-0.8 s a process)."""
-    from wflog_assets.allocator import use_lean_allocator
-
-    use_lean_allocator()
-    status = main()
+    status = main()  # Arrow's allocator: chosen when the package was imported (allocator.py)
     gc.freeze()  # what is frozen is left to the OS at exit: the process ends now
     sys.exit(status)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import requests
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.table import Table
+from pyiceberg.table import StaticTable, Table
 
 from wflog_assets.errors import CatalogUnavailableError
 
@@ -82,10 +83,6 @@ def read_table(properties: dict[str, str], identifier: str) -> Table | None:
     if properties.get("type") != "sql" or not uri.startswith("sqlite:///"):
         catalog = open_catalog(properties)
         return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
-    import sqlite3
-
-    from pyiceberg.table import StaticTable
-
     namespace, name = identifier.rsplit(".", 1)
     path = Path(uri.removeprefix("sqlite:///"))
     if not path.exists():
