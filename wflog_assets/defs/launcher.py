@@ -32,10 +32,10 @@ class LocalCheckedRunLauncher(DefaultRunLauncher):
         records = self._instance.get_records_for_run(
             run.run_id, of_type=DagsterEventType.RUN_START, limit=1
         ).records
-        if not records or records[0].event_log_entry.dagster_event is None:
+        start = records[0].event_log_entry if records else None
+        if start is None or start.dagster_event is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not started yet")
-        start = records[0].event_log_entry
-        pid = start.dagster_event.pid if start.dagster_event else None
+        pid = start.dagster_event.pid
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run's start names no process")
         if worker_alive(pid, start.timestamp):

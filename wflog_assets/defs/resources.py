@@ -29,7 +29,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from wflog_assets.allocator import use_lean_allocator
-from wflog_assets.iceberg.catalogs import open_catalog, rest_properties, sqlite_properties
+from wflog_assets.iceberg.catalogs import load_if_exists, open_catalog, rest_properties, sqlite_properties
 from wflog_assets.iceberg.commit import ensure_table
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, table_identifier
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -170,7 +170,7 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
     def existing_table(self, catalog: Catalog, layout: str = DEFAULT_LAYOUT) -> Table | None:
         """The layout's table, or None before its first commit."""
         identifier = self.layout_identifier(layout)
-        return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
+        return load_if_exists(catalog, identifier)
 
     def ensure_table(self, layout: str = DEFAULT_LAYOUT, catalog: Catalog | None = None) -> Table:
         """Create (or check) the layout's table; pass `catalog` to reuse one already loaded."""

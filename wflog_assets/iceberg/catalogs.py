@@ -18,15 +18,23 @@ from wflog_assets.errors import CatalogUnavailableError
 CATALOG_NAME = "wflog"
 
 
+def load_if_exists(catalog: Catalog, identifier: str) -> Table | None:
+    """The table, or None when the catalog has none of that name (one request, not two)."""
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        return None
+
+
 def open_or_create(catalog: Catalog, identifier: str, **create: Any) -> Table:
     """The table, created (with its namespace) only when missing. pyiceberg's
     `create_table_if_not_exists` writes a new metadata file before it finds the table exists:
     one orphan per call, so it is only the fallback of a load that found nothing."""
-    try:
-        return catalog.load_table(identifier)
-    except NoSuchTableError:
-        catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
-        return catalog.create_table_if_not_exists(identifier, **create)
+    table = load_if_exists(catalog, identifier)
+    if table is not None:
+        return table
+    catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+    return catalog.create_table_if_not_exists(identifier, **create)
 
 
 def sqlite_properties(data_dir: str) -> dict[str, str]:
@@ -81,8 +89,7 @@ def read_table(properties: dict[str, str], identifier: str) -> Table | None:
     query's start-up SQLAlchemy and pyiceberg's `SqlCatalog`; any other catalog is loaded."""
     uri = properties.get("uri", "")
     if properties.get("type") != "sql" or not uri.startswith("sqlite:///"):
-        catalog = open_catalog(properties)
-        return catalog.load_table(identifier) if catalog.table_exists(identifier) else None
+        return load_if_exists(open_catalog(properties), identifier)
     namespace, name = identifier.rsplit(".", 1)
     path = Path(uri.removeprefix("sqlite:///"))
     if not path.exists():
