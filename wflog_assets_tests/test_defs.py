@@ -186,3 +186,24 @@ def test_arrow_uses_the_lean_allocator_unless_the_operator_chose_one(chosen: str
     code = "import wflog_assets, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [backend]
+
+
+def test_a_run_keeps_the_loaded_modules_out_of_its_collections_and_gives_them_back_after(tmp_path: Path):
+    code = (
+        "import gc, dagster as dg\n"
+        "from wflog_assets.defs.resources import SqliteCatalogResource\n"
+        "loaded = gc.get_freeze_count()\n"
+        "gc.unfreeze()\n"
+        "resource, context = SqliteCatalogResource(data_dir='catalog'), dg.build_init_resource_context()\n"
+        "resource.setup_for_execution(context)\n"
+        "during = gc.get_freeze_count()\n"
+        "resource.teardown_after_execution(context)\n"
+        "print(loaded, during, gc.get_freeze_count())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    loaded, during, after = map(int, out.stdout.split())
+    # Dagster's and pyiceberg's modules: hundreds of thousands of objects no collection walks
+    assert loaded > 100_000 and during > 100_000
+    assert after == 0  # the run's end puts everything back under the collector

@@ -22,6 +22,7 @@ FLOORS = {
     "errors": 1,
     "phases": 1,
     "allocator": 1,
+    "heap": 1,
 }
 DAGSTER_ROOMS = {"cli", "definitions", "defs"}
 MAX_FUNCTION_LINES = 80

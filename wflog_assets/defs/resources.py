@@ -29,6 +29,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from wflog_assets.allocator import use_lean_allocator
+from wflog_assets.heap import hold_for_run, release_after_run
 from wflog_assets.iceberg.catalogs import load_if_exists, open_catalog, rest_properties, sqlite_properties
 from wflog_assets.iceberg.commit import ensure_table
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, table_identifier
@@ -156,6 +157,10 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         use_lean_allocator()  # every run that writes or reads the table: Arrow's lean allocator
+        hold_for_run()  # the run's collections skip the loaded modules (heap.py)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        release_after_run()
 
     def load_catalog(self) -> Catalog:
         return open_catalog(self.catalog_properties())

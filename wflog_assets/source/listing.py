@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import replace
 from itertools import chain
 
 from wflog_assets.day import Day
@@ -70,5 +69,5 @@ def list_day(store: ObjectStore, day: dt.date) -> Manifest:
             if not entry.key.endswith(".tmp") and entry.key.startswith(the_day.prefix):
                 ignored.append(entry.key)
             continue
-        entries.append(replace(entry, format=fmt.name))
+        entries.append(ManifestEntry(entry.key, entry.size, entry.etag, entry.last_modified, fmt.name))
     return Manifest.build(the_day.key, entries, ignored)
