@@ -17,6 +17,14 @@ in-process, embedded SQLite catalog), timed as a whole, with its peak RSS from `
 
 Ratios printed: tiny / packed (rows/s and files/s), late / tiny, unchanged / tiny.
 
+Then the same day as the daemon runs it (`warm`): each run created with the code location's
+origin and launched by `PreloadedRunLauncher`, whose workers are forked from a template that
+has loaded Dagster and the data libraries once (started by a run of an empty day first, as a
+daemon's first launch starts it); timed from the launch to the run's end, in a data folder of
+its own: `packed`, `tiny` (the writer's day from scratch), `late` (another late file),
+`unchanged`. Peak RSS is not measured there (a worker is
+the template's child, not the bench's).
+
 `--arrivals N` instead simulates the current day: N writer files land at `--every-s` while
 dagster-webserver and dagster-daemon run the source sensor (interval `--sensor-interval-s`) on
 weed mini (S3 + REST catalog); it prints p50/p95/max seconds from landing to queryable, the
@@ -181,6 +189,95 @@ def child(spec: str, work: str) -> None:
     gc.freeze()  # as `wflog-assets` does before it exits (`cli.run`)
 
 
+def warm_env(source: dict[str, str], data: Path) -> dict[str, str]:
+    """The environment that configures the code location for `source`, with its tables and
+    staging under `data` (README: environment variables)."""
+    env = {"WFLOG_DATA_DIR": str(data), "WFLOG_START_DATE": "2026-11-01"}
+    if source["kind"] == "local":
+        return {**env, "WFLOG_SOURCE": "local", "WFLOG_SOURCE_DIR": source["root"]}
+    return {
+        **env,
+        "WFLOG_SOURCE": "s3",
+        "WFLOG_S3_BUCKET": source["bucket"],
+        "WFLOG_S3_PREFIX": source["prefix"],
+        "WFLOG_S3_ENDPOINT_URL": source["endpoint"],
+        "WFLOG_S3_PATH_STYLE": "true",
+        "AWS_ACCESS_KEY_ID": source["key"],
+        "AWS_SECRET_ACCESS_KEY": source["secret"],
+    }
+
+
+def run_warm(instance: Any, source: dict[str, str], data: Path, day: dt.date = DAY) -> dict[str, Any]:
+    """One run of DAY launched by the instance's `PreloadedRunLauncher`: seconds from the launch
+    to the run's end, and the assets' metadata."""
+    import dagster as dg
+
+    from wflog_assets_testing.launch import create_day_run, wait_for
+
+    os.environ.update(warm_env(source, data))  # what the launcher hands its worker
+    run_id = create_day_run(instance, day.isoformat())
+    started = time.perf_counter()
+    instance.launch_run(run_id, workspace=None)
+    run = wait_for(instance, run_id, timeout_s=3600)
+    seconds = time.perf_counter() - started
+    if run.status != dg.DagsterRunStatus.SUCCESS:
+        raise SystemExit(f"warm run {run_id} ended {run.status}")
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    meta: dict[str, dict[str, Any]] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.step_materialization_data is not None:
+            mat = event.step_materialization_data.materialization
+            meta[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
+    table, normalized = meta["workflow_logs"], meta["normalized_log_batches"]
+    return {
+        "seconds": round(seconds, 2),
+        "outcome": table["outcome"],
+        "day_rows": table["day_rows"],
+        "files_read": normalized["files_read"],
+        "files_in_day": normalized["files_in_day"],
+    }
+
+
+def _warm_series(
+    files: int, target: dict[str, str], tiny: dict[str, str], packed: dict[str, str], work: Path
+) -> dict[str, Any]:
+    """packed, tiny, late, unchanged through `PreloadedRunLauncher` (see the module's doc)."""
+    from wflog_assets.tools.generate import gzip_lines, writer_flushes
+    from wflog_assets_testing.launch import instance_with_launcher
+
+    saved = dict(os.environ)
+    try:
+        with instance_with_launcher(work / "home", "PreloadedRunLauncher") as instance:
+            # an empty day first: the template starts (once per daemon) outside the figures
+            run_warm(instance, packed, work / "warm-up", day=DAY + dt.timedelta(days=20))
+            runs = {
+                "packed": run_warm(instance, packed, work / "packed"),
+                "tiny": run_warm(instance, tiny, work / "tiny"),
+            }
+            key, lines = next(writer_flushes(DAY, 1, seed=98))
+            writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999998_')}", gzip_lines(lines[:5]))
+            runs["late"] = run_warm(instance, tiny, work / "tiny")
+            runs["unchanged"] = run_warm(instance, tiny, work / "tiny")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    for name, run in runs.items():
+        print(
+            f"  warm {name:<9} {run['seconds']:>7.1f} s  {run['outcome']:<9} "
+            f"read {run['files_read']:>6}/{run['files_in_day']} files  day_rows={run['day_rows']}",
+            flush=True,
+        )
+    seconds = {name: run["seconds"] for name, run in runs.items()}
+    ratios = {
+        "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
+        "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
+        "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
+    }
+    print(f"  warm ratios: {ratios}", flush=True)
+    return {"runs": runs, "ratios": ratios}
+
+
 @contextmanager
 def _sources(latency_ms: float | None) -> Iterator[tuple[dict[str, str], Callable[[str], dict[str, str]]]]:
     """(where to write sources, the source spec of a top folder to read): a local folder, or
@@ -234,30 +331,26 @@ def _measure(
         writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999999_')}", gzip_lines(lines[:5]))
         runs["late"] = run_child(tiny, work / "tiny")
         runs["unchanged"] = run_child(tiny, work / "tiny")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    seconds = {name: run["seconds"] for name, run in runs.items()}
-    entry = {
-        "files": files,
-        "rows": rows,
-        "runs": runs,
-        "ratios": {
+        seconds = {name: run["seconds"] for name, run in runs.items()}
+        ratios = {
             "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
             "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
             "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
-        },
-    }
-    for name, run in runs.items():
-        print(
-            f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
-            f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
-            f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']}  "
-            f"rows/s={rows / run['seconds']:,.0f}  files/s={run['files_read'] / run['seconds']:,.0f}"
-            f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
-            flush=True,
-        )
-    print(f"  ratios: {entry['ratios']}", flush=True)
-    return entry
+        }
+        for name, run in runs.items():
+            print(
+                f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "
+                f"{run['outcome']:<9} read {run['files_read']:>6}/{run['files_in_day']} files "
+                f"{run['source_bytes_read']:>10} B  day_rows={run['day_rows']}  "
+                f"rows/s={rows / run['seconds']:,.0f}  files/s={run['files_read'] / run['seconds']:,.0f}"
+                f"{'  FAILED CHECKS ' + str(run['failed_checks']) if run['failed_checks'] else ''}",
+                flush=True,
+            )
+        print(f"  ratios: {ratios}", flush=True)
+        warm = _warm_series(files, target, tiny, packed_day, work / "warm")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"files": files, "rows": rows, "runs": runs, "ratios": ratios, "warm": warm}
 
 
 def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:

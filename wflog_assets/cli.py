@@ -58,11 +58,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # none behind), and no telemetry. Written only where no dagster.yaml says otherwise.
 EMBEDDED_INSTANCE_YAML = """\
 # Dagster instance of wflog-assets' embedded default (written by wflog-assets; edit freely).
-# Dagster's local launcher, plus a check that a run's worker process is alive: run monitoring
-# fails a run whose worker died (a killed `dagster dev`), and the sensor requests its day again.
+# Run workers forked from a template that has loaded Dagster and the data libraries once (a run
+# for one late file takes 1.1 s instead of 2.7 s), plus a check that a run's worker process is
+# alive: run monitoring fails a run whose worker died (a killed `dagster dev`), and the sensor
+# requests its day again. `LocalCheckedRunLauncher` starts a fresh interpreter per run instead.
 run_launcher:
   module: wflog_assets.defs.launcher
-  class: LocalCheckedRunLauncher
+  class: PreloadedRunLauncher
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180

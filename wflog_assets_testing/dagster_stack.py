@@ -25,6 +25,9 @@ T = TypeVar("T")
 
 
 QUEUED_DAGSTER_YAML = """
+run_launcher:
+  module: wflog_assets.defs.launcher
+  class: PreloadedRunLauncher
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator

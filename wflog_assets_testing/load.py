@@ -93,7 +93,8 @@ class LoadReport:
 class ProcessWatch:
     """Samples /proc for Dagster run workers, keeping each one's high-water RSS (VmHWM). Run
     workers are the children of the code servers (`dagster api grpc`) that DefaultRunLauncher
-    asks to start a run; with the in-process executor a run is that one process."""
+    asks to start a run, or of the template `PreloadedRunLauncher` forks them from; with the
+    in-process executor a run is that one process."""
 
     def __init__(self, every_s: float = 0.25):
         self.every_s = every_s
@@ -129,7 +130,8 @@ class ProcessWatch:
         procs = {
             int(p): info for p in os.listdir("/proc") if p.isdigit() if (info := self._read(p)) is not None
         }
-        servers = {pid for pid, (_, cmd, _) in procs.items() if b"api grpc" in cmd}
+        # code servers (DefaultRunLauncher's runs) and PreloadedRunLauncher's templates
+        servers = {pid for pid, (_, cmd, _) in procs.items() if b"api grpc" in cmd or b"defs.warm" in cmd}
         workers = {
             pid for pid, (ppid, cmd, _) in procs.items() if ppid in servers and b"resource_tracker" not in cmd
         }

@@ -95,7 +95,14 @@ def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
 
 # Tests that start servers or processes (weed mini, PostgreSQL, webserver + daemon, child
 # runs) carry the `integration` marker: `pytest -m "not integration"` is the fast loop.
-_SERVER_MODULES = ("test_end_to_end", "test_scale_out", "test_processes", "test_faults", "test_duckdb")
+_SERVER_MODULES = (
+    "test_end_to_end",
+    "test_scale_out",
+    "test_processes",
+    "test_faults",
+    "test_duckdb",
+    "test_launcher",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
