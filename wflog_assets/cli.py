@@ -58,10 +58,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # none behind), and no telemetry. Written only where no dagster.yaml says otherwise.
 EMBEDDED_INSTANCE_YAML = """\
 # Dagster instance of wflog-assets' embedded default (written by wflog-assets; edit freely).
-# Run workers forked from a template that has loaded Dagster and the data libraries once (a run
-# for one late file takes 1.1 s instead of 2.7 s), plus a check that a run's worker process is
-# alive: run monitoring fails a run whose worker died (a killed `dagster dev`), and the sensor
-# requests its day again. `LocalCheckedRunLauncher` starts a fresh interpreter per run instead.
+# Run workers forked from a template that has loaded Dagster and the data libraries once (a
+# run for one late file: 1.4 s instead of 2.5 s, docs/benchmarks.md), plus a check that a run's
+# worker process is alive: run monitoring fails a run whose worker died (a killed `dagster dev`),
+# and the sensor requests its day again. `LocalCheckedRunLauncher` starts a fresh interpreter
+# per run instead.
 run_launcher:
   module: wflog_assets.defs.launcher
   class: PreloadedRunLauncher

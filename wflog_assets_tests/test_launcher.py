@@ -55,7 +55,7 @@ def _table_rows(data: Path) -> list[dict[str, object]]:
     return table_rows(table)
 
 
-def test_launched_runs_are_forked_from_one_template_and_exact(
+def test_launched_runs_are_forked_from_one_template_exact_and_survive_its_death(
     day_source: tuple[LocalObjectStore, Path], tmp_path: Path
 ):
     store, data = day_source
@@ -72,6 +72,11 @@ def test_launched_runs_are_forked_from_one_template_and_exact(
     assert template is not None and template.poll() is None  # one template, still there
     assert pids[0] != pids[1] and template.pid not in pids
     assert _table_rows(data) == expected_rows_for_days(store, [DAY])
+    template.kill()  # a template that died: the next launch starts another
+    template.wait()
+    assert wait_for(instance, launch_day(instance, DAY.isoformat())).status == dg.DagsterRunStatus.SUCCESS
+    renewed = launcher._TEMPLATE._process
+    assert renewed is not None and renewed.pid != template.pid and renewed.poll() is None
 
 
 def test_a_canceled_run_ends_canceled_and_the_day_is_exact_after_the_next_run(

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -137,11 +138,17 @@ class _Template:
                     text=True,
                 )
             assert self._process.stdin is not None and self._process.stdout is not None
-            self._process.stdin.write(json.dumps({"args": serialized_args, "env": environment}) + "\n")
-            self._process.stdin.flush()
-            answer = self._process.stdout.readline()
+            try:
+                self._process.stdin.write(json.dumps({"args": serialized_args, "env": environment}) + "\n")
+                self._process.stdin.flush()
+                answer = self._process.stdout.readline()
+            except BrokenPipeError:  # it ended since the check above
+                answer = ""
         if not answer:
-            raise RuntimeError("the run workers' template process ended before forking a worker")
+            raise DagsterLaunchFailedError(
+                "the run workers' template process (python -m wflog_assets.defs.warm) ended before "
+                "forking a worker: its error is in the daemon's log; the next launch starts a new one"
+            )
         return int(json.loads(answer)["pid"])
 
 
