@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 
 # What a run worker imports before it reads a line. The last is the package's process settings:
 # importing it freezes what the others loaded (heap.py), so no run's collections walk them.
@@ -67,8 +68,11 @@ def _fork(request: dict[str, object]) -> int:
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # stdout is the template's answer pipe: the worker prints to stderr
         args, env = request["args"], request["env"]
-        assert isinstance(args, str) and isinstance(env, dict)
+        if not isinstance(args, str) or not isinstance(env, dict):
+            raise TypeError("a request holds the run's serialized args (text) and an env (a mapping)")
         code = work(args, env)
+    except BaseException:  # noqa: BLE001 - the worker's last word, whatever it is, then exit
+        traceback.print_exc()  # to the daemon's log; run monitoring fails the run
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
