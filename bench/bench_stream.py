@@ -239,6 +239,16 @@ def run_warm(instance: Any, source: dict[str, str], data: Path, day: dt.date = D
     }
 
 
+def _ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The writer's day against the packed one, and the late and unchanged runs against it."""
+    seconds = {name: run["seconds"] for name, run in runs.items()}
+    return {
+        "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
+        "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
+        "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
+    }
+
+
 def _warm_series(
     files: int, target: dict[str, str], tiny: dict[str, str], packed: dict[str, str], work: Path
 ) -> dict[str, Any]:
@@ -268,12 +278,7 @@ def _warm_series(
             f"read {run['files_read']:>6}/{run['files_in_day']} files  day_rows={run['day_rows']}",
             flush=True,
         )
-    seconds = {name: run["seconds"] for name, run in runs.items()}
-    ratios = {
-        "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
-        "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
-        "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
-    }
+    ratios = _ratios(runs)
     print(f"  warm ratios: {ratios}", flush=True)
     return {"runs": runs, "ratios": ratios}
 
@@ -331,12 +336,7 @@ def _measure(
         writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999999_')}", gzip_lines(lines[:5]))
         runs["late"] = run_child(tiny, work / "tiny")
         runs["unchanged"] = run_child(tiny, work / "tiny")
-        seconds = {name: run["seconds"] for name, run in runs.items()}
-        ratios = {
-            "tiny/packed seconds": round(seconds["tiny"] / seconds["packed"], 2),
-            "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
-            "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
-        }
+        ratios = _ratios(runs)
         for name, run in runs.items():
             print(
                 f"  {name:<9} {run['seconds']:>7.1f} s  {run['peak_rss_mib']:>5} MiB  "

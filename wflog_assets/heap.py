@@ -5,7 +5,7 @@ million tracked objects that live as long as the process. CPython's cycle collec
 one of them on each full collection, and loading those modules, then a run that makes objects
 per file (manifest entries, lineage pairs, events), sets off several. For one late file in a day
 of 20,000, that was 0.4 s of the 1.6 s of imports and 0.4 s of the 1.4 s run
-(docs/benchmarks.md, "The run worker's heap").
+(docs/benchmarks.md, "The current writer's stream").
 
 `gc.freeze()` moves every object alive now to a generation that no collection walks. What it
 holds is still freed by reference counting; only its reference cycles wait for `gc.unfreeze()`.

@@ -4,13 +4,14 @@ launcher, not executed in the calling process."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from wflog_assets.definitions import INGEST_JOB
+from wflog_assets.defs.launcher import run_start
+from wflog_assets_testing.dagster_stack import until
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -50,10 +51,15 @@ def launch_day(instance: dg.DagsterInstance, day: str, job_name: str = INGEST_JO
 
 def wait_for(instance: dg.DagsterInstance, run_id: str, timeout_s: float = 300) -> dg.DagsterRun:
     """The run once it finished (TimeoutError after `timeout_s`)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def finished() -> dg.DagsterRun | None:
         run = instance.get_run_by_id(run_id)
-        if run is not None and run.status in FINISHED:
-            return run
-        time.sleep(0.02)
-    raise TimeoutError(f"run {run_id} did not finish in {timeout_s} s")
+        return run if run is not None and run.status in FINISHED else None
+
+    return until(f"run {run_id} to finish", finished, timeout_s, every_s=0.02)
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The process that started the run (its RUN_START event's), once it started."""
+    start = run_start(instance, run_id)
+    return start.dagster_event.pid if start is not None and start.dagster_event is not None else None

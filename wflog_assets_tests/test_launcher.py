@@ -18,7 +18,7 @@ from wflog_assets.defs.launcher import WORKER_TAG, worker_alive
 from wflog_assets.iceberg.catalogs import read_table, sqlite_properties
 from wflog_assets.source.stores import LocalObjectStore
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
-from wflog_assets_testing.launch import instance_with_launcher, launch_day, wait_for
+from wflog_assets_testing.launch import instance_with_launcher, launch_day, run_worker_pid, wait_for
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 DAY = dt.date(2026, 11, 2)
@@ -43,12 +43,6 @@ def _step_started(instance: dg.DagsterInstance, run_id: str, step: str) -> bool:
     return any(r.event_log_entry.step_key == step for r in records)
 
 
-def _run_start_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
-    event = records[0].event_log_entry.dagster_event if records else None
-    return event.pid if event is not None else None
-
-
 def _table_rows(data: Path) -> list[dict[str, object]]:
     table = read_table(sqlite_properties(str(data)), "workflow_logs.workflow_logs")
     assert table is not None
@@ -66,7 +60,7 @@ def test_launched_runs_are_forked_from_one_template_exact_and_survive_its_death(
         run = wait_for(instance, run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS
         pid = int(run.tags[WORKER_TAG].split("@")[0])
-        assert _run_start_pid(instance, run_id) == pid  # the run ran in the forked worker
+        assert run_worker_pid(instance, run_id) == pid  # the run ran in the forked worker
         pids.append(pid)
     template = launcher._TEMPLATE._process
     assert template is not None and template.poll() is None  # one template, still there

@@ -24,6 +24,7 @@ from wflog_assets.defs.sensors import SENSOR_NAME
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
 from wflog_assets_testing.backends import rest_backend, rest_env
 from wflog_assets_testing.dagster_stack import DagsterStack, until
+from wflog_assets_testing.launch import run_worker_pid
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 from wflog_assets_testing.weed import WeedServer
 
@@ -34,9 +35,7 @@ UNFINISHED = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 def _worker_pid(home: Path, run_id: str) -> int | None:
     """The process that started the run (its RUN_START event's), read from the instance."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
-    event = records[0].event_log_entry.dagster_event if records else None
-    return event.pid if event is not None else None
+        return run_worker_pid(instance, run_id)
 
 
 def test_worker_health_tells_a_live_process_from_a_gone_or_reused_one():

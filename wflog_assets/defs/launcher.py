@@ -11,7 +11,8 @@ It judges the process on the host where it runs, so it is for one host (the embe
 
 `PreloadedRunLauncher` also starts each run worker warm. Dagster's code server starts a fresh
 interpreter per run, which imports Dagster, pyarrow, pyiceberg, SQLAlchemy and boto3 again:
-1.6 s of a 2.7 s run for one late file of a day (docs/benchmarks.md, "Warm run workers"). It
+1.6 s of a 2.7 s run for one late file of a day (docs/benchmarks.md, "The current writer's
+stream"). It
 runs each run as `dagster api execute_run` does instead, in a process forked from a template
 process (`defs/warm.py`) that has imported those libraries once. The project's own modules are
 not in the template, so every run imports them afresh and picks up edited code as the code
@@ -30,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DefaultRunLauncher, EventLogEntry
 from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
@@ -45,10 +46,7 @@ class LocalCheckedRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        records = self._instance.get_records_for_run(
-            run.run_id, of_type=DagsterEventType.RUN_START, limit=1
-        ).records
-        start = records[0].event_log_entry if records else None
+        start = run_start(self._instance, run.run_id)
         if start is None or start.dagster_event is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not started yet")
         pid = start.dagster_event.pid
@@ -59,6 +57,12 @@ class LocalCheckedRunLauncher(DefaultRunLauncher):
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"run worker process {pid} is gone (killed, or its host restarted)"
         )
+
+
+def run_start(instance: DagsterInstance, run_id: str) -> EventLogEntry | None:
+    """The run's RUN_START event, written by its worker process (whose pid it carries)."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    return records[0].event_log_entry if records else None
 
 
 def worker_alive(pid: int, started_at: float) -> bool:
