@@ -101,15 +101,27 @@ def materialize_days(days: Sequence[str], dagster_home: Path, layouts: bool = Fa
         for day in days:
             for job in jobs:
                 result = job.execute_in_process(
-                    partition_key=day, instance=instance, run_config=QUIET_RUN_CONFIG
+                    partition_key=day, instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
                 )
                 if not result.success:
-                    raise SystemExit(f"run of {job.name} for {day} failed")
+                    raise SystemExit(f"error: run of {job.name} for {day} failed: {_failure(result)}")
                 for mat in result.get_asset_materialization_events():
                     meta = mat.materialization.metadata
                     if "outcome" in meta:  # the tables: workflow_logs and the layout study's
                         summaries.append({"day": day, **{k: v.value for k, v in meta.items()}})
     return summaries
+
+
+def _failure(result: Any) -> str:
+    """What failed a run, in one line: a step's own message (`dg.Failure`) or its error."""
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return str(data.user_failure_data.description)
+        if data.error is not None:
+            cause = data.error.cause or data.error
+            return f"{event.step_key}: {cause.cls_name}: {cause.message.strip().splitlines()[-1]}"
+    return "see the run's events"
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
@@ -291,6 +303,12 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
     )
     for day, rows in sorted(result.rows_by_day.items()):
         print(f"  {day}: {rows} rows")
+    if result.removed_files:
+        print(
+            f"{len(result.removed_files)} chunk file(s) of an earlier conversion of the same rows were "
+            "removed: ingest these days with the run config vanished_files: delete and "
+            "max_vanished_fraction: 1.0 (normalized_log_batches) so that the table drops their rows"
+        )
     if result.rejects:
         print(f"rejected rows: {args.dest.rstrip('/')}/{result.rejects_key}", file=sys.stderr)
         for reject in result.rejects[:10]:

@@ -35,6 +35,24 @@ class RunFormatError(WflogError, ValueError):
     """A spilled run file is not one this project wrote (no partition index)."""
 
 
+class SourceListingError(WflogError):
+    """A day's listing misses far more of the files the table holds than a source loses by
+    itself (a wrong or empty source root, an expired prefix): nothing was committed."""
+
+    def __init__(
+        self, day: str, listed: int, committed: int, gone: tuple[str, ...], max_fraction: float
+    ) -> None:
+        self.day, self.listed, self.committed, self.gone = day, listed, committed, gone
+        super().__init__(
+            f"{day}: the source listing finds {listed} file(s), but {len(gone)} of the "
+            f"{committed} file(s) the table holds for the day are not in it (more than "
+            f"{max_fraction:.0%}), e.g. {gone[0]!r}: nothing was committed. Check that the source "
+            "root names the folder right above year=YYYY; if those files really are gone, run the "
+            "day again with max_vanished_fraction: 1.0 (their rows stay in the table unless "
+            "vanished_files is 'delete')."
+        )
+
+
 class TableLayoutError(WflogError):
     """An existing table does not have the schema, partition spec or sort order this code writes."""
 

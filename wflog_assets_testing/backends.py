@@ -29,9 +29,10 @@ from wflog_assets_testing.weed import WeedServer
 START = "2025-12-01"
 
 
-def weed_s3(weed: WeedServer) -> SourceS3Resource:
+def weed_s3(weed: WeedServer, endpoint: str | None = None) -> SourceS3Resource:
+    """weed mini's S3 (`endpoint`: another way to it, e.g. a latency proxy)."""
     return SourceS3Resource(
-        endpoint_url=weed.s3_endpoint,
+        endpoint_url=endpoint or weed.s3_endpoint,
         region_name=weed.region,
         path_style=True,
         aws_access_key_id=weed.access_key,
@@ -52,14 +53,21 @@ class Backend:
         return build_definitions(self.resources, START)
 
     def run_day(
-        self, day: dt.date | str, instance: dg.DagsterInstance, staging: dict[str, int] | None = None
+        self,
+        day: dt.date | str,
+        instance: dg.DagsterInstance,
+        staging: dict[str, object] | None = None,
+        expect_success: bool = True,
     ) -> dg.ExecuteInProcessResult:
-        """Run the ingest job for `day`; `staging`: `StagingConfig` fields for this run."""
+        """Run the ingest job for `day`; `staging`: `StagingConfig` fields for this run;
+        `expect_success=False`: return a failed run's result instead of raising."""
         job = self.definitions().resolve_job_def(INGEST_JOB)
         key = day if isinstance(day, str) else day.isoformat()
         run_config = {"ops": {"normalized_log_batches": {"config": staging}}} if staging else None
-        result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config)
-        assert result.success
+        result = job.execute_in_process(
+            partition_key=key, instance=instance, run_config=run_config, raise_on_error=expect_success
+        )
+        assert result.success or not expect_success
         return result
 
     def table(self):  # -> pyiceberg Table
@@ -111,15 +119,17 @@ def rest_env(weed: WeedServer, run: str) -> dict[str, str]:
     }
 
 
-def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
+def rest_backend(weed: WeedServer, run: str | None = None, s3_endpoint: str | None = None) -> Backend:
+    """weed mini's S3 and REST catalog; `s3_endpoint`: how runs reach its S3 (source, data
+    files and staging), e.g. through a latency proxy (tests write sources directly)."""
     run = run or uuid.uuid4().hex[:10]
-    s3 = weed_s3(weed)
+    s3 = weed_s3(weed, s3_endpoint)
     prefix = rest_env(weed, run)["WFLOG_S3_PREFIX"]
     catalog = RestCatalogResource(
         uri=weed.iceberg_uri,
         credential=f"{weed.access_key}:{weed.secret_key}",
         warehouse=f"s3://{weed.warehouse}",
-        s3_endpoint=weed.s3_endpoint,
+        s3_endpoint=s3_endpoint or weed.s3_endpoint,
         s3_access_key_id=weed.access_key,
         s3_secret_access_key=weed.secret_key,
         s3_region=weed.region,
@@ -128,7 +138,7 @@ def rest_backend(weed: WeedServer, run: str | None = None) -> Backend:
     )
     return Backend(
         name="rest",
-        store=S3ObjectStore(s3.get_client(), weed.source_bucket, prefix),
+        store=S3ObjectStore(weed_s3(weed).get_client(), weed.source_bucket, prefix),
         catalog=catalog,
         resources={
             "log_source": S3LogSource(s3=s3, bucket=weed.source_bucket, prefix=prefix),

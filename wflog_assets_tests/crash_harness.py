@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 KILL_POINTS = ("reading", "staged", "before_commit", "during_commit", "after_commit")
+# between the quarantine's commit and the data's, and after both (a day with a bad file)
+QUARANTINE_KILL_POINTS = ("after_quarantine", "after_commit")
 
 
 def _die() -> None:
@@ -63,8 +65,10 @@ def install(point: str) -> None:
         _wrap(RestCatalog, "commit_table", before=False)
     elif point == "after_commit":  # committed, Dagster never recorded the materialization
         _wrap(assets, "commit_day", before=False)
+    elif point == "after_quarantine":  # the quarantine committed, the data not yet
+        _wrap(assets, "write_quarantine", before=False)
     else:
-        raise SystemExit(f"unknown kill point {point!r}: one of {KILL_POINTS}")
+        raise SystemExit(f"unknown kill point {point!r}: one of {KILL_POINTS + QUARANTINE_KILL_POINTS}")
 
 
 def main() -> None:

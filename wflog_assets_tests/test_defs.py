@@ -167,6 +167,20 @@ def test_a_source_root_one_level_off_is_an_error_of_the_cli_and_a_warning_of_the
     monkeypatch.setenv("WFLOG_SOURCE_DIR", str(logs))
     assert cli_main(["materialize", "--start", "2025-12-01"]) == 0
     assert "rows_written=    200" in capsys.readouterr().out
+    # the day committed, the wrong root again: the run fails before committing, the rows stay
+    from wflog_assets.defs import settings
+
+    table = settings.iceberg_catalog().ensure_table()
+    snapshot = table.current_snapshot().snapshot_id
+    monkeypatch.setenv("WFLOG_SOURCE_DIR", str(logs.parent))
+    with pytest.raises(SystemExit) as failed:
+        cli_main(["materialize", "--start", "2025-12-01"])
+    message = str(failed.value.code)
+    assert message.startswith("error: run of ingest_workflow_logs for 2025-12-01 failed: 2025-12-01:")
+    assert "nothing was committed" in message and str(logs.parent.resolve()) in message
+    assert "\n" not in message
+    table = table.refresh()
+    assert (table.current_snapshot().snapshot_id, table.scan().count()) == (snapshot, 200)
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,23 @@ from pyiceberg.types import LongType
 
 from wflog_assets.defs.maintenance import MAINTENANCE_JOB
 from wflog_assets.iceberg._compat import arrow_filesystem
-from wflog_assets.iceberg.commit import commit_day, write_data_files
+from wflog_assets.iceberg.checkpoint import known_state
+from wflog_assets.iceberg.commit import (
+    HYGIENE_PROPERTIES,
+    commit_day,
+    derive_committed_state,
+    write_data_files,
+)
 from wflog_assets.iceberg.maintenance import (
     SUMMARY_MAINTENANCE,
     compact_month,
+    expire_by_policy,
     expire_snapshots,
+    referenced_files,
     remove_orphan_files,
     rewrite_manifests,
 )
-from wflog_assets.iceberg.schema import sort_for_table
+from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, TABLE_SCHEMA, sort_for_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.reading import read_manifest
@@ -192,3 +200,69 @@ def test_orphan_files_of_a_killed_run_are_removed_once_older_than_the_window(bac
     data_files = {arrow_filesystem(table.io, t.file.file_path)[1] for t in table.scan().plan_files()}
     assert listed == data_files  # the data folder holds exactly what the snapshots reference
     assert table_rows(backend.table()) == before
+
+
+def _metadata_files(table) -> list[str]:
+    filesystem, root = arrow_filesystem(table.io, f"{table.location().rstrip('/')}/metadata")
+    return [
+        i.path
+        for i in filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        if i.type == pafs.FileType.File
+    ]
+
+
+def test_a_table_committed_all_day_keeps_its_metadata_bounded(backend: Backend):
+    """Old metadata.json files deleted at commit, manifests merged, snapshots expired by the
+    table's own properties, and what expiry leaves behind removed as orphans."""
+    table = backend.catalog.ensure_table()
+    assert {k: table.properties.get(k) for k in HYGIENE_PROPERTIES} == HYGIENE_PROPERTIES
+    with table.transaction() as tx:  # merge at 10 manifests (Iceberg's default: 100)
+        tx.set_properties({"commit.manifest.min-count-to-merge": "10"})
+    day = DECEMBER[0]
+    for key, data in generate_day(day, GeneratorSettings(rows_per_day=1_500, files_per_day=30)):
+        backend.store.write(key, data)
+    full, rows = _day_again(backend, day)
+    counts = rows.group_by("source_file").aggregate([([], "count_all")])
+    accepted = dict(zip(counts["source_file"].to_pylist(), counts["count_all"].to_pylist(), strict=True))
+    for n in range(1, len(full.entries) + 1):  # a commit a minute: one new file each
+        partial = Manifest.build(full.day, full.entries[:n])
+        keys = pa.array([e.key for e in partial.entries])
+        subset = rows.filter(pc.is_in(rows["source_file"], value_set=keys))
+        assert commit_day(backend.table, partial, subset, accepted=accepted).outcome == "appended"
+    table = backend.table()
+    json_files = [p for p in _metadata_files(table) if p.endswith(".metadata.json")]
+    assert len(json_files) <= 11, json_files  # previous-versions-max 10, plus the current one
+    assert len(table.current_snapshot().manifests(table.io)) <= 10  # merged
+    assert len(table.snapshots()) == len(full.entries)
+    # too young to expire; then 7 hours later: all but the newest 12 go
+    assert expire_by_policy(table, dt.datetime.now(dt.UTC)) == 0
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)
+    assert expire_by_policy(table, later) == len(full.entries) - 12
+    table = backend.table()
+    assert len(table.snapshots()) == 12
+    removed = remove_orphan_files(table, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    assert removed.files > 0
+    # every manifest, manifest list and state file left is one a snapshot references
+    referenced = referenced_files(table)
+    left = [p for p in _metadata_files(table) if not p.endswith(".metadata.json")]
+    assert left and set(left) <= referenced
+    assert table_rows(table) == expected_rows_for_days(backend.store, [day])
+    derived = derive_committed_state(table, day.isoformat())
+    assert known_state(table, day.isoformat()) == derived  # the newest state file survived
+
+
+def test_an_existing_table_gets_the_hygiene_properties_it_does_not_name(backend: Backend):
+    catalog = backend.catalog.load_catalog()
+    identifier = backend.catalog.identifier()
+    catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+    catalog.create_table(  # made by an earlier version, and an operator's own retention
+        identifier,
+        schema=TABLE_SCHEMA,
+        partition_spec=LAYOUTS["wf_month"],
+        sort_order=SORT_ORDER,
+        properties={"history.expire.max-snapshot-age-ms": "86400000"},
+    )
+    table = backend.catalog.ensure_table()
+    assert table.properties["history.expire.max-snapshot-age-ms"] == "86400000"
+    others = {k: v for k, v in HYGIENE_PROPERTIES.items() if k != "history.expire.max-snapshot-age-ms"}
+    assert {k: table.properties.get(k) for k in others} == others

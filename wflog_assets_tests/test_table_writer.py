@@ -6,15 +6,23 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
+import pytest
 from pyiceberg.expressions import StartsWith
 
 from wflog_assets.day import day_prefix
-from wflog_assets.iceberg.commit import SOURCE_FILE_METRICS, commit_day, ensure_table
+from wflog_assets.errors import SourceListingError
+from wflog_assets.iceberg.commit import (
+    SOURCE_FILE_METRICS,
+    VanishedRule,
+    commit_day,
+    ensure_table,
+    plan_reads,
+)
 from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA, sort_for_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.reading import read_manifest
-from wflog_assets.tools.generate import GeneratorSettings, generate_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day, generate_late_file
 from wflog_assets_testing.backends import Backend
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
@@ -41,6 +49,51 @@ def test_a_plan_made_before_a_concurrent_same_day_commit_is_redone_not_duplicate
     assert result.outcome == "unchanged"
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [day])
     assert len(table.refresh().snapshots()) == 1
+
+
+def test_a_run_that_listed_before_a_newer_file_landed_never_removes_it(backend: Backend):
+    """Run A lists the day, run B lists it with one more file and commits first: A's commit
+    re-plans against B's snapshot and must not take B's file for a vanished one."""
+    day = dt.date(2025, 12, 21)
+    manifest, rows = _day(backend, day)
+    table = backend.catalog.ensure_table()
+    planned = plan_reads(table, manifest)  # run A plans from its own listing
+    late_key, late = generate_late_file(day, SMALL, index=0, rows=33)
+    backend.store.write(late_key, late)
+    newer = list_day(backend.store, day)
+    newer_rows = read_manifest(backend.store, newer)
+    assert (
+        commit_day(
+            backend.table, newer, sort_for_table(pa.concat_tables([f.table for f in newer_rows.files]))
+        ).outcome
+        == "appended"
+    )
+    result = commit_day(
+        backend.table, manifest, rows, staged=[e.key for e in manifest.entries], planned=planned
+    )
+    assert result.files_removed == []
+    assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [day])
+
+
+def test_a_listing_that_misses_most_committed_files_is_refused_by_the_plan(backend: Backend):
+    day = dt.date(2025, 12, 22)
+    manifest, rows = _day(backend, day)
+    backend.catalog.ensure_table()
+    commit_day(backend.table, manifest, rows)
+    partial = Manifest.build(manifest.day, manifest.entries[1:])  # one of two files gone: 50%
+    kept = plan_reads(backend.table(), partial)
+    assert kept.plan.removed == () and kept.vanished == (manifest.entries[0].key,)
+    deleting = plan_reads(backend.table(), partial, VanishedRule(delete=True))
+    assert deleting.plan.removed == (manifest.entries[0].key,)
+    for rule in (VanishedRule(), VanishedRule(delete=True), VanishedRule(max_fraction=0.4)):
+        with pytest.raises(SourceListingError, match="nothing was committed"):
+            plan_reads(backend.table(), Manifest.build(manifest.day, ()), rule)
+    with pytest.raises(SourceListingError):
+        plan_reads(backend.table(), partial, VanishedRule(max_fraction=0.4))
+    everything_gone = plan_reads(
+        backend.table(), Manifest.build(manifest.day, ()), VanishedRule(max_fraction=1.0)
+    )
+    assert everything_gone.plan.removed == () and len(everything_gone.vanished) == 2
 
 
 def test_eight_days_committed_from_eight_threads_all_land_exactly(backend: Backend):

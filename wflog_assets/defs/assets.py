@@ -6,18 +6,20 @@ environment when the definitions load and so cannot be fixed at import.
 """
 
 import atexit
+import datetime as dt
 import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import Field
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 
 from wflog_assets.defs.metadata import (
     check_results,
@@ -25,11 +27,25 @@ from wflog_assets.defs.metadata import (
     log_kept_out,
     manifest_metadata,
     staged_metadata,
+    vanished_metadata,
 )
 from wflog_assets.defs.partitions import partition_day
-from wflog_assets.defs.resources import IcebergCatalogResource, LogSourceResource
-from wflog_assets.iceberg.commit import CommitResult, commit_day, plan_reads
+from wflog_assets.defs.resources import (
+    OPTIONAL_STAGING,
+    IcebergCatalogResource,
+    LogSourceResource,
+    staged_by_run,
+)
+from wflog_assets.errors import SourceListingError
+from wflog_assets.iceberg.commit import (
+    DEFAULT_MAX_VANISHED_FRACTION,
+    CommitResult,
+    VanishedRule,
+    commit_day,
+    plan_reads,
+)
 from wflog_assets.iceberg.data_files import SortedRun
+from wflog_assets.iceberg.maintenance import expire_by_policy
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, sort_for_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks
@@ -58,7 +74,22 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 class StagingConfig(dg.Config):
-    """How `normalized_log_batches` reads and stages a day: memory against speed, per run."""
+    """How `normalized_log_batches` plans, reads and stages a day, per run: what to do with
+    files gone from the source, and memory against speed."""
+
+    vanished_files: Literal["keep", "delete"] = Field(
+        default="keep",
+        description="Committed files the listing no longer finds: `keep` their rows (the table "
+        "is the archive) or `delete` them. A changed ETag always replaces the file's rows.",
+    )
+    max_vanished_fraction: float = Field(
+        default=DEFAULT_MAX_VANISHED_FRACTION,
+        ge=0.0,
+        le=1.0,
+        description="A listing that misses more than this fraction of the files the table holds "
+        "for the day fails the run before anything is committed (a wrong or empty source root). "
+        "Set 1.0 to run a day whose files really are gone.",
+    )
 
     read_workers: int = Field(
         default=DEFAULT_READ_WORKERS,
@@ -111,60 +142,86 @@ def commit_layout_day(
         day_manifest,
         rows,
         observe=observe,
-        staged=None if staged is None or staged.read_keys is None else staged.read_keys,
+        # only what this run read (all of the manifest when read_keys is None), and only the
+        # removals it planned: a concurrent run's newer files are never taken for gone ones
+        staged=None if staged is None else _read_keys(staged, day_manifest),
         planned=None if staged is None else staged.planned,
+        accepted=None if staged is None else staged.read_keys,
     )
     context.log.info(
         f"{result.day} -> {identifier}: {result.outcome}, {result.rows_written} "
         f"rows written, {result.rows_deleted} deleted, snapshot {result.snapshot_id}"
     )
     metadata = commit_metadata(result, day_manifest, identifier, layout, time.monotonic() - started)
+    if staged is not None and staged.planned is not None:
+        metadata.update(vanished_metadata(staged.planned, result))
     return dg.MaterializeResult(metadata=metadata), result
 
 
-def raw_log_chunks(
-    context: dg.AssetExecutionContext, log_source: LogSourceResource
-) -> dg.MaterializeResult[pa.Table]:
-    """Manifest of the day's chunk files in the source (key, size, ETag, last-modified)."""
+def _read_keys(staged: StagedRuns, manifest: Manifest) -> list[str]:
+    """The files a staging read (every file of the manifest when it names none)."""
+    if staged.read_keys is None:
+        return [e.key for e in manifest.entries]
+    return list(staged.read_keys)
+
+
+def list_source_day(
+    log: dg.DagsterLogManager, log_source: LogSourceResource, partition_key: str
+) -> tuple[Manifest, dict[str, dg.MetadataValue]]:
+    """List a day's chunk files; warn of a source root one level off and of ignored objects."""
     store = log_source.object_store()
-    manifest = list_day(store, partition_day(context.partition_key))
-    context.log.info(
+    manifest = list_day(store, partition_day(partition_key))
+    log.info(
         f"{len(manifest.entries)} files, {manifest.total_bytes} bytes for "
         f"{manifest.day} in {log_source.describe()}"
     )
     root_ok = bool(manifest.entries) or has_year_folders(store)
     if not root_ok:
-        context.log.warning(
+        log.warning(
             f"{log_source.describe()} holds no year= folder: the source root looks one level off "
             "(WFLOG_SOURCE_DIR or WFLOG_S3_PREFIX must name the folder right above year=YYYY)"
         )
     if manifest.ignored:
-        context.log.warning(
+        log.warning(
             f"{len(manifest.ignored)} object(s) under the day are not chunk files "
             f"(.parquet / .json.gz) and were not read: {list(manifest.ignored)[:20]}"
         )
     metadata = manifest_metadata(manifest, log_source.describe())
     metadata["source_root_has_days"] = dg.MetadataValue.bool(root_ok)
-    return dg.MaterializeResult(value=manifest.to_arrow(), metadata=metadata)
+    return manifest, metadata
 
 
-def normalized_log_batches(
-    context: dg.AssetExecutionContext,
+def stage_day(
+    log: dg.DagsterLogManager,
     config: StagingConfig,
-    raw_log_chunks: pa.Table,
+    manifest: Manifest,
     log_source: LogSourceResource,
     iceberg: IcebergCatalogResource,
-) -> dg.MaterializeResult[StagedRuns]:
-    """The rows of the day's new and changed files as sorted runs, plus everything kept out."""
+) -> tuple[StagedRuns, dict[str, dg.MetadataValue]]:
+    """Plan against the table (failing before any commit if the listing misses most of the
+    day), then read and stage the day's new and changed files as sorted runs."""
     started = time.monotonic()
-    manifest = Manifest.from_arrow(raw_log_chunks)
-    planned = plan_reads(iceberg.existing_table(iceberg.load_catalog()), manifest)
+    rule = VanishedRule.of(config.vanished_files, config.max_vanished_fraction)
+    try:
+        planned = plan_reads(iceberg.existing_table(iceberg.load_catalog()), manifest, rule)
+    except SourceListingError as exc:
+        raise dg.Failure(
+            description=f"{exc} Source: {log_source.describe()}.",
+            metadata={
+                "source": dg.MetadataValue.text(log_source.describe()),
+                "files_listed": dg.MetadataValue.int(exc.listed),
+                "files_in_table": dg.MetadataValue.int(exc.committed),
+                "files_missing": dg.MetadataValue.int(len(exc.gone)),
+            },
+            allow_retries=False,
+        ) from exc
     plan = planned.plan
     wanted = set(plan.write_keys)
     to_read = Manifest.build(manifest.day, (e for e in manifest.entries if e.key in wanted))
-    context.log.info(
+    log.info(
         f"{len(to_read.entries)} of {len(manifest.entries)} files to read "
-        f"({len(plan.added)} new, {len(plan.changed)} changed), {len(plan.removed)} gone"
+        f"({len(plan.added)} new, {len(plan.changed)} changed), {len(planned.vanished)} gone "
+        f"({'their rows deleted' if plan.removed else 'their rows kept'})"
     )
     spill = tempfile.mkdtemp(prefix="wflog-spill-")
     atexit.register(shutil.rmtree, spill, ignore_errors=True)
@@ -180,22 +237,72 @@ def normalized_log_batches(
     )
     staged.planned = planned
     summary = staged.summary()
-    log_kept_out(context.log, staged, summary)
+    log_kept_out(log, staged, summary)
     metadata = staged_metadata(manifest, to_read, staged, summary)
     metadata["duration_s"] = dg.MetadataValue.float(round(time.monotonic() - started, 3))
+    return staged, metadata
+
+
+def raw_log_chunks(
+    context: dg.AssetExecutionContext, log_source: LogSourceResource
+) -> dg.MaterializeResult[pa.Table]:
+    """Manifest of the day's chunk files in the source (key, size, ETag, last-modified)."""
+    manifest, metadata = list_source_day(context.log, log_source, context.partition_key)
+    return dg.MaterializeResult(value=manifest.to_arrow(), metadata=metadata)
+
+
+def normalized_log_batches(
+    context: dg.AssetExecutionContext,
+    config: StagingConfig,
+    raw_log_chunks: pa.Table,
+    log_source: LogSourceResource,
+    iceberg: IcebergCatalogResource,
+) -> dg.MaterializeResult[StagedRuns]:
+    """The rows of the day's new and changed files as sorted runs, plus everything kept out."""
+    manifest = Manifest.from_arrow(raw_log_chunks)
+    staged, metadata = stage_day(context.log, config, manifest, log_source, iceberg)
     return dg.MaterializeResult(value=staged, metadata=metadata)
 
 
 def workflow_logs(
     context: dg.AssetExecutionContext,
-    manifest: pa.Table,
-    normalized_log_batches: StagedRuns,
+    manifest: pa.Table | None,
+    normalized_log_batches: StagedRuns | None,
+    log_source: LogSourceResource,
     iceberg: IcebergCatalogResource,
 ) -> dg.MaterializeResult:
     """The Iceberg table of workflow logs: the day committed in one snapshot."""
-    catalog = iceberg.load_catalog()
     staged_runs = normalized_log_batches
+    runs = {
+        None if manifest is None else staged_by_run(manifest),
+        None if staged_runs is None else staged_runs.staged_by_run,
+    }
+    if manifest is None or staged_runs is None or runs != {context.run.run_id}:
+        # Materialized alone (a partial selection, a re-execution from failure): the staged
+        # listing and rows may be older than the source, or come from two different runs.
+        # Commit only what this run listed and read itself.
+        context.log.warning(
+            f"the staged listing and rows of {context.partition_key} come from run(s) "
+            f"{sorted(str(r) for r in runs)}, not this run: listing and staging the day afresh"
+        )
+        fresh, _ = list_source_day(context.log, log_source, context.partition_key)
+        staged_runs, _ = stage_day(context.log, StagingConfig(), fresh, log_source, iceberg)
+        manifest = fresh.to_arrow()
+    catalog = iceberg.load_catalog()
     quarantined = staged_runs.kept_out
+    day = Manifest.from_arrow(manifest).day
+    # The quarantine first, then the data: a crash between the two commits leaves the data
+    # uncommitted, so the re-run reads the day's files again and writes both (the quarantine
+    # write replaces the records of the files it read, so writing it twice is harmless).
+    quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
+    planned = staged_runs.planned
+    replaced = (
+        None
+        if staged_runs.read_keys is None
+        else set(staged_runs.read_keys) | set(planned.plan.removed if planned is not None else ())
+    )
+    quarantine = ensure_quarantine_table(catalog, quarantine_id)
+    snapshot = write_quarantine(quarantine, day, quarantined, replaced)
     seen = DuplicateFinder()  # fed by the write's own pass over the rows
     committed, result = commit_layout_day(
         context,
@@ -207,13 +314,7 @@ def workflow_logs(
         observe=seen.add,
         staged=staged_runs,
     )
-    day = result.day
-    quarantine_id = iceberg.identifier(QUARANTINE_SUFFIX)
-    replaced = (
-        None if staged_runs.read_keys is None else set(staged_runs.read_keys) | set(result.files_removed)
-    )
-    quarantine = ensure_quarantine_table(catalog, quarantine_id)
-    snapshot = write_quarantine(quarantine, day, quarantined, replaced)
+    expired = _expire_old_snapshots(context, catalog, iceberg)
     expected = (
         result.day_rows
         if result.outcome == "unchanged"
@@ -234,8 +335,21 @@ def workflow_logs(
         "quarantine_table": dg.MetadataValue.text(quarantine_id),
         "quarantined_records": dg.MetadataValue.int(quarantined.num_rows),
         "quarantine_snapshot_id": dg.MetadataValue.text(str(snapshot)),
+        "snapshots_expired": dg.MetadataValue.int(expired),
     }
     return dg.MaterializeResult(metadata=metadata, check_results=check_results(outcomes, day))
+
+
+def _expire_old_snapshots(
+    context: dg.AssetExecutionContext, catalog: Catalog, iceberg: IcebergCatalogResource
+) -> int:
+    """Expire what the table's retention properties call old (a table committed all day keeps
+    its metadata bounded); a concurrent commit makes it wait for the next run."""
+    try:
+        return expire_by_policy(catalog.load_table(iceberg.layout_identifier()), dt.datetime.now(dt.UTC))
+    except (CommitFailedException, CommitStateUnknownException) as exc:
+        context.log.info(f"snapshot expiry left to the next run: {exc}")
+        return 0
 
 
 def _daily(
@@ -283,6 +397,9 @@ def build_log_assets(
         partitions_def,
         kinds={"iceberg"},
         check_specs=checks,
-        ins={"manifest": dg.AssetIn(key=raw.key), "normalized_log_batches": dg.AssetIn(key=normalized.key)},
+        ins={
+            "manifest": dg.AssetIn(key=raw.key, metadata={OPTIONAL_STAGING: True}),
+            "normalized_log_batches": dg.AssetIn(key=normalized.key, metadata={OPTIONAL_STAGING: True}),
+        },
     )
     return [raw, normalized, table]

@@ -13,6 +13,7 @@ from wflog_assets.defs.resources import IcebergCatalogResource
 from wflog_assets.iceberg.maintenance import (
     CompactionResult,
     ManifestRewrite,
+    OrphanCleanup,
     compact_day,
     compact_month,
     expire_snapshots,
@@ -38,6 +39,28 @@ def compaction_metadata(label: str, result: CompactionResult) -> dict[str, dg.Me
     }
 
 
+def orphan_metadata(orphans: OrphanCleanup) -> dict[str, dg.MetadataValue]:
+    return {
+        "orphan_files_removed": dg.MetadataValue.int(orphans.files),
+        "orphan_bytes_removed": dg.MetadataValue.int(orphans.bytes),
+        "orphan_files_too_recent": dg.MetadataValue.int(orphans.too_recent),
+    }
+
+
+ORPHAN_WINDOW_DESCRIPTION = (
+    "Files in the table's folder that no snapshot references (written by runs killed before "
+    "their commit, or left by snapshot expiry: data files, manifests, manifest lists, day state "
+    "files) are deleted once older than this many hours; newer ones may belong to a run still "
+    "committing."
+)
+
+
+class DayCompactionConfig(dg.Config):
+    """How a closed day's compaction run treats the table."""
+
+    remove_orphans_older_than_hours: int = Field(default=72, ge=1, description=ORPHAN_WINDOW_DESCRIPTION)
+
+
 class MaintenanceConfig(dg.Config):
     """How a month's maintenance run treats the table."""
 
@@ -48,13 +71,7 @@ class MaintenanceConfig(dg.Config):
         "current one never is); 0 expires every older snapshot. Time travel reaches "
         "back this far.",
     )
-    remove_orphans_older_than_hours: int = Field(
-        default=72,
-        ge=1,
-        description="Data files in the table's folder that no snapshot references (written by "
-        "runs killed before their commit) are deleted once older than this many hours; newer "
-        "ones may belong to a run still committing.",
-    )
+    remove_orphans_older_than_hours: int = Field(default=72, ge=1, description=ORPHAN_WINDOW_DESCRIPTION)
     rewrite_manifests: bool = Field(
         default=False,
         description="Also merge the table's manifests month by month after compaction. Off by "
@@ -118,9 +135,7 @@ def build_maintenance(
                 "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
                 "snapshots_expired": dg.MetadataValue.int(expired),
                 "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
-                "orphan_files_removed": dg.MetadataValue.int(orphans.files),
-                "orphan_bytes_removed": dg.MetadataValue.int(orphans.bytes),
-                "orphan_files_too_recent": dg.MetadataValue.int(orphans.too_recent),
+                **orphan_metadata(orphans),
                 "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             }
         )
@@ -185,7 +200,7 @@ def build_day_compaction(
         deps=[workflow_logs],
     )
     def day_compaction(
-        context: dg.AssetExecutionContext, iceberg: IcebergCatalogResource
+        context: dg.AssetExecutionContext, config: DayCompactionConfig, iceberg: IcebergCatalogResource
     ) -> dg.MaterializeResult:
         """The day's data files compacted to one sorted file per (workflow, month) partition."""
         started = time.monotonic()
@@ -193,14 +208,18 @@ def build_day_compaction(
         catalog = iceberg.load_catalog()
         identifier = iceberg.layout_identifier()
         result = compact_day(lambda: catalog.load_table(identifier), day)
+        # what snapshot expiry (after every ingest commit) left behind, once a day
+        window = dt.timedelta(hours=config.remove_orphans_older_than_hours)
+        orphans = remove_orphan_files(catalog.load_table(identifier), dt.datetime.now(dt.UTC) - window)
         context.log.info(
             f"{identifier} {day}: {result.partitions_compacted} of "
             f"{result.partitions} partitions compacted ({result.files_before} -> "
-            f"{result.files_after} files, {result.rows} rows)"
+            f"{result.files_after} files, {result.rows} rows); {orphans.files} orphan files removed"
         )
         return dg.MaterializeResult(
             metadata={
                 **compaction_metadata("day", result),
+                **orphan_metadata(orphans),
                 "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
             }
         )

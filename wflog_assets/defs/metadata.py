@@ -7,7 +7,7 @@ from collections import Counter
 import dagster as dg
 
 from wflog_assets.day import utc_text
-from wflog_assets.iceberg.commit import CommitResult
+from wflog_assets.iceberg.commit import CommitResult, ReadPlan
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CheckOutcome
 from wflog_assets.quality.quarantine import StagedDay
@@ -109,6 +109,15 @@ def commit_metadata(
     }
 
 
+def vanished_metadata(planned: ReadPlan, result: CommitResult) -> dict[str, dg.MetadataValue]:
+    """The run's rule for files gone from the source, and the gone files whose rows it kept."""
+    removed = set(result.files_removed)
+    return {
+        "vanished_files": dg.MetadataValue.text(planned.vanished_policy),
+        "source_files_vanished_kept": keys_value([k for k in planned.vanished if k not in removed]),
+    }
+
+
 def log_kept_out(log: dg.DagsterLogManager, staged: StagedRuns, summary: StagedDay) -> None:
     """A warning per rejected file or line and per quarantined file and reason (the first 50)."""
     for reject in staged.rejected[:50]:
@@ -123,7 +132,8 @@ def staged_metadata(
     manifest: Manifest, to_read: Manifest, staged: StagedRuns, summary: StagedDay
 ) -> dict[str, dg.MetadataValue]:
     """What `normalized_log_batches` read, staged and kept out."""
-    removed = staged.planned.plan.removed if staged.planned is not None else ()
+    planned = staged.planned
+    vanished = planned.vanished if planned is not None else ()
     rejected = [(r.key, -1, r.reason) for r in staged.rejected] + [
         (i.key, i.line if i.line is not None else -1, i.reason) for i in staged.line_issues
     ]
@@ -133,7 +143,9 @@ def staged_metadata(
         "files_in_day": dg.MetadataValue.int(len(manifest.entries)),
         "files_read": dg.MetadataValue.int(len(to_read.entries)),
         "files_already_committed": dg.MetadataValue.int(len(manifest.entries) - len(to_read.entries)),
-        "files_gone": dg.MetadataValue.int(len(removed)),
+        "files_gone": dg.MetadataValue.int(len(vanished)),
+        "files_gone_keys": keys_value(list(vanished)),
+        "vanished_files": dg.MetadataValue.text(planned.vanished_policy if planned else "keep"),
         "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
         "workflows": dg.MetadataValue.int(len(staged.workflows)),
         "manifest_digest": dg.MetadataValue.text(manifest.digest),

@@ -238,6 +238,17 @@ class RestCatalogResource(IcebergCatalogResource):
 # --------------------------------------------------------------------------- staging
 
 
+STAGED_BY_RUN = b"wflog.staged_by_run"
+# input metadata: the asset handles "nothing staged" itself (it lists and stages afresh)
+OPTIONAL_STAGING = "wflog/optional_staging"
+
+
+def staged_by_run(table: pa.Table) -> str | None:
+    """The run that staged a table loaded by `ArrowStagingIOManager`."""
+    value = (table.schema.metadata or {}).get(STAGED_BY_RUN)
+    return value.decode() if value is not None else None
+
+
 class ArrowStagingIOManager(dg.ConfigurableIOManager):
     """Stages Arrow tables as Parquet files and a day's sorted runs as a folder of run files
     (locally or on S3), one per asset partition.
@@ -325,18 +336,28 @@ class ArrowStagingIOManager(dg.ConfigurableIOManager):
         run_folder = folder + "/" + newest.path[len(folder) + 1 :].split("/", 1)[0]
         return run_folder, newest.path
 
-    def load_input(self, context: dg.InputContext) -> pa.Table | StagedRuns:
+    def load_input(self, context: dg.InputContext) -> pa.Table | StagedRuns | None:
+        """What an earlier step of this run staged, or else the newest run's; for an input
+        declared with `OPTIONAL_STAGING` metadata, None when nothing is staged."""
         fs, base = self._fs_and_base()
-        run_folder, path = self._find(context, fs, base)
+        try:
+            run_folder, path = self._find(context, fs, base)
+        except FileNotFoundError:
+            if (context.definition_metadata or {}).get(OPTIONAL_STAGING):
+                return None
+            raise
         if path.endswith(LISTING):
             local = tempfile.mkdtemp(prefix="wflog-runs-")
             atexit.register(shutil.rmtree, local, ignore_errors=True)
             started = time.perf_counter()
             staged = load_staged(fs, path.rsplit("/", 1)[0], local)
             staged.location = (fs, run_folder)  # removed whole once the day is committed
+            staged.staged_by_run = run_folder.rsplit("/", 1)[1]
             context.log.info(
                 f"staged runs of {run_folder} loaded in "
                 f"{time.perf_counter() - started:.2f} s ({len(staged.runs)} runs)"
             )
             return staged
-        return pq.read_table(path, filesystem=fs)
+        table = pq.read_table(path, filesystem=fs)
+        metadata = {**(table.schema.metadata or {}), STAGED_BY_RUN: run_folder.rsplit("/", 1)[1].encode()}
+        return table.replace_schema_metadata(metadata)

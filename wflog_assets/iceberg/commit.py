@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -39,10 +39,17 @@ from pyiceberg.types import DoubleType
 from pyiceberg.utils.properties import property_as_bool
 
 from wflog_assets.day import Day
-from wflog_assets.errors import TableLayoutError
+from wflog_assets.errors import SourceListingError, TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
 from wflog_assets.iceberg.catalogs import open_or_create
+from wflog_assets.iceberg.checkpoint import (
+    SUMMARY_DAY,
+    SUMMARY_DAY_STATE,
+    CommittedDay,
+    known_state,
+    write_state,
+)
 from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
 from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
 from wflog_assets.iceberg.locations import LOCATION_PROVIDER
@@ -59,7 +66,6 @@ from wflog_assets.iceberg.schema import (
 from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.phases import PhaseTimes
 
-SUMMARY_DAY = "wflog.day"
 SUMMARY_DIGEST = "wflog.manifest-digest"
 SUMMARY_SOURCE_FILES = "wflog.source-files"
 # rows the table holds for the day after the commit (what an unchanged re-run checks against)
@@ -72,7 +78,22 @@ LINEAGE_BATCH_ROWS = 256 * 1024
 # slower as history grew (a 90-day backfill: 6 s runs at day 1, 95 s at day 50).
 SOURCE_FILE_METRICS = f"{TableProperties.METRICS_MODE_COLUMN_CONF_PREFIX}.{SOURCE_FILE}"
 
+# Metadata hygiene for a table committed all day (a run a minute): each commit deletes the
+# metadata.json files beyond the last 10, appends merge manifests once 100 pile up, and runs
+# expire snapshots older than 6 hours, keeping at least 12 (`maintenance.expire_by_policy`):
+# time travel reaches back 6 hours. Iceberg's own properties, so every engine honours them;
+# set only where a table does not name them already (an operator's values stay).
+MIN_SNAPSHOTS_TO_KEEP = "history.expire.min-snapshots-to-keep"
+HYGIENE_PROPERTIES: dict[str, str] = {
+    TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
+    TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "10",
+    TableProperties.MANIFEST_MERGE_ENABLED: "true",
+    TableProperties.MAX_SNAPSHOT_AGE_MS: str(6 * 3600 * 1000),
+    MIN_SNAPSHOTS_TO_KEEP: "12",
+}
+
 DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
+    **HYGIENE_PROPERTIES,
     SOURCE_FILE_METRICS: "full",
     "write.parquet.compression-codec": "zstd",
     # Row groups of 32k rows: the P0 query prunes and stops early by row group, so a LIMIT 100
@@ -104,6 +125,9 @@ def ensure_table(
         for name in (SOURCE_FILE_METRICS, TableProperties.WRITE_PY_LOCATION_PROVIDER_IMPL)
         if table.properties.get(name) != DEFAULT_TABLE_PROPERTIES[name]
     }
+    upgrades.update(
+        {name: value for name, value in HYGIENE_PROPERTIES.items() if name not in table.properties}
+    )
     if upgrades:
         with table.transaction() as tx:
             tx.set_properties(upgrades)
@@ -171,6 +195,45 @@ def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
     return DayPlan(added=added, changed=changed, removed=removed)
 
 
+VANISHED_POLICIES = ("keep", "delete")
+DEFAULT_MAX_VANISHED_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class VanishedRule:
+    """What a run does with committed files that its listing no longer finds.
+
+    The table is the archive: by default their rows stay (`delete=False`); deleting them is an
+    explicit choice. Either way, a listing that misses more than `max_fraction` of the files
+    the table holds for the day (an empty listing, a wrong source root, an expired prefix) fails
+    the run before anything is committed: it is far likelier a mistake than a deletion.
+    """
+
+    delete: bool = False
+    max_fraction: float = DEFAULT_MAX_VANISHED_FRACTION
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_fraction <= 1.0:
+            raise ValueError(f"max_fraction={self.max_fraction}: use a fraction between 0 and 1")
+
+    @classmethod
+    def of(cls, policy: str, max_fraction: float = DEFAULT_MAX_VANISHED_FRACTION) -> VanishedRule:
+        if policy not in VANISHED_POLICIES:
+            raise ValueError(f"vanished files policy {policy!r}: use one of {', '.join(VANISHED_POLICIES)}")
+        return cls(delete=policy == "delete", max_fraction=max_fraction)
+
+    @property
+    def policy(self) -> str:
+        return "delete" if self.delete else "keep"
+
+    def judge(self, manifest: Manifest, committed_files: int, gone: tuple[str, ...]) -> None:
+        """Raise `SourceListingError` if the listing misses too many of the committed files."""
+        if gone and len(gone) > self.max_fraction * committed_files:
+            raise SourceListingError(
+                manifest.day, len(manifest.entries), committed_files, gone, self.max_fraction
+            )
+
+
 @dataclass(frozen=True)
 class ReadPlan:
     """A day's plan made before reading, and the table state it was made against: the commit
@@ -180,6 +243,9 @@ class ReadPlan:
     snapshot_id: int | None  # the table's snapshot then (None: no table, or an empty one)
     committed_files: int  # files the table held for the day then (-1: not scanned)
     rows_kept: int  # their rows outside the plan's files (-1: not scanned)
+    # committed files the listing no longer finds (in `plan.removed` only if the rule deletes)
+    vanished: tuple[str, ...] = ()
+    vanished_policy: str = "keep"
 
     def to_json(self) -> dict[str, object]:
         plan = self.plan
@@ -190,6 +256,8 @@ class ReadPlan:
             "snapshot_id": self.snapshot_id,
             "committed_files": self.committed_files,
             "rows_kept": self.rows_kept,
+            "vanished": list(self.vanished),
+            "vanished_policy": self.vanished_policy,
         }
 
     @classmethod
@@ -205,6 +273,8 @@ class ReadPlan:
             None if snapshot is None else int(str(snapshot)),
             int(str(raw["committed_files"])),
             int(str(raw["rows_kept"])),
+            keys("vanished") if "vanished" in raw else (),
+            str(raw.get("vanished_policy", "keep")),
         )
 
 
@@ -213,21 +283,30 @@ def _snapshot_id(table: Table) -> int | None:
     return snapshot.snapshot_id if snapshot is not None else None
 
 
-def plan_reads(table: Table | None, manifest: Manifest) -> ReadPlan:
+def plan_reads(table: Table | None, manifest: Manifest, rule: VanishedRule | None = None) -> ReadPlan:
     """Before reading anything: which of the day's files a run must read (new or changed) and
     which committed files are gone. An unchanged day (its last snapshot has this manifest's
-    digest) plans nothing without a scan."""
+    digest) plans nothing without a scan.
+
+    Gone files are removed only if `rule` deletes (default: their rows stay); a listing that
+    misses too many of the committed files raises `SourceListingError` (`VanishedRule`).
+    """
+    rule = rule or VanishedRule()
     nothing = DayPlan(added=(), changed=(), removed=())
     if table is None:
-        return ReadPlan(plan_day({}, manifest), None, 0, 0)
+        return ReadPlan(plan_day({}, manifest), None, 0, 0, vanished_policy=rule.policy)
     previous = last_day_snapshot(table, manifest.day)
     if previous is not None and summary_value(previous, SUMMARY_DIGEST) == manifest.digest:
-        return ReadPlan(nothing, _snapshot_id(table), -1, -1)
+        return ReadPlan(nothing, _snapshot_id(table), -1, -1, vanished_policy=rule.policy)
     committed = committed_state(table, manifest.day)
     plan = plan_day(committed.versions, manifest)
+    gone = plan.removed
+    rule.judge(manifest, len(committed.versions), gone)
+    if not rule.delete:
+        plan = DayPlan(added=plan.added, changed=plan.changed, removed=())
     touched = set(plan.write_keys) | set(plan.rewrite_keys)
     kept = sum(n for k, n in committed.rows.items() if k not in touched)
-    return ReadPlan(plan, _snapshot_id(table), len(committed.versions), kept)
+    return ReadPlan(plan, _snapshot_id(table), len(committed.versions), kept, gone, rule.policy)
 
 
 @dataclass
@@ -272,14 +351,6 @@ def day_filter(day: Day) -> BooleanExpression:
     return And(equal(MONTH, day.month), And(at_least(TIMESTAMP, start), less_than(TIMESTAMP, end)))
 
 
-@dataclass
-class CommittedDay:
-    """What the table holds for a day: source_file -> source_etag, and its rows per file."""
-
-    versions: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)
-
-
 def rows_within(data_file: DataFile, field_id: int, start: float, end: float) -> bool:
     """Whether every row of a data file has a timestamp in [start, end) (its statistics;
     `field_id`: the timestamp column's)."""
@@ -313,6 +384,14 @@ def _lineage_batches(table: Table, task: FileScanTask, day: Day) -> Iterator[pa.
 
 
 def committed_state(table: Table, day: str) -> CommittedDay:
+    """The (file, ETag) pairs and row counts of the rows the table holds for `day`: the state
+    file its newest commit left, when it still holds (`checkpoint.known_state`, one read), or
+    else derived from the rows."""
+    known = known_state(table, day)
+    return known if known is not None else derive_committed_state(table, day)
+
+
+def derive_committed_state(table: Table, day: str) -> CommittedDay:
     """The (file, ETag) pairs and row counts of the rows the table holds for `day`, read file
     by file from the lineage columns only (the day's data files, pruned by statistics)."""
     the_day = Day.parse(day)
@@ -424,10 +503,13 @@ class DayCommit:
         staged: Collection[str] | None,
         planned: ReadPlan | None,
         observe: Callable[[pa.Table], None] | None,
+        accepted: Mapping[str, int] | None = None,
     ) -> None:
         self.load_table, self.manifest, self.rows = load_table, manifest, rows
         self.staged = set(manifest.versions()) if staged is None else set(staged)
         self.planned = planned
+        self.accepted = accepted
+        self.base: CommittedDay | None = None  # the state the plan was made against
         self.restricted = staged is not None
         self.observe = observe
         self.written: list[DataFile] = []
@@ -458,9 +540,11 @@ class DayCommit:
             and planned.snapshot_id == _snapshot_id(table)
         ):
             self.rows_kept = planned.rows_kept  # the table has not moved since the run planned
+            self.base = None  # read when the state file is written
             return planned.plan.within(self.staged, planned.plan.removed), bool(planned.committed_files)
         with self.times.timed("plan"):
             committed = committed_state(table, self.manifest.day)
+        self.base = committed
         plan = plan_day(committed.versions, self.manifest)
         if self.restricted:
             plan = plan.within(self.staged, planned.plan.removed if planned is not None else plan.removed)
@@ -482,6 +566,15 @@ class DayCommit:
                 )
         self.written, self.written_for, self.rows_to_write = files.data_files, key, files.rows
 
+    def _state_after(self, table: Table, plan: DayPlan) -> CommittedDay | None:
+        """The day's state once `plan` is committed (None: the rows per file are not known)."""
+        if self.accepted is None:
+            return None
+        if self.base is None:
+            with self.times.timed("plan"):
+                self.base = committed_state(table, self.manifest.day)
+        return self.base.after(plan.rewrite_keys, plan.write_keys, self.manifest.versions(), self.accepted)
+
     def _commit(self, table: Table, plan: DayPlan) -> bool:
         """True if the commit landed, False if it conflicted or its outcome is unknown."""
         manifest = self.manifest
@@ -492,6 +585,9 @@ class DayCommit:
             SUMMARY_DAY_ROWS: str(self.rows_kept + self.rows_to_write),
         }
         commit_started = time.perf_counter()
+        state = self._state_after(table, plan)
+        if state is not None:
+            properties[SUMMARY_DAY_STATE] = write_state(table, manifest.day, state)
         try:
             tx = table.transaction()
             if plan.rewrite_keys:  # the day's rows of those files (a file may hold two days)
@@ -563,6 +659,7 @@ def commit_day(
     observe: Callable[[pa.Table], None] | None = None,
     staged: Collection[str] | None = None,
     planned: ReadPlan | None = None,
+    accepted: Mapping[str, int] | None = None,
 ) -> CommitResult:
     """Make the table hold exactly the rows of `manifest`'s files for its day, in one commit.
 
@@ -575,9 +672,13 @@ def commit_day(
     made, its plan is used as it is (no second scan of the day). The data files are written once;
     a commit that conflicts with a concurrent one is re-planned against the fresh table (with
     jittered exponential backoff) and reuses the files if the plan did not change. An unknown
-    commit outcome is resolved by looking for our digest.
+    commit outcome is resolved by looking for our digest. `accepted`: the rows each staged file
+    gave the day; with it, the commit also writes the day's state file (`checkpoint`), so the
+    next plan reads one object instead of the day's data files.
     """
-    return DayCommit(load_table, manifest, rows, staged, planned, observe).run(max_attempts, base_backoff_s)
+    return DayCommit(load_table, manifest, rows, staged, planned, observe, accepted).run(
+        max_attempts, base_backoff_s
+    )
 
 
 def summary_value(snapshot: Snapshot, key: str) -> str | None:

@@ -29,19 +29,26 @@ from pyiceberg.expressions import (
 )
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
-from pyiceberg.table import FileScanTask, Table
+from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.types import LongType
+from pyiceberg.utils.properties import property_as_int
 
 from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
 from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles, arrow_filesystem
-from wflog_assets.iceberg.commit import day_filter, delete_files, rows_within, write_data_files
+from wflog_assets.iceberg.checkpoint import SUMMARY_MAINTENANCE, referenced_states
+from wflog_assets.iceberg.commit import (
+    MIN_SNAPSHOTS_TO_KEEP,
+    day_filter,
+    delete_files,
+    rows_within,
+    write_data_files,
+)
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, sort_for_table
 
-SUMMARY_MAINTENANCE = "wflog.maintenance"
 SUMMARY_MONTH = "wflog.month"
 
 
@@ -184,40 +191,81 @@ def compact_day(
 
 @dataclass(frozen=True)
 class OrphanCleanup:
-    files: int  # data files removed: in the table's data folder, referenced by no snapshot
+    files: int  # files removed from the table's data and metadata folders, referenced by no snapshot
     bytes: int
     too_recent: int  # unreferenced files left because they are newer than the window
 
 
 def referenced_files(table: Table) -> set[str]:
-    """Paths (in the table's filesystem) of every data file, manifest and manifest list that
-    any snapshot of the table references."""
-    paths: set[str] = set()
+    """Paths (in the table's filesystem) of every data file, manifest, manifest list and day
+    state file that any snapshot of the table references (each manifest read once)."""
+    paths: set[str] = set(referenced_states(table))
+    manifests: dict[str, ManifestFile] = {}
     for snapshot in table.snapshots():
         paths.add(snapshot.manifest_list)
         for manifest in snapshot.manifests(table.io):
-            paths.add(manifest.manifest_path)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
-                paths.add(entry.data_file.file_path)
+            manifests.setdefault(manifest.manifest_path, manifest)
+    for path, manifest in manifests.items():
+        paths.add(path)
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            paths.add(entry.data_file.file_path)
     return {arrow_filesystem(table.io, p)[1] for p in paths}
 
 
+# what orphan cleanup may delete under metadata/: manifests and manifest lists (never a
+# metadata.json, which the catalog and `write.metadata.delete-after-commit` manage)
+_METADATA_ORPHANS = (".avro",)
+
+
 def remove_orphan_files(table: Table, older_than: dt.datetime) -> OrphanCleanup:
-    """Delete the files of the table's data folder that no snapshot references and that were
-    last modified before `older_than` (Iceberg's `remove_orphan_files`): what killed runs wrote
-    but never committed. Newer files may belong to a run still committing: they stay."""
-    filesystem, root = arrow_filesystem(table.io, f"{table.location().rstrip('/')}/data")
+    """Delete the files of the table's folder that no snapshot references and that were last
+    modified before `older_than` (Iceberg's `remove_orphan_files`): data files of runs killed
+    before their commit, and the manifests, manifest lists, data and day state files that
+    snapshot expiry left behind. Newer files may belong to a run still committing: they stay."""
+    location = table.location().rstrip("/")
     referenced = referenced_files(table)
     removed = size = recent = 0
-    for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
-        if info.type != pafs.FileType.File or info.path in referenced:
-            continue
-        if info.mtime is not None and info.mtime >= older_than:
-            recent += 1
-            continue
-        filesystem.delete_file(info.path)
-        removed, size = removed + 1, size + (info.size or 0)
+    for folder, suffixes in ((f"{location}/data", None), (f"{location}/metadata", _METADATA_ORPHANS)):
+        filesystem, root = arrow_filesystem(table.io, folder)
+        selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+        for info in filesystem.get_file_info(selector):
+            if info.type != pafs.FileType.File or info.path in referenced:
+                continue
+            if suffixes is not None and not info.path.endswith(suffixes):
+                continue
+            if info.mtime is not None and info.mtime >= older_than:
+                recent += 1
+                continue
+            filesystem.delete_file(info.path)
+            removed, size = removed + 1, size + (info.size or 0)
     return OrphanCleanup(removed, size, recent)
+
+
+def expire_by_policy(table: Table, now: dt.datetime) -> int:
+    """Expire the snapshots the table's own retention properties call old
+    (`history.expire.max-snapshot-age-ms`, keeping `history.expire.min-snapshots-to-keep`, the
+    current one and every branch or tag head); returns how many. Called after every commit of
+    a day, it expires in batches: only once the oldest snapshot is a sixth of the window past
+    it, so that most runs read the properties and do nothing else."""
+    properties = table.properties
+    max_age_ms = property_as_int(
+        properties, TableProperties.MAX_SNAPSHOT_AGE_MS, TableProperties.MAX_SNAPSHOT_AGE_MS_DEFAULT
+    )
+    max_age_ms = max_age_ms or TableProperties.MAX_SNAPSHOT_AGE_MS_DEFAULT
+    keep_at_least = max(1, property_as_int(properties, MIN_SNAPSHOTS_TO_KEEP, 1) or 1)
+    snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
+    cutoff = now.timestamp() * 1000 - max_age_ms
+    if len(snapshots) <= keep_at_least or snapshots[0].timestamp_ms >= cutoff - max_age_ms / 6:
+        return 0
+    current = table.current_snapshot()
+    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    protected |= {s.snapshot_id for s in snapshots[-keep_at_least:]}
+    if current is not None:
+        protected.add(current.snapshot_id)
+    old = [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in protected]
+    if old:
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+    return len(old)
 
 
 def expire_snapshots(table: Table, older_than: dt.datetime) -> int:

@@ -84,6 +84,8 @@ class StagedRuns:
     planned: ReadPlan | None = None
     # where the staging lives once saved, so that it can be removed after the commit
     location: tuple[pafs.FileSystem, str] | None = None
+    # the run that staged it (set when loaded back from staging)
+    staged_by_run: str | None = None
 
     def discard(self) -> None:
         """Remove the saved staging (runs, kept-out records, listing)."""

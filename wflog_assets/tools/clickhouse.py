@@ -25,7 +25,9 @@ folders, so no day lists them) and moved into place only once the whole export c
 failed conversion removes what it wrote. Same rows, one copy: the export id is of the export's
 rows as a multiset (`ContentId`), so the same rows in any order, plain or gzip, under any file
 name, have one id, and a conversion removes the files an earlier conversion of the same id left
-in the days it wrote (another order or `--rows-per-file` cuts them differently).
+in the days it wrote (another order or `--rows-per-file` cuts them differently); the table drops
+their rows when those days are ingested with `vanished_files: delete` (a run never deletes rows
+of vanished files by itself).
 
 Time: `Timestamp` is read as UTC, or in the zone the export states: `timezone=` (the CLI's
 `--timezone`), or a `CSVWithNamesAndTypes` export's type line (`DateTime64(9, 'Asia/Kolkata')`);
@@ -109,6 +111,9 @@ class ConversionResult:
     files: list[str] = field(default_factory=list)
     rows_by_day: dict[str, int] = field(default_factory=dict)
     rejects_key: str | None = None
+    # chunk files of an earlier conversion of the same rows, removed from the source: the table
+    # drops their rows only when those days are ingested with `vanished_files: delete`
+    removed_files: list[str] = field(default_factory=list)
 
     @property
     def rows_rejected(self) -> int:
@@ -419,6 +424,7 @@ def _remove_earlier_conversions(store: ObjectStore, result: ConversionResult) ->
         for entry in list(store.list(folder)):
             if marker in entry.key and entry.key not in kept:
                 store.delete(entry.key)
+                result.removed_files.append(entry.key)
 
 
 def _convert(
