@@ -71,6 +71,15 @@ run_monitoring:
   start_timeout_seconds: 180
   cancel_timeout_seconds: 180
   poll_interval_seconds: 30
+# The source sensor ticks every minute (1,440 ticks a day): the daemon purges old ticks.
+retention:
+  schedule:
+    purge_after_days: 90
+  sensor:
+    purge_after_days:
+      skipped: 1
+      success: 7
+      failure: 30
 telemetry:
   enabled: false
 nux:

@@ -58,12 +58,19 @@ class Backend:
         instance: dg.DagsterInstance,
         staging: dict[str, object] | None = None,
         expect_success: bool = True,
+        commit: dict[str, object] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """Run the ingest job for `day`; `staging`: `StagingConfig` fields for this run;
-        `expect_success=False`: return a failed run's result instead of raising."""
+        """Run the ingest job for `day`; `staging` and `commit`: `StagingConfig` and
+        `CommitConfig` fields for this run; `expect_success=False`: return a failed run's
+        result instead of raising."""
         job = self.definitions().resolve_job_def(INGEST_JOB)
         key = day if isinstance(day, str) else day.isoformat()
-        run_config = {"ops": {"normalized_log_batches": {"config": staging}}} if staging else None
+        ops = {
+            name: {"config": config}
+            for name, config in (("normalized_log_batches", staging), ("workflow_logs", commit))
+            if config
+        }
+        run_config = {"ops": ops} if ops else None
         result = job.execute_in_process(
             partition_key=key, instance=instance, run_config=run_config, raise_on_error=expect_success
         )

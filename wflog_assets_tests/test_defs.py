@@ -141,6 +141,8 @@ def test_the_embedded_instance_monitors_runs_without_telemetry_and_keeps_an_oper
         assert instance.run_monitoring_settings["start_timeout_seconds"] == 180
         assert instance.run_monitoring_settings["cancel_timeout_seconds"] == 180
         assert instance.run_launcher.supports_check_run_worker_health  # a dead worker is seen
+        sensor_ticks = instance.get_settings("retention")["sensor"]["purge_after_days"]
+        assert sensor_ticks == {"skipped": 1, "success": 7, "failure": 30}
     own = tmp_path / "own"
     own.mkdir()
     (own / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")

@@ -36,17 +36,23 @@ from wflog_assets.defs.resources import (
     LogSourceResource,
     staged_by_run,
 )
-from wflog_assets.errors import SourceListingError
+from wflog_assets.errors import CompactionConflictError, SourceListingError
 from wflog_assets.iceberg.commit import (
     DEFAULT_MAX_VANISHED_FRACTION,
     CommitResult,
     VanishedRule,
     commit_day,
+    identity_values,
     plan_reads,
 )
 from wflog_assets.iceberg.data_files import SortedRun
-from wflog_assets.iceberg.maintenance import expire_by_policy
-from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, sort_for_table
+from wflog_assets.iceberg.maintenance import (
+    OPEN_DAY_MAX_FILES,
+    CompactionResult,
+    compact_crowded,
+    expire_by_policy,
+)
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, WORKFLOW_NAME, sort_for_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks
 from wflog_assets.quality.quarantine import (
@@ -118,6 +124,34 @@ class StagingConfig(dg.Config):
         description="GETs in flight for batches of small files (hides the per-object latency "
         "of S3; each holds one small object in memory).",
     )
+
+
+class CommitConfig(dg.Config):
+    """How `workflow_logs` judges a day after its commit, per run."""
+
+    checks: Literal["auto", "run", "day"] = Field(
+        default="auto",
+        description="`run`: the checks judge the data files this run added, from their "
+        "statistics (a day committed all day costs each run only what it wrote); `day`: the "
+        "whole day as the table holds it (reads the day's file statistics, and files that hold "
+        "other days). `auto`: `run` for today and yesterday (UTC), `day` for older days.",
+    )
+
+
+def _expected_rows(result: CommitResult, accepted: int, by_run: bool) -> int | None:
+    """What `row_count_parity` expects: the rows accepted from the files the run wrote (judged
+    by the run), or the rows the day holds after the commit (judged by the day)."""
+    unchanged = result.outcome == "unchanged"
+    if by_run:
+        return 0 if unchanged else accepted
+    return result.day_rows if unchanged else result.rows_kept + accepted
+
+
+def _checks_scope(config: CommitConfig, day: str) -> str:
+    if config.checks != "auto":
+        return config.checks
+    today = dt.datetime.now(dt.UTC).date()
+    return "run" if partition_day(day) >= today - dt.timedelta(days=1) else "day"
 
 
 def commit_layout_day(
@@ -266,6 +300,7 @@ def normalized_log_batches(
 
 def workflow_logs(
     context: dg.AssetExecutionContext,
+    config: CommitConfig,
     manifest: pa.Table | None,
     normalized_log_batches: StagedRuns | None,
     log_source: LogSourceResource,
@@ -314,20 +349,19 @@ def workflow_logs(
         observe=seen.add,
         staged=staged_runs,
     )
+    crowded = _compact_crowded_partitions(context, catalog, iceberg, result)
     expired = _expire_old_snapshots(context, catalog, iceberg)
-    expected = (
-        result.day_rows
-        if result.outcome == "unchanged"
-        else (result.rows_kept + staged_runs.accepted_in(result.files_added + result.files_changed))
-    )
+    accepted = staged_runs.accepted_in(result.files_added + result.files_changed)
+    by_run = _checks_scope(config, day) == "run"
     outcomes = day_checks(
         catalog.load_table(iceberg.layout_identifier()),
         day,
         staged_runs.summary(),
         staged_runs.readable(),
         seen=seen,
-        expected_rows=expected,
+        expected_rows=_expected_rows(result, accepted, by_run),
         kept=summarize(day_quarantine(quarantine, day)),
+        written=result.data_files if by_run else None,
     )
     staged_runs.discard()  # committed: the table holds the rows now
     metadata = {
@@ -336,8 +370,39 @@ def workflow_logs(
         "quarantined_records": dg.MetadataValue.int(quarantined.num_rows),
         "quarantine_snapshot_id": dg.MetadataValue.text(str(snapshot)),
         "snapshots_expired": dg.MetadataValue.int(expired),
+        "partitions_compacted": dg.MetadataValue.int(crowded.partitions_compacted),
+        "files_compacted": dg.MetadataValue.int(crowded.files_before),
     }
     return dg.MaterializeResult(metadata=metadata, check_results=check_results(outcomes, day))
+
+
+def _compact_crowded_partitions(
+    context: dg.AssetExecutionContext,
+    catalog: Catalog,
+    iceberg: IcebergCatalogResource,
+    result: CommitResult,
+) -> CompactionResult:
+    """The open day's rolling compaction: the partitions this commit added a file to that now
+    hold more than OPEN_DAY_MAX_FILES files of the day become one file each."""
+    identifier = iceberg.layout_identifier()
+    table = catalog.load_table(identifier)
+    workflows = identity_values(table, result.data_files, WORKFLOW_NAME)
+    nothing = CompactionResult(result.day, 0, 0, 0, 0, 0, None, 0)
+    if not workflows:
+        return nothing
+    try:
+        compacted = compact_crowded(
+            lambda: catalog.load_table(identifier), partition_day(result.day), {str(w) for w in workflows}
+        )
+    except CompactionConflictError as exc:
+        context.log.info(f"compaction of crowded partitions left to the next run: {exc}")
+        return nothing
+    if compacted.partitions_compacted:
+        context.log.info(
+            f"{result.day}: {compacted.partitions_compacted} partition(s) past {OPEN_DAY_MAX_FILES} "
+            f"files compacted ({compacted.files_before} -> {compacted.files_after} files)"
+        )
+    return compacted
 
 
 def _expire_old_snapshots(

@@ -146,6 +146,8 @@ def staged_metadata(
         "files_gone": dg.MetadataValue.int(len(vanished)),
         "files_gone_keys": keys_value(list(vanished)),
         "vanished_files": dg.MetadataValue.text(planned.vanished_policy if planned else "keep"),
+        # how the plan learned what the day holds: digest / carried (one state file) / derived
+        "day_state": dg.MetadataValue.text(planned.state if planned else "none"),
         "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
         "workflows": dg.MetadataValue.int(len(staged.workflows)),
         "manifest_digest": dg.MetadataValue.text(manifest.digest),

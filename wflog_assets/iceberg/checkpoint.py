@@ -45,6 +45,8 @@ class CommittedDay:
 
     versions: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    # how it was learned: "carried" (a state file), "derived" (the day's rows)
+    source: str = field(default="derived", compare=False)
 
     def after(
         self,
@@ -97,7 +99,9 @@ def read_state(table: Table, location: str) -> CommittedDay | None:
         return None
     if not state.schema.equals(STATE_SCHEMA):
         return None
-    return CommittedDay.from_arrow(state)
+    carried = CommittedDay.from_arrow(state)
+    carried.source = "carried"
+    return carried
 
 
 def day_state_snapshot(table: Table, day: str) -> Snapshot | None:
@@ -121,12 +125,3 @@ def known_state(table: Table, day: str) -> CommittedDay | None:
         return None
     location = snapshot.summary.get(SUMMARY_DAY_STATE)
     return read_state(table, location) if location else None
-
-
-def referenced_states(table: Table) -> set[str]:
-    """Locations of the state files that some snapshot of the table names."""
-    return {
-        location
-        for snapshot in table.snapshots()
-        if snapshot.summary is not None and (location := snapshot.summary.get(SUMMARY_DAY_STATE))
-    }

@@ -79,16 +79,18 @@ LINEAGE_BATCH_ROWS = 256 * 1024
 SOURCE_FILE_METRICS = f"{TableProperties.METRICS_MODE_COLUMN_CONF_PREFIX}.{SOURCE_FILE}"
 
 # Metadata hygiene for a table committed all day (a run a minute): each commit deletes the
-# metadata.json files beyond the last 10, appends merge manifests once 100 pile up, and runs
-# expire snapshots older than 6 hours, keeping at least 12 (`maintenance.expire_by_policy`):
-# time travel reaches back 6 hours. Iceberg's own properties, so every engine honours them;
-# set only where a table does not name them already (an operator's values stay).
+# metadata.json files beyond the last 10, appends merge manifests once 16 pile up (every plan,
+# the P0 query's too, reads every manifest of the month: bench/bench_long_haul.py), and runs
+# expire snapshots older than an hour, keeping at least 12 (`maintenance.expire_by_policy`), as
+# RisingWave's Iceberg sink does: time travel reaches back an hour. Iceberg's own properties,
+# so every engine honours them; set only where a table does not name them (an operator's stay).
 MIN_SNAPSHOTS_TO_KEEP = "history.expire.min-snapshots-to-keep"
 HYGIENE_PROPERTIES: dict[str, str] = {
     TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
     TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "10",
     TableProperties.MANIFEST_MERGE_ENABLED: "true",
-    TableProperties.MAX_SNAPSHOT_AGE_MS: str(6 * 3600 * 1000),
+    TableProperties.MANIFEST_MIN_MERGE_COUNT: "16",
+    TableProperties.MAX_SNAPSHOT_AGE_MS: str(3600 * 1000),
     MIN_SNAPSHOTS_TO_KEEP: "12",
 }
 
@@ -246,6 +248,9 @@ class ReadPlan:
     # committed files the listing no longer finds (in `plan.removed` only if the rule deletes)
     vanished: tuple[str, ...] = ()
     vanished_policy: str = "keep"
+    # how the plan learned the day's state: "digest" (unchanged: nothing read), "carried" (one
+    # state file), "derived" (the day's data files), "none" (no table yet)
+    state: str = "none"
 
     def to_json(self) -> dict[str, object]:
         plan = self.plan
@@ -258,6 +263,7 @@ class ReadPlan:
             "rows_kept": self.rows_kept,
             "vanished": list(self.vanished),
             "vanished_policy": self.vanished_policy,
+            "state": self.state,
         }
 
     @classmethod
@@ -275,6 +281,7 @@ class ReadPlan:
             int(str(raw["rows_kept"])),
             keys("vanished") if "vanished" in raw else (),
             str(raw.get("vanished_policy", "keep")),
+            str(raw.get("state", "none")),
         )
 
 
@@ -297,7 +304,7 @@ def plan_reads(table: Table | None, manifest: Manifest, rule: VanishedRule | Non
         return ReadPlan(plan_day({}, manifest), None, 0, 0, vanished_policy=rule.policy)
     previous = last_day_snapshot(table, manifest.day)
     if previous is not None and summary_value(previous, SUMMARY_DIGEST) == manifest.digest:
-        return ReadPlan(nothing, _snapshot_id(table), -1, -1, vanished_policy=rule.policy)
+        return ReadPlan(nothing, _snapshot_id(table), -1, -1, vanished_policy=rule.policy, state="digest")
     committed = committed_state(table, manifest.day)
     plan = plan_day(committed.versions, manifest)
     gone = plan.removed
@@ -306,7 +313,9 @@ def plan_reads(table: Table | None, manifest: Manifest, rule: VanishedRule | Non
         plan = DayPlan(added=plan.added, changed=plan.changed, removed=())
     touched = set(plan.write_keys) | set(plan.rewrite_keys)
     kept = sum(n for k, n in committed.rows.items() if k not in touched)
-    return ReadPlan(plan, _snapshot_id(table), len(committed.versions), kept, gone, rule.policy)
+    return ReadPlan(
+        plan, _snapshot_id(table), len(committed.versions), kept, gone, rule.policy, committed.source
+    )
 
 
 @dataclass
@@ -326,6 +335,7 @@ class CommitResult:
     attempts: int = 1
     times: dict[str, float] = field(default_factory=dict)  # seconds: plan, write, commit
     rows_kept: int = 0  # rows of the day's other files, left as they were (-1: unknown)
+    data_files: list[DataFile] = field(default_factory=list, repr=False)  # the files it added
 
     @property
     def day_rows(self) -> int | None:
@@ -647,6 +657,8 @@ class DayCommit:
             give_up=lambda: delete_files(self.load_table(), self.written),
         )
         result.times = self.times.as_dict()
+        if result.outcome in ("appended", "replaced"):
+            result.data_files = list(self.written)
         return result
 
 
@@ -679,6 +691,18 @@ def commit_day(
     return DayCommit(load_table, manifest, rows, staged, planned, observe, accepted).run(
         max_attempts, base_backoff_s
     )
+
+
+def identity_values(table: Table, data_files: list[DataFile], column: str) -> set[object]:
+    """The values of `column`'s identity partition field in these data files (none if the
+    table's spec has no such field)."""
+    schema = table.schema()
+    positions = [
+        i
+        for i, f in enumerate(table.spec().fields)
+        if schema.find_column_name(f.source_id) == column and str(f.transform) == "identity"
+    ]
+    return {data_file.partition[positions[0]] for data_file in data_files} if positions else set()
 
 
 def summary_value(snapshot: Snapshot, key: str) -> str | None:

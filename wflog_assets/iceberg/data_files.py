@@ -475,21 +475,20 @@ class _RollingWriter:
             stats_columns=self.settings.stats_plan,
             parquet_column_mapping=self.settings.column_ids,
         )
-        self.files.append(
-            DataFile.from_args(
-                content=DataFileContent.DATA,
-                file_path=path,
-                file_format=FileFormat.PARQUET,
-                partition=self.key.partition if self.key else Record(),
-                file_size_in_bytes=len(output),
-                # the rows are written in the table's sort order (timestamp DESC)
-                sort_order_id=self.settings.metadata.default_sort_order_id,
-                spec_id=self.settings.metadata.default_spec_id,
-                equality_ids=None,
-                key_metadata=None,
-                **statistics.to_serialized_dict(),
-            )
+        data_file = DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=path,
+            file_format=FileFormat.PARQUET,
+            partition=self.key.partition if self.key else Record(),
+            file_size_in_bytes=len(output),
+            # the rows are written in the table's sort order (timestamp DESC)
+            sort_order_id=self.settings.metadata.default_sort_order_id,
+            equality_ids=None,
+            key_metadata=None,
+            **statistics.to_serialized_dict(),
         )
+        data_file.spec_id = self.settings.metadata.default_spec_id  # from_args ignores it
+        self.files.append(data_file)
 
     def finish(self) -> list[DataFile]:
         if self.pending_rows:

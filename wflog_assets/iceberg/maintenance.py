@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +30,14 @@ from pyiceberg.expressions import (
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.table import FileScanTask, Table, TableProperties
-from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.snapshots import Operation, Snapshot
 from pyiceberg.types import LongType
 from pyiceberg.utils.properties import property_as_int
 
 from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
 from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles, arrow_filesystem
-from wflog_assets.iceberg.checkpoint import SUMMARY_MAINTENANCE, referenced_states
+from wflog_assets.iceberg.checkpoint import SUMMARY_DAY_STATE, SUMMARY_MAINTENANCE
 from wflog_assets.iceberg.commit import (
     MIN_SNAPSHOTS_TO_KEEP,
     day_filter,
@@ -45,9 +45,9 @@ from wflog_assets.iceberg.commit import (
     rows_within,
     write_data_files,
 )
-from wflog_assets.iceberg.expressions import at_least, equal, less_than
+from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
-from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, sort_for_table
+from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, WORKFLOW_NAME, sort_for_table
 
 SUMMARY_MONTH = "wflog.month"
 
@@ -102,10 +102,11 @@ def compact(
     only: FilePredicate | None = None,
     max_attempts: int = 6,
     base_backoff_s: float = 0.2,
+    min_files: int = 2,
 ) -> CompactionResult:
     """Rewrite the files that `where` plans (those `only` accepts), partition by partition,
-    where a partition has more than one: into one sorted file (split only past the target file
-    size), all in one commit, re-planned from the fresh table if it loses a race."""
+    where a partition has at least `min_files`: into one sorted file (split only past the
+    target file size), all in one commit, re-planned from the fresh table if it loses a race."""
     written: list[DataFile] = []
 
     def attempt(number: int) -> CompactionResult | None:
@@ -117,7 +118,7 @@ def compact(
         todo = {
             key: tasks
             for key, tasks in groups.items()
-            if len(tasks) > 1 and not any(t.delete_files for t in tasks)
+            if len(tasks) >= max(2, min_files) and not any(t.delete_files for t in tasks)
         }
         if not todo:
             return CompactionResult(label, len(groups), 0, 0, 0, 0, None, number)
@@ -189,6 +190,31 @@ def compact_day(
     )
 
 
+# The open day's rolling rule: a partition of a day holding more data files than this is
+# compacted by the run that added the last one, so a partition of the open day holds at most
+# this many files (and the P0 query of today plans at most this many per workflow).
+OPEN_DAY_MAX_FILES = 16
+
+
+def compact_crowded(
+    load_table: Callable[[], Table],
+    day: dt.date,
+    workflows: Collection[str],
+    max_files: int = OPEN_DAY_MAX_FILES,
+) -> CompactionResult:
+    """Once a partition of `workflows` holds more than `max_files` data files of the day, every
+    partition of the day holding at least half as many is rewritten as one file (rows and
+    lineage unchanged), in one commit: the open day, committed all day, keeps a bounded number
+    of files per partition, and most runs commit no compaction at all (batched, not one
+    compaction commit per run). Plans only `workflows`' partitions unless it compacts."""
+    label = day.isoformat()
+    touched = And(day_filter(Day(day)), is_in(WORKFLOW_NAME, sorted(workflows)))
+    groups = _plan(load_table(), touched, holds_only(day))
+    if all(len(tasks) <= max_files for tasks in groups.values()):
+        return CompactionResult(label, len(groups), 0, 0, 0, 0, None, 0)
+    return compact(load_table, day_filter(Day(day)), label, holds_only(day), min_files=max(2, max_files // 2))
+
+
 @dataclass(frozen=True)
 class OrphanCleanup:
     files: int  # files removed from the table's data and metadata folders, referenced by no snapshot
@@ -196,20 +222,30 @@ class OrphanCleanup:
     too_recent: int  # unreferenced files left because they are newer than the window
 
 
-def referenced_files(table: Table) -> set[str]:
-    """Paths (in the table's filesystem) of every data file, manifest, manifest list and day
-    state file that any snapshot of the table references (each manifest read once)."""
-    paths: set[str] = set(referenced_states(table))
+def _reachable(table: Table, snapshots: list[Snapshot], skip: set[str] | None = None) -> set[str]:
+    """Locations of the manifest lists, manifests, data files and day state files these
+    snapshots reference (each manifest read once; those in `skip` not read)."""
+    paths: set[str] = set()
     manifests: dict[str, ManifestFile] = {}
-    for snapshot in table.snapshots():
+    for snapshot in snapshots:
         paths.add(snapshot.manifest_list)
+        if snapshot.summary is not None and (state := snapshot.summary.get(SUMMARY_DAY_STATE)):
+            paths.add(state)
         for manifest in snapshot.manifests(table.io):
             manifests.setdefault(manifest.manifest_path, manifest)
     for path, manifest in manifests.items():
         paths.add(path)
+        if skip is not None and path in skip:
+            continue
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
             paths.add(entry.data_file.file_path)
-    return {arrow_filesystem(table.io, p)[1] for p in paths}
+    return paths
+
+
+def referenced_files(table: Table) -> set[str]:
+    """Paths (in the table's filesystem) of every data file, manifest, manifest list and day
+    state file that any snapshot of the table references."""
+    return {arrow_filesystem(table.io, p)[1] for p in _reachable(table, table.snapshots())}
 
 
 # what orphan cleanup may delete under metadata/: manifests and manifest lists (never a
@@ -244,9 +280,11 @@ def remove_orphan_files(table: Table, older_than: dt.datetime) -> OrphanCleanup:
 def expire_by_policy(table: Table, now: dt.datetime) -> int:
     """Expire the snapshots the table's own retention properties call old
     (`history.expire.max-snapshot-age-ms`, keeping `history.expire.min-snapshots-to-keep`, the
-    current one and every branch or tag head); returns how many. Called after every commit of
-    a day, it expires in batches: only once the oldest snapshot is a sixth of the window past
-    it, so that most runs read the properties and do nothing else."""
+    current one and every branch or tag head), then delete the files only they referenced
+    (manifest lists, manifests, data files, day state files), as Iceberg's ExpireSnapshots
+    does; returns how many. Called after every commit of a day, it expires in batches: only
+    once the oldest snapshot is a sixth of the window past it, so that most runs read the
+    properties and do nothing else."""
     properties = table.properties
     max_age_ms = property_as_int(
         properties, TableProperties.MAX_SNAPSHOT_AGE_MS, TableProperties.MAX_SNAPSHOT_AGE_MS_DEFAULT
@@ -262,9 +300,19 @@ def expire_by_policy(table: Table, now: dt.datetime) -> int:
     protected |= {s.snapshot_id for s in snapshots[-keep_at_least:]}
     if current is not None:
         protected.add(current.snapshot_id)
-    old = [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in protected]
-    if old:
-        table.maintenance.expire_snapshots().by_ids(old).commit()
+    old = [s for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in protected]
+    if not old:
+        return 0
+    kept = [s for s in snapshots if s not in old]
+    still = _reachable(table, kept)
+    # what only the expired snapshots reference (a manifest both reference is read once)
+    unreferenced = _reachable(table, old, skip=still) - still
+    table.maintenance.expire_snapshots().by_ids([s.snapshot_id for s in old]).commit()
+    for location in sorted(unreferenced):  # as Iceberg's ExpireSnapshots does, once committed
+        try:
+            table.io.delete(location)
+        except OSError:
+            pass  # an orphan at worst: the orphan cleanup removes it
     return len(old)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.conversions import from_bytes
-from pyiceberg.expressions import And
+from pyiceberg.expressions import AlwaysTrue, And
 from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
@@ -106,6 +106,26 @@ def _day_facts(table: Table, day: Day) -> _DayFacts:
         for batch in scan.to_record_batches([task]):
             _count_batch(batch, facts)
     facts.outside = _folder_outside(table, day)
+    return facts
+
+
+def _run_facts(table: Table, day: Day, written: list[DataFile]) -> _DayFacts:
+    """Counts over the rows a run's commit added (its data files), as `_day_facts` counts a
+    day: from statistics where they tell (every file a day's commit writes), else read.
+    `outside` counts the rows outside the day and both its neighbours."""
+    schema = table.schema()
+    ids = {name: schema.find_field(name).field_id for name in (WORKFLOW_NAME, TIMESTAMP)}
+    start, end = day.bounds
+    before, after = neighbours(day)
+    low, high = before.start, after.bounds[1]
+    scan = ArrowScan(table.metadata, table.io, schema.select(WORKFLOW_NAME, TIMESTAMP), AlwaysTrue())
+    facts = _DayFacts()
+    for data_file in written:
+        if _count_from_statistics(data_file, ids, start, end, facts):
+            continue
+        for batch in scan.to_record_batches([FileScanTask(data_file)]):
+            _count_batch(batch, facts)
+            facts.outside += pc.sum(outside_day(batch.column(TIMESTAMP), low, high)).as_py() or 0
     return facts
 
 
@@ -283,6 +303,14 @@ def _source_fully_ingested(kept: StagedDay) -> CheckOutcome:
     )
 
 
+def _scoped(outcomes: list[CheckOutcome], scope: str) -> list[CheckOutcome]:
+    """The outcomes with the scope they judged (`run` or `day`) first in their metadata."""
+    return [
+        CheckOutcome(o.name, o.passed, o.severity, o.description, {"scope": scope, **o.metadata})
+        for o in outcomes
+    ]
+
+
 def day_checks(
     table: Table,
     day: str,
@@ -292,8 +320,14 @@ def day_checks(
     seen: DuplicateFinder | None = None,
     expected_rows: int | None = -1,
     kept: StagedDay | None = None,
+    written: list[DataFile] | None = None,
 ) -> list[CheckOutcome]:
     """The six checks for one day, after its commit.
+
+    Scope (metadata `scope`): the whole `day` as the table holds it, or, with `written` (the
+    data files the run's commit added), the `run`: parity, names and timestamps are judged on
+    those files alone (their statistics: no scan of the day), `expected_rows` being the rows
+    accepted from the files it wrote. The open day, committed all day, is judged run by run.
 
     `seen`: a finder that was fed the day's good rows (by the write); without it, or if it saw
     a different number of rows (a partial or repeated write), `good` is read once more.
@@ -305,7 +339,8 @@ def day_checks(
     looked for among the rows this run staged.
     """
     the_day = Day.parse(day)
-    facts = _day_facts(table, the_day)
+    scope = "day" if written is None else "run"
+    facts = _day_facts(table, the_day) if written is None else _run_facts(table, the_day, written)
     null_names, outside = facts.null_names, facts.outside
     bounds = {"min": facts.min_ts, "max": facts.max_ts}
     layout_facts = _layout_matches(table, layout)
@@ -316,7 +351,7 @@ def day_checks(
         copies, examples = int(seen.copies), seen.examples
     else:
         copies, examples = duplicate_rows(good)
-    return [
+    outcomes = [
         _outcome(
             "row_count_parity",
             expected is None or facts.rows == expected,
@@ -353,3 +388,4 @@ def day_checks(
             rows_judged=staged.accepted_rows,
         ),
     ]
+    return _scoped(outcomes, scope)
