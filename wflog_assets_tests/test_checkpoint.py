@@ -217,3 +217,32 @@ def test_workflow_logs_never_commits_a_staging_left_by_another_run(
     logs = _logs_metadata(alone)
     assert sorted(logs["source_files_added"]) == sorted([first, second])
     _assert_exact(two_days)
+
+
+def test_a_parquet_chunk_with_a_column_named_twice_is_one_rejected_file(
+    two_days: Backend, instance: dg.DagsterInstance
+):
+    """Not the day's failure: the file is rejected with the column's name, the others land."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    expected = expected_rows_for_days(two_days.store, [DAY, OTHER_DAY])
+    first = list_day(two_days.store, DAY).entries[0].key
+    good = pq.read_table(io.BytesIO(two_days.store.read(first)))
+    twice = pa.Table.from_arrays(
+        [*good.columns, good.column("message")], names=[*good.column_names, "message"]
+    )
+    bad = first.rsplit("/", 1)[0] + "/chunk-twice.parquet"
+    out = io.BytesIO()
+    pq.write_table(twice, out)
+    two_days.store.write(bad, out.getvalue())
+    result = two_days.run_day(DAY, instance)
+    (staged,) = result.asset_materializations_for_node("normalized_log_batches")
+    assert staged.metadata["rejected_files"].value == 1
+    (reject,) = staged.metadata["rejected"].value.records
+    assert reject.data["key"] == bad and "message" in reject.data["reason"]
+    assert table_rows(two_days.table()) == expected
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["source_fully_ingested"] is False and checks["row_count_parity"]

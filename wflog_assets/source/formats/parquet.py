@@ -40,6 +40,10 @@ def read_parts(data: bytes, entry: ManifestEntry, part_rows: int) -> Iterator[No
 
 
 def _normalized(table: pa.Table, entry: ManifestEntry) -> NormalizedFile:
+    names = table.column_names
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # which of them would be the value? the file is rejected, not the day
+        raise NormalizationError(entry.key, twice[0], f"columns named more than once: {twice}")
     try:
         return normalize_table(table, entry.key, entry.etag)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
