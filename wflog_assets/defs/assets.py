@@ -382,8 +382,9 @@ def _compact_crowded_partitions(
     iceberg: IcebergCatalogResource,
     result: CommitResult,
 ) -> CompactionResult:
-    """The open day's rolling compaction: the partitions this commit added a file to that now
-    hold more than OPEN_DAY_MAX_FILES files of the day become one file each."""
+    """The open day's rolling compaction (`maintenance.compact_crowded`): once a partition this
+    commit added a file to holds more than OPEN_DAY_MAX_FILES files of the day, the day's
+    crowded partitions become one file each, in one commit."""
     identifier = iceberg.layout_identifier()
     table = catalog.load_table(identifier)
     workflows = identity_values(table, result.data_files, WORKFLOW_NAME)
