@@ -67,6 +67,11 @@ def _stand_in(key: str, extra: dict[str, Any]) -> str | None:
     return None
 
 
+def _named(value: str | None) -> str | None:
+    """A name, or None when it is empty or only whitespace (the next source is taken)."""
+    return value if value is not None and value.strip() else None
+
+
 def lands_in(key: str, timestamp: float, day: dt.date) -> bool:
     """Whether a record of file `key` belongs to `day` by the data contract: its UTC day is
     `day`, and its file is filed under `day`, or (the writer's local time) under a day next to
@@ -104,8 +109,8 @@ def expected_row(record: dict[str, Any], key: str, etag: str) -> dict[str, Any]:
         "line": record.get("line"),
         "function": record.get("function"),
         "trace_id": extra["trace_id"],
-        "atlan_argo_workflow_name": extra["atlan-argo-workflow-name"]
-        or extra["workflow_id"]
+        "atlan_argo_workflow_name": _named(extra["atlan-argo-workflow-name"])
+        or _named(extra["workflow_id"])
         or _stand_in(key, extra_in),
         "atlan_argo_workflow_node": extra["atlan-argo-workflow-node"]
         or _text(extra_in.get("workflow_run_id")),

@@ -49,6 +49,19 @@ def test_hyphenated_workflow_keys_fill_name_and_node_not_swapped():
     assert row["extra"]["atlan-argo-workflow-name"] == row["atlan_argo_workflow_name"]
 
 
+def test_blank_workflow_ids_take_the_next_name_as_missing_ones_do():
+    key = "year=2025/month=12/day=31/hour=23/1767225599000000000_000001_prod_crawler.json.gz"
+    rows = _one(
+        [
+            {"timestamp": TS, "extra": {"atlan-argo-workflow-name": " ", "workflow_id": "wf-1"}},
+            {"timestamp": TS, "extra": {"atlan-argo-workflow-name": "", "workflow_id": "\t "}},
+            {"timestamp": TS, "extra": {"workflow_id": "  "}},
+        ],
+        key,
+    )
+    assert [r["atlan_argo_workflow_name"] for r in rows] == ["wf-1", "app:prod_crawler", "app:prod_crawler"]
+
+
 def test_null_typed_child_becomes_null_strings():
     table = _through_parquet([{"timestamp": TS, "extra": {"request_id": None, "url": "u"}}])
     assert pa.types.is_null(table.schema.field("extra").type.field("request_id").type)

@@ -139,8 +139,8 @@ def normalize_table(
     else:
         out[SOURCE_FILE], out[SOURCE_ETAG] = (pc.cast(a, _STRING) for a in lineage)
     out[WORKFLOW_NAME] = pc.coalesce(
-        pc.struct_field(extra, "atlan-argo-workflow-name"),
-        pc.struct_field(extra, WORKFLOW_NAME_FALLBACK),
+        _named(pc.struct_field(extra, "atlan-argo-workflow-name")),
+        _named(pc.struct_field(extra, WORKFLOW_NAME_FALLBACK)),
         app_workflow(other, out[SOURCE_FILE], key if lineage is None else None),
     )
     node_fallback = other.get(WORKFLOW_NODE_FALLBACK, _nulls(n, _STRING))
@@ -154,6 +154,13 @@ def normalize_table(
     known = {TIMESTAMP, "line", "extra", MONTH, *SOURCE_STRING_COLUMNS}
     ignored = sorted(c for c in source.column_names if c not in known)
     return NormalizedFile(key=key, table=table, ignored_columns=ignored, other_extra_keys=sorted(other))
+
+
+def _named(values: pa.Array) -> pa.Array:
+    """Null where a name is empty or only whitespace, so that the next source of a name (the
+    `workflow_id` fallback, then the `app:` stand-in) is taken, as for a missing name."""
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), False)
+    return pc.if_else(blank, pa.scalar(None, values.type), values)
 
 
 def app_workflow(other: dict[str, pa.Array], files: pa.Array, key: str | None = None) -> pa.Array:
