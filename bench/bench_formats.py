@@ -93,7 +93,8 @@ def main() -> None:
         total = 0
         for i, b in enumerate(json_files):
             parsed = read_json_lines(b, f"k{i}")
-            assert parsed.path == "arrow" and not parsed.issues
+            assert parsed.path == "arrow"
+            assert not parsed.issues
             total += normalize_table(parsed.table, f"k{i}", "e").table.num_rows
         return total
 

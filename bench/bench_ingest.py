@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wflog_assets.allocator import LEAN_POOL
+from wflog_assets.process import LEAN_POOL
 
 DAY = dt.date(2025, 12, 29)
 BASE_ROWS_PER_FILE = 2_500
@@ -269,8 +269,7 @@ def run_child(
             env={
                 **os.environ,
                 "PYTHONPATH": str(Path(__file__).parent.parent),
-                # this script loads pyarrow before the package could pick Arrow's allocator (as it
-                # does in a run worker): name the package's choice, the same for every mode
+                # Arrow's allocator as `wflog-assets` chooses it (process.py), the same for every mode
                 "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or LEAN_POOL,
             },
         )

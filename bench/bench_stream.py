@@ -17,14 +17,6 @@ in-process, embedded SQLite catalog), timed as a whole, with its peak RSS from `
 
 Ratios printed: tiny / packed (rows/s and files/s), late / tiny, unchanged / tiny.
 
-Then the same day as the daemon runs it (`warm`): each run created with the code location's
-origin and launched by `PreloadedRunLauncher`, whose workers are forked from a template that
-has loaded Dagster and the data libraries once (started by a run of an empty day first, as a
-daemon's first launch starts it); timed from the launch to the run's end, in a data folder of
-its own: `packed`, `tiny` (the writer's day from scratch), `late` (another late file),
-`unchanged`. Peak RSS is not measured there (a worker is
-the template's child, not the bench's).
-
 `--arrivals N` instead simulates the current day: N writer files land at `--every-s` while
 dagster-webserver and dagster-daemon run the source sensor (interval `--sensor-interval-s`) on
 weed mini (S3 + REST catalog); it prints p50/p95/max seconds from landing to queryable, the
@@ -189,56 +181,6 @@ def child(spec: str, work: str) -> None:
     gc.freeze()  # as `wflog-assets` does before it exits (`cli.run`)
 
 
-def warm_env(source: dict[str, str], data: Path) -> dict[str, str]:
-    """The environment that configures the code location for `source`, with its tables and
-    staging under `data` (README: environment variables)."""
-    env = {"WFLOG_DATA_DIR": str(data), "WFLOG_START_DATE": "2026-11-01"}
-    if source["kind"] == "local":
-        return {**env, "WFLOG_SOURCE": "local", "WFLOG_SOURCE_DIR": source["root"]}
-    return {
-        **env,
-        "WFLOG_SOURCE": "s3",
-        "WFLOG_S3_BUCKET": source["bucket"],
-        "WFLOG_S3_PREFIX": source["prefix"],
-        "WFLOG_S3_ENDPOINT_URL": source["endpoint"],
-        "WFLOG_S3_PATH_STYLE": "true",
-        "AWS_ACCESS_KEY_ID": source["key"],
-        "AWS_SECRET_ACCESS_KEY": source["secret"],
-    }
-
-
-def run_warm(instance: Any, source: dict[str, str], data: Path, day: dt.date = DAY) -> dict[str, Any]:
-    """One run of DAY launched by the instance's `PreloadedRunLauncher`: seconds from the launch
-    to the run's end, and the assets' metadata."""
-    import dagster as dg
-
-    from wflog_assets_testing.launch import create_day_run, wait_for
-
-    os.environ.update(warm_env(source, data))  # what the launcher hands its worker
-    run_id = create_day_run(instance, day.isoformat())
-    started = time.perf_counter()
-    instance.launch_run(run_id, workspace=None)
-    run = wait_for(instance, run_id, timeout_s=3600)
-    seconds = time.perf_counter() - started
-    if run.status != dg.DagsterRunStatus.SUCCESS:
-        raise SystemExit(f"warm run {run_id} ended {run.status}")
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    meta: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        if event is not None and event.step_materialization_data is not None:
-            mat = event.step_materialization_data.materialization
-            meta[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
-    table, normalized = meta["workflow_logs"], meta["normalized_log_batches"]
-    return {
-        "seconds": round(seconds, 2),
-        "outcome": table["outcome"],
-        "day_rows": table["day_rows"],
-        "files_read": normalized["files_read"],
-        "files_in_day": normalized["files_in_day"],
-    }
-
-
 def _ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The writer's day against the packed one, and the late and unchanged runs against it."""
     seconds = {name: run["seconds"] for name, run in runs.items()}
@@ -247,40 +189,6 @@ def _ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
         "late/tiny seconds": round(seconds["late"] / seconds["tiny"], 3),
         "unchanged/tiny seconds": round(seconds["unchanged"] / seconds["tiny"], 3),
     }
-
-
-def _warm_series(
-    files: int, target: dict[str, str], tiny: dict[str, str], packed: dict[str, str], work: Path
-) -> dict[str, Any]:
-    """packed, tiny, late, unchanged through `PreloadedRunLauncher` (see the module's doc)."""
-    from wflog_assets.tools.generate import gzip_lines, writer_flushes
-    from wflog_assets_testing.launch import instance_with_launcher
-
-    saved = dict(os.environ)
-    try:
-        with instance_with_launcher(work / "home", "PreloadedRunLauncher") as instance:
-            # an empty day first: the template starts (once per daemon) outside the figures
-            run_warm(instance, packed, work / "warm-up", day=DAY + dt.timedelta(days=20))
-            runs = {
-                "packed": run_warm(instance, packed, work / "packed"),
-                "tiny": run_warm(instance, tiny, work / "tiny"),
-            }
-            key, lines = next(writer_flushes(DAY, 1, seed=98))
-            writer_of(target)(f"{files}/tiny/{key.replace('_000000_', '_999998_')}", gzip_lines(lines[:5]))
-            runs["late"] = run_warm(instance, tiny, work / "tiny")
-            runs["unchanged"] = run_warm(instance, tiny, work / "tiny")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    for name, run in runs.items():
-        print(
-            f"  warm {name:<9} {run['seconds']:>7.1f} s  {run['outcome']:<9} "
-            f"read {run['files_read']:>6}/{run['files_in_day']} files  day_rows={run['day_rows']}",
-            flush=True,
-        )
-    ratios = _ratios(runs)
-    print(f"  warm ratios: {ratios}", flush=True)
-    return {"runs": runs, "ratios": ratios}
 
 
 @contextmanager
@@ -347,10 +255,9 @@ def _measure(
                 flush=True,
             )
         print(f"  ratios: {ratios}", flush=True)
-        warm = _warm_series(files, target, tiny, packed_day, work / "warm")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"files": files, "rows": rows, "runs": runs, "ratios": ratios, "warm": warm}
+    return {"files": files, "rows": rows, "runs": runs, "ratios": ratios}
 
 
 def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
@@ -455,10 +362,8 @@ def main() -> None:
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=2))
         return
-    report: list[dict[str, Any]] = []
     with _sources(args.s3_latency_ms) as (target, spec):
-        for files in (int(f) for f in args.files.split(",")):
-            report.append(_measure(files, args.packed, target, spec))
+        report = [_measure(int(files), args.packed, target, spec) for files in args.files.split(",")]
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

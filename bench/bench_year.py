@@ -1,14 +1,13 @@
 """A year of daily commits, then the monthly maintenance: does the table stay fast?
 
-    .venv/bin/python bench/bench_year.py [--days 365] [--monthly] [--rewrite-manifests] [--out f.json]
+    .venv/bin/python bench/bench_year.py [--days 365] [--monthly] [--merge-manifests N] [--out f.json]
 
 One commit per day through the project's writer (`commit_day`, the assets' path) into the
 embedded SQLite catalog on local disk: a heavy workflow that logs every day (1,200 rows a day:
 ~438k in a year, the seed's P0 example) and a tail of short runs. Prints the commit time of the
 first and last days (with `--monthly`, the maintenance also runs at every month's end during the
 year, as its schedule would), then the P0 query of the heavy workflow (all its rows, the seed's measure,
-and LIMIT 100), cold, before and after compacting every month (`compact_month`), with
-`--rewrite-manifests` merging the manifests month by month (`rewrite_manifests`), and expiring
+and LIMIT 100), cold, before and after compacting every month (`compact_month`), and expiring
 old snapshots (`expire_snapshots`), and one more day's commit after maintenance.
 No thresholds: figures, each next to its own baseline from the same run.
 """
@@ -28,7 +27,7 @@ from bench_layouts import rows_for_counts
 from pyiceberg.catalog.sql import SqlCatalog
 
 from wflog_assets.iceberg.commit import commit_day, ensure_table
-from wflog_assets.iceberg.maintenance import compact_month, expire_snapshots, rewrite_manifests
+from wflog_assets.iceberg.maintenance import compact_month, expire_snapshots, manifest_count
 from wflog_assets.iceberg.query import p0_query
 from wflog_assets.iceberg.schema import sort_for_table
 from wflog_assets.manifest import Manifest, ManifestEntry
@@ -91,9 +90,6 @@ def main() -> int:
     parser.add_argument("--tail", type=int, default=20, help="short workflow runs per day")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument(
-        "--rewrite-manifests", action="store_true", help="maintenance also merges manifests month by month"
-    )
-    parser.add_argument(
         "--merge-manifests",
         type=int,
         default=0,
@@ -128,8 +124,6 @@ def main() -> int:
         if args.monthly and (day + dt.timedelta(days=1)).day == 1:  # the schedule, at month end
             started = time.perf_counter()
             compact_month(lambda: catalog.load_table(IDENTIFIER), day.year, day.month)
-            if args.rewrite_manifests:
-                rewrite_manifests(lambda: catalog.load_table(IDENTIFIER))
             expire_snapshots(catalog.load_table(IDENTIFIER), dt.datetime.now(dt.UTC))
             monthly_s.append(time.perf_counter() - started)
     tenth = max(1, args.days // 10)
@@ -156,7 +150,6 @@ def main() -> int:
         }
     )
     results = [compact_month(lambda: catalog.load_table(IDENTIFIER), y, m) for y, m in months]
-    rewritten = rewrite_manifests(lambda: catalog.load_table(IDENTIFIER)) if args.rewrite_manifests else None
     compacted_s = time.perf_counter() - started
     expired = expire_snapshots(catalog.load_table(IDENTIFIER), dt.datetime.now(dt.UTC))
     figures["maintenance"] = {
@@ -165,8 +158,7 @@ def main() -> int:
         "files_before": sum(r.files_before for r in results),
         "files_after": sum(r.files_after for r in results),
         "snapshots_expired": expired,
-        "manifests_before": rewritten.manifests_before if rewritten else None,
-        "manifests_after": rewritten.manifests_after if rewritten else None,
+        "manifests_after": manifest_count(catalog.load_table(IDENTIFIER)),
     }
     figures["after"] = {
         **table_shape(catalog),

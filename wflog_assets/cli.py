@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wflog_assets.day import day_prefix
+from wflog_assets.process import prepare_command
 
 if TYPE_CHECKING:  # each command imports what it needs: a query starts without pyarrow's writers
+    import dagster as dg
+    from pyiceberg.table import Table
+
     from wflog_assets.source.stores import ObjectStore
 
 DEMO_FORMATS = ("parquet", "mixed", "jsonl")  # the old writer, both, the current writer
@@ -58,14 +62,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # none behind), and no telemetry. Written only where no dagster.yaml says otherwise.
 EMBEDDED_INSTANCE_YAML = """\
 # Dagster instance of wflog-assets' embedded default (written by wflog-assets; edit freely).
-# Run workers forked from a template that has loaded Dagster and the data libraries once (a
-# run for one late file: 1.4 s instead of 2.5 s, docs/benchmarks.md), plus a check that a run's
-# worker process is alive: run monitoring fails a run whose worker died (a killed `dagster dev`),
-# and the sensor requests its day again. `LocalCheckedRunLauncher` starts a fresh interpreter
-# per run instead.
+# Dagster's local run launcher (a fresh interpreter per run, started by the code server), plus
+# a check that a run's worker process is alive: run monitoring fails a run whose worker died (a
+# killed `dagster dev`), and the sensor requests its day again.
 run_launcher:
   module: wflog_assets.defs.launcher
-  class: PreloadedRunLauncher
+  class: LocalCheckedRunLauncher
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
@@ -87,7 +89,7 @@ nux:
 """
 
 
-def _instance(home: Path):  # -> dg.DagsterInstance
+def _instance(home: Path) -> dg.DagsterInstance:
     import dagster as dg
 
     home.mkdir(parents=True, exist_ok=True)
@@ -190,13 +192,13 @@ def _instant(text: str | None) -> float | None:
     return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def _layout_table(layout: str):  # -> pyiceberg Table
+def _layout_table(layout: str) -> Table:
     from wflog_assets.defs import settings
 
     return settings.iceberg_catalog().ensure_table(layout)
 
 
-def _query_table(layout: str):  # -> pyiceberg Table
+def _query_table(layout: str) -> Table:
     """The layout's table, opened without Dagster (the query's start-up is its imports)."""
     from wflog_assets import environment
     from wflog_assets.iceberg.catalogs import read_table
@@ -272,7 +274,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "workflow_logs and the layout_study assets first"
         )
 
-    def load(layout: str):  # -> pyiceberg Table
+    def load(layout: str) -> Table:
         return catalog.load_table(resource.layout_identifier(layout))
 
     workflows, left_out = pick_comparable(load, list(LAYOUTS), args.workflow or [])
@@ -472,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The `wflog-assets` command: `main`, then exit without the interpreter's final sweep of
     every object (Dagster's and pyiceberg's modules make it cost 0.4-0.8 s a process)."""
-    status = main()  # Arrow's allocator: chosen when the package was imported (allocator.py)
+    prepare_command()  # Arrow's allocator, before Arrow loads (process.py)
+    status = main()
     gc.freeze()  # what is frozen is left to the OS at exit: the process ends now
     sys.exit(status)
 

@@ -13,7 +13,6 @@ from wflog_assets.defs.maintenance import build_day_compaction, build_maintenanc
 from wflog_assets.defs.partitions import daily_partitions, monthly_partitions
 from wflog_assets.defs.resources import IcebergCatalogResource, LocalLogSource
 from wflog_assets.defs.sensors import build_source_sensor
-from wflog_assets.heap import keep_loaded
 
 INGEST_JOB = "ingest_workflow_logs"
 LAYOUT_JOB = "load_layout_tables"
@@ -77,6 +76,3 @@ def defs() -> dg.Definitions:
         sensor_interval_s=settings.sensor_interval_s(),
         end_date=settings.end_date(),
     )
-
-
-keep_loaded()  # the modules the definitions loaded live as long as the process (heap.py)

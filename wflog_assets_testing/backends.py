@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 import pyarrow.fs as pafs
+from pyiceberg.table import Table
 
 from wflog_assets.definitions import INGEST_JOB, build_definitions
 from wflog_assets.defs.resources import (
@@ -77,7 +78,7 @@ class Backend:
         assert result.success or not expect_success
         return result
 
-    def table(self):  # -> pyiceberg Table
+    def table(self) -> Table:
         return self.catalog.load_catalog().load_table(self.catalog.identifier())
 
     def staged_files(self) -> list[str]:

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +27,9 @@ T = TypeVar("T")
 QUEUED_DAGSTER_YAML = """
 run_launcher:
   module: wflog_assets.defs.launcher
-  class: PreloadedRunLauncher
+  class: LocalCheckedRunLauncher
 run_coordinator:
-  module: dagster._core.run_coordinator
+  module: dagster
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: {max_runs}
@@ -72,10 +72,10 @@ class DagsterStack:
         self.daemon: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.home / f"{name}.log", "ab")
-        return subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.home / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                cmd, cwd=ROOT, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+            )
 
     @property
     def procs(self) -> list[subprocess.Popen[bytes]]:
@@ -105,7 +105,8 @@ class DagsterStack:
         with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.load(response)
         assert "errors" not in payload, payload
-        return payload["data"]
+        data: dict[str, Any] = payload["data"]
+        return data
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -144,11 +145,12 @@ class DagsterStack:
 
     def partition_runs(self, partition: str) -> list[dict[str, Any]]:
         """runId, status, startTime, endTime and tags of every run of a partition, newest first."""
-        return self.query(
+        runs: list[dict[str, Any]] = self.query(
             """query($day: String!) { runsOrError(filter: {tags: [{key: "dagster/partition", value: $day}]}) {
                  ... on Runs { results { runId status startTime endTime tags { key value } } } } }""",
             {"day": partition},
         )["runsOrError"]["results"]
+        return runs
 
     def settled_runs(self, partition: str, timeout_s: float = 120) -> list[dict[str, Any]]:
         """`partition_runs` once none of them is queued, starting or running (a tick may request
@@ -178,14 +180,16 @@ class DagsterStack:
             },
         )["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        return launched["backfillId"]
+        return str(launched["backfillId"])
 
     def backfill_status(self, backfill_id: str) -> str:
-        return self.query(
-            "query($id: String!) { partitionBackfillOrError(backfillId: $id) {"
-            " ... on PartitionBackfill { status } } }",
-            {"id": backfill_id},
-        )["partitionBackfillOrError"]["status"]
+        return str(
+            self.query(
+                "query($id: String!) { partitionBackfillOrError(backfillId: $id) {"
+                " ... on PartitionBackfill { status } } }",
+                {"id": backfill_id},
+            )["partitionBackfillOrError"]["status"]
+        )
 
     def backfill_finished(self, backfill_id: str) -> bool:
         """True once the backfill completed; a failed or canceled backfill is an error."""
@@ -213,10 +217,8 @@ class DagsterStack:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def until(what: str, check: Callable[[], T | None], timeout_s: float = 300, every_s: float = 2) -> T:

@@ -8,6 +8,7 @@ test runs and only on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -74,10 +75,8 @@ class FlakyProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._closed = True

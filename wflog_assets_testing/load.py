@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,9 +92,8 @@ class LoadReport:
 
 class ProcessWatch:
     """Samples /proc for Dagster run workers, keeping each one's high-water RSS (VmHWM). Run
-    workers are the children of the code servers (`dagster api grpc`) that DefaultRunLauncher
-    asks to start a run, or of the template `PreloadedRunLauncher` forks them from; with the
-    in-process executor a run is that one process."""
+    workers are the children of the code servers (`dagster api grpc`) that the run launcher asks
+    to start a run; with the in-process executor a run is that one process."""
 
     def __init__(self, every_s: float = 0.25):
         self.every_s = every_s
@@ -130,8 +129,7 @@ class ProcessWatch:
         procs = {
             int(p): info for p in os.listdir("/proc") if p.isdigit() if (info := self._read(p)) is not None
         }
-        # code servers (DefaultRunLauncher's runs) and PreloadedRunLauncher's templates
-        servers = {pid for pid, (_, cmd, _) in procs.items() if b"api grpc" in cmd or b"defs.warm" in cmd}
+        servers = {pid for pid, (_, cmd, _) in procs.items() if b"api grpc" in cmd}  # code servers
         workers = {
             pid for pid, (ppid, cmd, _) in procs.items() if ppid in servers and b"resource_tracker" not in cmd
         }
@@ -203,7 +201,7 @@ def run_load(
     db_name: str,
     work_dir: Path,
     settings: LoadSettings,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> LoadReport:
     run = uuid.uuid4().hex[:10]
     backend = rest_backend(weed, run)
@@ -269,7 +267,7 @@ def _follow(
     settings: LoadSettings,
     report: LoadReport,
     start: float,
-    log,
+    log: Callable[[str], None],
 ) -> None:
     """Poll until the backfill completes; kill and restart the daemon on the way if asked."""
     deadline = start + settings.timeout_s

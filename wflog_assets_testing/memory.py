@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wflog_assets import allocator  # noqa: F401  - first: Arrow's allocator, as in a run worker
-
 
 def write_big_json(
     root: Path, day: dt.date, megabytes: int, level: int = 6, cycling: bool = False

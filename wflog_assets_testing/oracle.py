@@ -127,7 +127,8 @@ def source_records(data: bytes, key: str) -> list[dict[str, Any]]:
     if key.endswith(".json.gz"):
         lines = gzip.decompress(data).split(b"\n")
         return [json.loads(line) for line in lines if line.strip()]
-    return pq.read_table(io.BytesIO(data)).to_pylist()
+    records: list[dict[str, Any]] = pq.read_table(io.BytesIO(data)).to_pylist()
+    return records
 
 
 def expected_rows_for_days(store: ObjectStore, days: list[dt.date]) -> list[dict[str, Any]]:

@@ -82,7 +82,7 @@ def start_weed(
 ) -> WeedServer:
     s3, iceberg, master, volume, filer, admin = free_ports(6)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    log = open(data_dir / "weed.log", "wb")
+    log = open(data_dir / "weed.log", "wb")  # noqa: SIM115 - weed mini writes it as long as it runs
     proc = subprocess.Popen(
         [
             _weed_binary(),

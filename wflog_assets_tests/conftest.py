@@ -37,7 +37,7 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
     assert server.process.poll() is not None, "weed mini is still running"
 
 
-@pytest.fixture(params=["embedded", "rest"])
+@pytest.fixture(params=["embedded", pytest.param("rest", marks=pytest.mark.integration)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "embedded":
         return embedded_backend(tmp_path)
@@ -93,25 +93,17 @@ def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
     return con
 
 
-# Tests that start servers or processes (weed mini, PostgreSQL, webserver + daemon, child
-# runs) carry the `integration` marker: `pytest -m "not integration"` is the fast loop.
-_SERVER_MODULES = (
-    "test_end_to_end",
-    "test_scale_out",
-    "test_processes",
-    "test_faults",
-    "test_duckdb",
-    "test_launcher",
-)
+# Tests that start servers or processes (weed mini, PostgreSQL, webserver + daemon, child runs)
+# declare the `integration` marker themselves (`pytestmark` of a module, a test's decorator, the
+# `rest` backend's param): `pytest -m "not integration"` is the fast loop. A test that reaches
+# weed mini without declaring it is a collection error, not a slow surprise in the fast loop.
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        uses_rest = callspec is not None and callspec.params.get("backend") == "rest"
-        if (
-            uses_rest
-            or "weed" in getattr(item, "fixturenames", ())
-            or item.module.__name__.rsplit(".", 1)[-1] in _SERVER_MODULES
-        ):
-            item.add_marker(pytest.mark.integration)
+    undeclared = [
+        item.nodeid
+        for item in items
+        if "weed" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None
+    ]
+    if undeclared:
+        raise pytest.UsageError(f"these tests use weed mini but lack @pytest.mark.integration: {undeclared}")

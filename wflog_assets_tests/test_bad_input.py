@@ -26,6 +26,8 @@ from wflog_assets_testing.backends import Backend, rest_backend
 from wflog_assets_testing.oracle import expected_row, sorted_rows, table_rows
 from wflog_assets_testing.weed import WeedServer
 
+pytestmark = pytest.mark.integration  # weed mini, PostgreSQL or Dagster processes
+
 DAY = dt.date(2025, 12, 5)
 T0 = dt.datetime(2025, 12, 5, tzinfo=dt.UTC).timestamp()
 PREFIX = day_prefix(DAY)
@@ -67,7 +69,7 @@ def invalid_utf8_file() -> bytes:
     return parquet(good.set_column(good.schema.get_field_index("message"), "message", message))
 
 
-GOOD_A = [record(i) for i in range(0, 20)] + [record(20, message=LONG)]
+GOOD_A = [record(i) for i in range(20)] + [record(20, message=LONG)]
 GOOD_B = [record(i, name="atlan-wf-other") for i in range(21, 30)]
 NAMELESS = [record(50), record(51, name=None), record(52, name=""), record(53, name="  ")]
 OUTSIDE = [record(60), record(61, timestamp=T0 - 5.0), record(62, timestamp=T0 + 86_400.0)]
@@ -166,7 +168,8 @@ def test_good_rows_of_the_day_all_land_in_one_commit(outcome: Outcome):
         + _rows_of(outcome, TEXT_TIME[:1], "chunk-5-part6.parquet")
     )
     assert _table(outcome) == sorted_rows(good)
-    assert outcome.logs["outcome"] == "appended" and len(outcome.backend.table().snapshots()) == 1
+    assert outcome.logs["outcome"] == "appended"
+    assert len(outcome.backend.table().snapshots()) == 1
     for name in ("row_count_parity", "no_null_workflow_names", "timestamps_inside_day", "schema_as_declared"):
         assert outcome.checks[name].passed, (name, outcome.checks[name].metadata)
     parity = outcome.checks["row_count_parity"].metadata
@@ -194,7 +197,8 @@ def test_unreadable_file_is_reported_with_key_and_reason_and_quarantined(
     assert record_["quarantine_reason"].startswith(f"file: {reason}")
     assert record_["source_etag"] == outcome.etags[key]
     check = outcome.checks["source_fully_ingested"]
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
     assert key in {f["key"] for f in check.metadata["rejected_files"].value}
 
 
@@ -246,10 +250,12 @@ def test_duplicate_rows_across_files_land_twice_and_warn(outcome: Outcome):
         PREFIX + "chunk-11-part12.parquet",
     ]
     check = outcome.checks["no_duplicate_rows"]
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["duplicate_copies"].value == 1
     (example,) = check.metadata["examples"].value
-    assert example["message"] == "message 3" and len(example["files"]) == 2
+    assert example["message"] == "message 3"
+    assert len(example["files"]) == 2
 
 
 def test_rerun_of_the_bad_day_writes_nothing_and_keeps_one_quarantine(outcome: Outcome):

@@ -221,7 +221,8 @@ def test_bad_rows_go_to_the_rejects_file_with_line_and_reason_and_good_rows_conv
     assert [
         (r["line"], r["reason"][: len(reason)]) for r, (_, reason) in zip(rejects, wanted, strict=True)
     ] == wanted
-    assert wanted[0][0] == 5 and wanted[-1][0] == 13  # after a 3-line row, and a 2-line one
+    assert wanted[0][0] == 5
+    assert wanted[-1][0] == 13
     texts = [text for text, reason in BAD_EXPORT if reason is not None]
     for r, text in zip(rejects, texts, strict=True):  # the line where the row starts
         assert lines[r["line"] - 1] == text.split("\n")[0], r
@@ -232,7 +233,8 @@ def test_cli_exits_non_zero_on_rejects_unless_allowed(tmp_path: Path, capsys: py
     export = _bad_export(tmp_path / "bad.csv")
     assert cli_main(["convert-clickhouse", str(export), "--dest", str(tmp_path / "o1")]) == 1
     err = capsys.readouterr().err
-    assert "line 5: expected 6 fields, found 4" in err and "--allow-rejects" in err
+    assert "line 5: expected 6 fields, found 4" in err
+    assert "--allow-rejects" in err
     assert (
         cli_main(["convert-clickhouse", str(export), "--dest", str(tmp_path / "o2"), "--allow-rejects"]) == 0
     )
@@ -272,7 +274,8 @@ def test_converting_twice_gives_identical_files_and_ingesting_after_both_no_dupl
     a, b = LocalObjectStore(tmp_path / "a"), LocalObjectStore(tmp_path / "b")
     first = convert_export(export, a, rows_per_file=1_000, max_buffered_rows=1_500, block_size=1 << 16)
     second = convert_export(export, b, rows_per_file=1_000, max_buffered_rows=1_500, block_size=1 << 16)
-    assert first.files == second.files and len(first.files) >= 5
+    assert first.files == second.files
+    assert len(first.files) >= 5
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
     backend = embedded_backend(tmp_path / "ingest")
@@ -333,7 +336,8 @@ def test_a_failed_conversion_leaves_no_file_behind(tmp_path: Path):
         convert_export(export, store, rows_per_file=500, block_size=1 << 14, on_progress=fail_late)
     assert _files(tmp_path / "out") == {}
     result = convert_export(export, store, rows_per_file=500, block_size=1 << 14)
-    assert set(_files(tmp_path / "out")) == set(result.files) and result.rows_written == 3_000
+    assert set(_files(tmp_path / "out")) == set(result.files)
+    assert result.rows_written == 3_000
 
 
 def test_the_same_content_gives_the_same_files_whatever_its_name_or_compression(tmp_path: Path):
@@ -361,7 +365,8 @@ def test_the_same_rows_in_another_order_are_one_export_and_land_once(
     first = convert_export(tmp_path / "a.csv", backend.store, rows_per_file=400)
     _run_days(backend, instance)
     again = convert_export(tmp_path / "b.csv.gz", backend.store, rows_per_file=250, block_size=1 << 14)
-    assert again.export_id == first.export_id and set(again.files) != set(first.files)
+    assert again.export_id == first.export_id
+    assert set(again.files) != set(first.files)
     chunks = {k for k in _files(tmp_path / "ingest" / "source") if k.startswith("year=")}
     assert chunks == set(again.files)  # the first conversion's cut is gone
     assert sorted(again.removed_files) == sorted(first.files)

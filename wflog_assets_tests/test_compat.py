@@ -24,13 +24,3 @@ def test_the_pyiceberg_internals_used_are_where_and_what_they_were():
     assert _parameters(_compat.get_parquet_writer_kwargs) == ["table_properties"]
     assert _parameters(_compat.to_requested_schema)[:3] == ["requested_schema", "file_schema", "batch"]
     assert {"include_field_ids", "format_model"} <= set(_parameters(_compat.to_requested_schema))
-    assert _parameters(_compat.ManifestMergeManager.__init__) == [
-        "self",
-        "target_size_bytes",
-        "min_count_to_merge",
-        "merge_enabled",
-        "snapshot_producer",
-    ]
-    # the manifest rewrite overrides this hook and reads this attribute
-    assert callable(_compat.MergeAppendFiles._process_manifests)
-    assert "_target_size_bytes" in inspect.getsource(_compat.MergeAppendFiles.__init__)

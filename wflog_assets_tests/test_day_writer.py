@@ -116,7 +116,8 @@ def test_a_day_of_many_pieces_gives_one_sorted_file_per_partition(backend: Backe
     rows = _day_rows(backend)
     table = backend.catalog.ensure_table()
     runs = [MemoryRun.of(piece, table.spec(), table.schema()) for piece in _pieces(rows, 12)]
-    assert len(runs) == 12 and all(run.rows.num_rows <= 250 for run in runs)
+    assert len(runs) == 12
+    assert all(run.rows.num_rows <= 250 for run in runs)
     written = write_data_files(table.metadata, table.io, runs)
     _commit(table, written.data_files)
 
@@ -161,7 +162,8 @@ def test_a_partition_past_the_target_file_size_rolls_into_several_sorted_files(t
     _commit(table, written.data_files)
     files = _files(table.refresh())
     biggest = max(files.values(), key=lambda v: sum(f.record_count for f in v))
-    assert len(biggest) > 1 and all(f.record_count == 100 for f in biggest[:-1])
+    assert len(biggest) > 1
+    assert all(f.record_count == 100 for f in biggest[:-1])
     in_write_order = sorted(biggest, key=lambda f: int(f.file_path.rsplit("/", 1)[1].split("-")[1]))
     stamps = [t for f in in_write_order for t in _file_rows(table, f).column(TIMESTAMP).to_pylist()]
     assert table.scan().to_arrow().num_rows == rows.num_rows
@@ -205,7 +207,8 @@ def test_runs_of_different_hours_are_read_one_after_another_not_all_at_once():
     assert first.column(TIMESTAMP).to_pylist()[0] == 300.0
     assert set(pulled) == {"newest"}  # the other runs are not read yet
     rest = pa.concat_tables([first, *blocks]).column(TIMESTAMP).to_pylist()
-    assert rest == sorted(rest, reverse=True) and len(rest) == 30
+    assert rest == sorted(rest, reverse=True)
+    assert len(rest) == 30
     assert max(i for i, tag in enumerate(pulled) if tag == "newest") < pulled.index("middle")
 
 

@@ -68,7 +68,8 @@ def test_start_date_and_production_settings_come_from_the_environment(monkeypatc
     node = d.resolve_asset_graph().get(dg.AssetKey("workflow_logs"))
     assert node.partitions_def.get_first_partition_key() == "2024-06-01"
     source, catalog = d.resources["log_source"], d.resources["iceberg"]
-    assert isinstance(source, S3LogSource) and source.bucket == "logs-bucket"
+    assert isinstance(source, S3LogSource)
+    assert source.bucket == "logs-bucket"
     assert isinstance(catalog, RestCatalogResource)
     # the secret stays an environment-variable reference until run time
     assert isinstance(catalog.credential, dg.EnvVar)
@@ -137,7 +138,8 @@ def test_the_embedded_instance_monitors_runs_without_telemetry_and_keeps_an_oper
     from wflog_assets.cli import _instance
 
     with _instance(tmp_path / "home") as instance:
-        assert instance.run_monitoring_enabled and not instance.telemetry_enabled
+        assert instance.run_monitoring_enabled
+        assert not instance.telemetry_enabled
         assert instance.run_monitoring_settings["start_timeout_seconds"] == 180
         assert instance.run_monitoring_settings["cancel_timeout_seconds"] == 180
         assert instance.run_launcher.supports_check_run_worker_health  # a dead worker is seen
@@ -147,7 +149,8 @@ def test_the_embedded_instance_monitors_runs_without_telemetry_and_keeps_an_oper
     own.mkdir()
     (own / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
     with _instance(own) as instance:
-        assert instance.telemetry_enabled and not instance.run_monitoring_enabled
+        assert instance.telemetry_enabled
+        assert not instance.run_monitoring_enabled
 
 
 def test_a_source_root_one_level_off_is_an_error_of_the_cli_and_a_warning_of_the_asset(
@@ -179,7 +182,8 @@ def test_a_source_root_one_level_off_is_an_error_of_the_cli_and_a_warning_of_the
         cli_main(["materialize", "--start", "2025-12-01"])
     message = str(failed.value.code)
     assert message.startswith("error: run of ingest_workflow_logs for 2025-12-01 failed: 2025-12-01:")
-    assert "nothing was committed" in message and str(logs.parent.resolve()) in message
+    assert "nothing was committed" in message
+    assert str(logs.parent.resolve()) in message
     assert "\n" not in message
     table = table.refresh()
     assert (table.current_snapshot().snapshot_id, table.scan().count()) == (snapshot, 200)
@@ -188,20 +192,37 @@ def test_a_source_root_one_level_off_is_an_error_of_the_cli_and_a_warning_of_the
 @pytest.mark.parametrize(
     ("chosen", "backend"), [(None, "jemalloc"), ("mimalloc", "mimalloc"), ("system", "system")]
 )
-def test_arrow_uses_the_lean_allocator_unless_the_operator_chose_one(chosen: str | None, backend: str):
+def test_a_run_allocates_from_the_lean_pool_unless_the_operator_chose_one(chosen: str | None, backend: str):
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
     code = (
-        "import pyarrow as pa; from wflog_assets.allocator import use_lean_allocator; "
+        "import pyarrow as pa; from wflog_assets.process import use_lean_allocator; "
         "print(use_lean_allocator(), pa.default_memory_pool().backend_name)"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [backend, backend]
-    # the package imported first (a run worker): Arrow's C++ allocations take that pool too
-    code = "import wflog_assets, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    # the `wflog-assets` command names it before Arrow loads: Arrow's own first choice too
+    code = (
+        "import os; from wflog_assets.process import prepare_command; prepare_command(); "
+        "import pyarrow as pa; "
+        "print(os.environ['ARROW_DEFAULT_MEMORY_POOL'], pa.default_memory_pool().backend_name)"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [backend]
+    assert out.stdout.split() == [backend, backend]
+
+
+def test_importing_the_package_changes_no_process_setting():
+    code = (
+        "import gc, os, sys\n"
+        "before = (dict(os.environ), gc.get_freeze_count(), gc.get_threshold(), gc.isenabled())\n"
+        "import wflog_assets, wflog_assets.definitions, wflog_assets.cli, wflog_assets.defs.launcher\n"
+        "after = (dict(os.environ), gc.get_freeze_count(), gc.get_threshold(), gc.isenabled())\n"
+        "print(before == after, after[1], 'pyarrow' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "0", "True"]  # pyarrow loaded, nothing frozen or set
 
 
 def test_a_run_keeps_the_loaded_modules_out_of_its_collections_and_gives_them_back_after(tmp_path: Path):
@@ -209,7 +230,6 @@ def test_a_run_keeps_the_loaded_modules_out_of_its_collections_and_gives_them_ba
         "import gc, dagster as dg\n"
         "from wflog_assets.defs.resources import SqliteCatalogResource\n"
         "loaded = gc.get_freeze_count()\n"
-        "gc.unfreeze()\n"
         "resource, context = SqliteCatalogResource(data_dir='catalog'), dg.build_init_resource_context()\n"
         "resource.setup_for_execution(context)\n"
         "during = gc.get_freeze_count()\n"
@@ -220,6 +240,7 @@ def test_a_run_keeps_the_loaded_modules_out_of_its_collections_and_gives_them_ba
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     loaded, during, after = map(int, out.stdout.split())
+    assert loaded == 0  # importing froze nothing
     # Dagster's and pyiceberg's modules: hundreds of thousands of objects no collection walks
-    assert loaded > 100_000 and during > 100_000
+    assert during > 100_000
     assert after == 0  # the run's end puts everything back under the collector

@@ -6,11 +6,14 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
+import pytest
 
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_testing.backends import rest_backend
 from wflog_assets_testing.oracle import expected_rows_for_days, sorted_rows
 from wflog_assets_testing.weed import WeedServer
+
+pytestmark = pytest.mark.integration  # weed mini, PostgreSQL or Dagster processes
 
 DAYS = [dt.date(2025, 12, 10), dt.date(2025, 12, 11)]
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from wflog_assets.definitions import TABLE_TAG
 from wflog_assets.defs.sensors import DIGEST_TAG, SENSOR_NAME
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_testing.backends import Backend
 from wflog_assets_testing.dagster_stack import DagsterStack, until
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
+
+pytestmark = pytest.mark.integration  # weed mini, PostgreSQL or Dagster processes
 
 ASSETS = ["raw_log_chunks", "normalized_log_batches", "workflow_logs"]
 SMALL = GeneratorSettings(rows_per_day=500, files_per_day=2, workflows_per_day=4)

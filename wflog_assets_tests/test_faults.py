@@ -23,6 +23,8 @@ from wflog_assets_testing.faults import FlakyProxy
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 from wflog_assets_testing.weed import WeedServer, free_ports
 
+pytestmark = pytest.mark.integration  # weed mini, PostgreSQL or Dagster processes
+
 DAY = dt.date(2025, 12, 9)
 SMALL = GeneratorSettings(rows_per_day=600, files_per_day=6, workflows_per_day=4)
 BIN = Path(sys.executable).parent
@@ -83,7 +85,8 @@ def test_catalog_down_fails_clearly_writes_nothing_and_a_rerun_lands_exactly(
     # the run plans against the table before reading anything: it stops there
     assert failure.step_key == "normalized_log_batches"
     message = str(failure.event_specific_data.error.to_string())
-    assert "CatalogUnavailableError" in message and "nothing was committed" in message
+    assert "CatalogUnavailableError" in message
+    assert "nothing was committed" in message
     assert f"the Iceberg catalog at http://127.0.0.1:{dead_port} cannot be reached" in message
     assert weed.secret_key not in message
     # nothing was written: the real catalog has no table yet

@@ -69,6 +69,7 @@ def test_mixed_day_with_hour_folders_lands_the_union_field_by_field(
     assert all(r["atlan_argo_workflow_name"] for r in rows)
 
 
+@pytest.mark.integration
 def test_json_lines_edge_cases_are_reported_by_line_and_good_lines_land(
     weed: WeedServer, instance: dg.DagsterInstance
 ):
@@ -127,6 +128,7 @@ def test_json_lines_edge_cases_are_reported_by_line_and_good_lines_land(
     assert table_rows(backend.table()) == sorted_rows(expected)
 
 
+@pytest.mark.integration
 def test_extra_keys_growing_over_days_stay_readable_in_pyiceberg_and_duckdb(
     weed: WeedServer, duck: duckdb.DuckDBPyConnection, instance: dg.DagsterInstance
 ):

@@ -164,7 +164,8 @@ def test_p0_on_wf_month_plans_only_that_workflows_files_and_fewer_than_the_bucke
             for t in tables["wf_month"].scan(row_filter=P0Query(name).row_filter()).plan_files()
         }
         own = {t.file.file_path for t in all_files if t.file.partition[0] == name}
-        assert planned == own and result.files_planned == len(own) >= 1, name
+        assert planned == own, name
+        assert result.files_planned == len(own) >= 1, name
         bucket = {
             layout: p0_query(tables[layout], name, limit=10) for layout in ("wf_bucket", "wf_bucket_month")
         }
@@ -205,7 +206,8 @@ def test_p0_limit_reads_one_row_group_of_a_sorted_workflow_not_all_its_rows(tmp_
     top = p0_query(table, "atlan-heavy-1-cron-2", limit=100, columns=("timestamp", "message"))
     assert top.rows.column("message").to_pylist() == [f"m{i}" for i in range(19_999, 19_899, -1)]
     assert top.files_planned == top.files_read == 1
-    assert top.row_groups_read == 1 and top.rows_scanned == 1000  # of 20,000 rows
+    assert top.row_groups_read == 1
+    assert top.rows_scanned == 1000
 
     everything = p0_query(table, "atlan-heavy-1-cron-2", limit=None, columns=("timestamp",))
     assert everything.rows.num_rows == everything.rows_scanned == 20_000
@@ -223,7 +225,8 @@ def _figures_consistent(figures: list[dict[str, Any]], report_md: str) -> None:
             f"| {f['rows_matched']:,} |"
         )
         assert row in report_md
-        assert f["cold_p90_s"] >= f["cold_median_s"] > 0 and f["warm_p90_s"] >= f["warm_median_s"] > 0
+        assert f["cold_p90_s"] >= f["cold_median_s"] > 0
+        assert f["warm_p90_s"] >= f["warm_median_s"] > 0
     matched: dict[str, set[int]] = {}
     for f in figures:
         matched.setdefault(f["workflow"], set()).add(f["rows_matched"])
@@ -288,7 +291,8 @@ def test_cli_query_and_report_read_the_configured_tables(
         == 0
     )
     out = capsys.readouterr().out
-    assert "P0 query on wf_bucket" in out and ": 3 rows;" in out
+    assert "P0 query on wf_bucket" in out
+    assert ": 3 rows;" in out
     rows = dict(
         zip(*workflow_row_counts(_layout_table(backend, "wf_month")).to_pydict().values(), strict=True)
     )
@@ -325,7 +329,8 @@ def test_the_report_compares_only_workflows_every_layout_holds_alike_and_says_wh
         for layout in LAYOUTS
     }
     alike = {w for w in rows["wf_month"] if len({rows[layout].get(w) for layout in LAYOUTS}) == 1}
-    assert picked and {w for w, _ in picked} <= alike
+    assert picked
+    assert {w for w, _ in picked} <= alike
     assert set(left_out) == set(rows["wf_month"]) - alike != set()
     some = next(iter(left_out))
     assert left_out[some] == {layout: rows[layout].get(some, 0) for layout in LAYOUTS}

@@ -66,7 +66,8 @@ def test_null_typed_child_becomes_null_strings():
     table = _through_parquet([{"timestamp": TS, "extra": {"request_id": None, "url": "u"}}])
     assert pa.types.is_null(table.schema.field("extra").type.field("request_id").type)
     (row,) = normalize_table(table, "k", "e").table.to_pylist()
-    assert row["extra"]["request_id"] is None and row["extra"]["url"] == "u"
+    assert row["extra"]["request_id"] is None
+    assert row["extra"]["url"] == "u"
 
 
 def test_missing_children_are_null_and_every_known_child_is_present():
@@ -113,13 +114,15 @@ def test_rows_carry_their_source_key_and_etag():
 
 def test_null_extra_row_keeps_other_columns():
     rows = _one([{"timestamp": TS, "extra": {"url": "u"}}, {"timestamp": TS, "extra": None}])
-    assert rows[1]["extra"] is None and rows[1]["timestamp"] == TS
+    assert rows[1]["extra"] is None
+    assert rows[1]["timestamp"] == TS
     assert rows[0]["extra"]["url"] == "u"
 
 
 def test_integer_timestamps_and_string_lines_are_cast():
     (row,) = _one([{"timestamp": 1764547200, "line": "42", "extra": {"url": "u"}}])
-    assert row["timestamp"] == 1764547200.0 and row["line"] == 42
+    assert row["timestamp"] == 1764547200.0
+    assert row["line"] == 42
 
 
 @pytest.mark.parametrize(
@@ -136,7 +139,8 @@ def test_uncastable_value_fails_with_file_key_and_column(record: dict, column: s
         normalize_table(_through_parquet([record]), "year=2025/month=12/day=31/bad.parquet", "e")
     assert info.value.key == "year=2025/month=12/day=31/bad.parquet"
     assert info.value.column == column
-    assert "year=2025/month=12/day=31/bad.parquet" in str(info.value) and column in str(info.value)
+    assert "year=2025/month=12/day=31/bad.parquet" in str(info.value)
+    assert column in str(info.value)
 
 
 def test_timestamps_as_text_are_numbers_when_they_are_numbers_and_float32_is_refused():

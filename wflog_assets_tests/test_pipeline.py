@@ -87,4 +87,5 @@ def test_table_layout_and_every_data_file_sorted_newest_first(backend: Backend, 
         # one (workflow, month) partition per file, matching the file's partition record
         names = set(data.column("atlan_argo_workflow_name").to_pylist())
         months = set(data.column("month").to_pylist())
-        assert names == {task.file.partition[0]} and months == {task.file.partition[1]}
+        assert names == {task.file.partition[0]}
+        assert months == {task.file.partition[1]}

@@ -111,4 +111,5 @@ def test_a_look_says_which_neighbours_a_new_file_concerns(tmp_path: Path):
     marks = marks_of(list_day(store, DAY))
     store.write(_key(23, end + 60, 2), b"x")
     changed, new = look(store, DAY, marks)
-    assert changed and neighbours_reached(DAY, marks, new) == {after}
+    assert changed
+    assert neighbours_reached(DAY, marks, new) == {after}

@@ -8,6 +8,7 @@ started over GraphQL with a 5 s interval.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -17,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from wflog_assets.cli import EMBEDDED_INSTANCE_YAML
-from wflog_assets.defs.launcher import worker_alive
+from wflog_assets.defs.launcher import run_start, worker_alive
 from wflog_assets.defs.sensors import SENSOR_NAME
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
 from wflog_assets_testing.backends import rest_backend, rest_env
 from wflog_assets_testing.dagster_stack import DagsterStack, until
-from wflog_assets_testing.launch import run_worker_pid
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 from wflog_assets_testing.weed import WeedServer
 
@@ -35,7 +36,8 @@ UNFINISHED = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 def _worker_pid(home: Path, run_id: str) -> int | None:
     """The process that started the run (its RUN_START event's), read from the instance."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return run_worker_pid(instance, run_id)
+        start = run_start(instance, run_id)
+    return start.dagster_event.pid if start is not None and start.dagster_event is not None else None
 
 
 def test_worker_health_tells_a_live_process_from_a_gone_or_reused_one():
@@ -45,6 +47,27 @@ def test_worker_health_tells_a_live_process_from_a_gone_or_reused_one():
     assert not worker_alive(2**22 + 12345, now)  # beyond pid_max: no such process
 
 
+def test_the_health_result_is_the_one_run_monitoring_reads():
+    from dagster._core.launcher.base import CheckRunHealthResult
+    from dagster._core.launcher.base import WorkerStatus as DagstersWorkerStatus
+
+    from wflog_assets.defs.launcher import HealthResult, LocalCheckedRunLauncher, WorkerStatus
+
+    # the test may name Dagster's private module; the package takes them from the public signature
+    assert HealthResult is CheckRunHealthResult
+    assert WorkerStatus is DagstersWorkerStatus
+    launcher = LocalCheckedRunLauncher()
+    with dg.DagsterInstance.ephemeral() as instance:
+        launcher.register_instance(instance)
+        run = instance.create_run_for_job(
+            dg.GraphDefinition("g").to_job(), status=dg.DagsterRunStatus.STARTED
+        )
+        result = launcher.check_run_worker_health(run)
+    assert isinstance(result, CheckRunHealthResult)
+    assert result.status is DagstersWorkerStatus.UNKNOWN
+
+
+@pytest.mark.integration
 def test_a_run_killed_with_the_daemon_is_failed_by_monitoring_and_its_day_requested_again(
     weed: WeedServer, tmp_path: Path
 ):
@@ -70,10 +93,8 @@ def test_a_run_killed_with_the_daemon_is_failed_by_monitoring_and_its_day_reques
 
         killed_run, pid = until("a sensor run of the day to start", started, timeout_s=180, every_s=0.5)
         stack.kill_daemon_group()
-        try:
-            os.kill(pid, signal.SIGKILL)  # in case the worker was not in the daemon's group
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):  # in case it was not in the daemon's group
+            os.kill(pid, signal.SIGKILL)
         # SIGKILL is delivered and the process torn down asynchronously (its memory freed, its
         # orphaned entry reaped): gone within seconds, not at once
         until("the killed worker to be gone", lambda: not worker_alive(pid, time.time()), 30, 0.2)

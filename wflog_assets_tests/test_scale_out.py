@@ -17,6 +17,8 @@ from wflog_assets_testing.load import ASSETS, LoadSettings, run_load
 from wflog_assets_testing.postgres import PostgresServer, running_postgres
 from wflog_assets_testing.weed import WeedServer
 
+pytestmark = pytest.mark.integration  # weed mini, PostgreSQL or Dagster processes
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
@@ -45,7 +47,8 @@ def test_production_instance_config_loads_postgres_storage_and_run_queue(
         limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
         assert limits["wflog/iceberg_table"]["limit"] == 4
         assert limits["dagster/partition"]["limit"] == 1
-        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_enabled
+        assert instance.run_retries_max_retries == 2
         assert instance.run_monitoring_enabled
     tables = postgres.psql("SELECT tablename FROM pg_tables WHERE schemaname='public'", pg_database)
     assert {"runs", "event_logs", "jobs"} <= set(tables.split())
@@ -65,7 +68,8 @@ def test_ten_day_backfill_with_daemon_killed_midway_lands_exact_rows(
     report = run_load(weed, postgres, pg_database, tmp_path, settings)
     print(report.as_dict())
     assert report.daemon_restarts == 1
-    assert report.days_succeeded == 10 and report.runs_succeeded == 10
+    assert report.days_succeeded == 10
+    assert report.runs_succeeded == 10
     # A run the killed daemon had dequeued but not launched stays STARTING until run monitoring
     # fails it; the instance's run retries then run that day again. Nothing else may fail.
     assert report.runs_failed == report.runs_retried <= 2

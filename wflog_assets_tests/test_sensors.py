@@ -85,7 +85,8 @@ def test_sensor_requests_new_late_and_changed_days_and_nothing_else(
     ticker.run_all(first)
 
     idle = ticker.tick()
-    assert idle.run_requests == [] and idle.skip_reason is not None
+    assert idle.run_requests == []
+    assert idle.skip_reason is not None
     assert "none new or changed" in idle.skip_reason.skip_message
 
     late_key, late = generate_late_file(D2, SMALL, index=0, rows=33)
@@ -160,7 +161,8 @@ def test_a_tick_lists_hour_folders_from_the_newest_keys_seen(tmp_path: Path):
     store.write(f"{hour}{stamp - 60 * 10**9}_000777_prod-eu-1_app.json.gz", gzip_lines(lines))
     store.listed = 0
     changed, marks = look(store, WRITER_DAY, marks)
-    assert changed and store.listed <= quiet + 1
+    assert changed
+    assert store.listed <= quiet + 1
     assert look(store, WRITER_DAY, marks)[0] is False
 
 
@@ -176,7 +178,8 @@ def test_writer_days_are_requested_from_new_keys_and_a_failed_run_is_requested_a
     ]
     ticker.run_all(first)
     idle = ticker.tick()
-    assert idle.run_requests == [] and "nothing new: 2025-12-10" in idle.skip_reason.skip_message
+    assert idle.run_requests == []
+    assert "nothing new: 2025-12-10" in idle.skip_reason.skip_message
     key, lines = next(writer_flushes(WRITER_DAY, 1, seed=7))
     backend.store.write(key.replace("_000000_", "_000999_"), gzip_lines(lines))
     new = ticker.tick()

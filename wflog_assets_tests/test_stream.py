@@ -100,7 +100,8 @@ def test_small_files_read_in_batches_equal_file_by_file_reads(seed: int):
     want_rows, want_reports = _rows_and_reports(_file_by_file(files))
     assert rows.num_rows == want_rows.num_rows > 5_000
     assert rows.equals(want_rows)
-    assert reports == want_reports and len(reports) >= 3
+    assert reports == want_reports
+    assert len(reports) >= 3
     # most files really were parsed together: far fewer items than files
     assert len(batched) < len(files) / 4
 
@@ -141,7 +142,8 @@ def test_a_rerun_reads_only_new_files_and_an_unchanged_day_reads_nothing(
     staged, logs = _meta(result, "normalized_log_batches"), _meta(result, "workflow_logs")
     assert (staged["files_read"], staged["files_already_committed"]) == (1, 400)
     assert staged["source_bytes_read"] == len(backend.store.read(late))
-    assert logs["outcome"] == "appended" and logs["source_files_added"] == [late]
+    assert logs["outcome"] == "appended"
+    assert logs["source_files_added"] == [late]
     assert logs["day_rows"] == backend.table().scan().count()
     assert all(c.passed for c in result.get_asset_check_evaluations())
     _assert_exact(backend)
@@ -209,7 +211,8 @@ def test_a_closed_day_is_compacted_to_one_file_per_partition(backend: Backend, i
     meta = _meta(result, "workflow_logs_day_compaction")
     assert meta["files_before"] == sum(n for n in before.values() if n > 1)
     after = _files_per_partition(backend)
-    assert set(after) == set(before) and set(after.values()) == {1}
+    assert set(after) == set(before)
+    assert set(after.values()) == {1}
     _assert_exact(backend)
     assert _meta(backend.run_day(DAY, instance), "workflow_logs")["outcome"] == "unchanged"
     with dg.build_sensor_context(instance=instance, definitions=definitions) as context:

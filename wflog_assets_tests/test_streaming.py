@@ -80,7 +80,8 @@ def test_a_file_failing_after_some_parts_were_staged_is_kept_out_whole(
     normalized = _metadata(result, "normalized_log_batches")
     assert normalized["rejected_files"] == 1
     (rejected,) = normalized["rejected"].records
-    assert rejected.data["key"] == bad_key and "line" in rejected.data["reason"]
+    assert rejected.data["key"] == bad_key
+    assert "line" in rejected.data["reason"]
     assert normalized["rows"] == SETTINGS.rows_per_day
     table = backend.table()
     good_days = [e for e in list_day(backend.store, DAY).entries if e.key != bad_key]

@@ -21,8 +21,7 @@ FLOORS = {
     "manifest": 1,
     "errors": 1,
     "phases": 1,
-    "allocator": 1,
-    "heap": 1,
+    "process": 1,
 }
 DAGSTER_ROOMS = {"cli", "definitions", "defs"}
 MAX_FUNCTION_LINES = 80

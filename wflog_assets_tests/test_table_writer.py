@@ -82,7 +82,8 @@ def test_a_listing_that_misses_most_committed_files_is_refused_by_the_plan(backe
     commit_day(backend.table, manifest, rows)
     partial = Manifest.build(manifest.day, manifest.entries[1:])  # one of two files gone: 50%
     kept = plan_reads(backend.table(), partial)
-    assert kept.plan.removed == () and kept.vanished == (manifest.entries[0].key,)
+    assert kept.plan.removed == ()
+    assert kept.vanished == (manifest.entries[0].key,)
     deleting = plan_reads(backend.table(), partial, VanishedRule(delete=True))
     assert deleting.plan.removed == (manifest.entries[0].key,)
     for rule in (VanishedRule(), VanishedRule(delete=True), VanishedRule(max_fraction=0.4)):
@@ -93,7 +94,8 @@ def test_a_listing_that_misses_most_committed_files_is_refused_by_the_plan(backe
     everything_gone = plan_reads(
         backend.table(), Manifest.build(manifest.day, ()), VanishedRule(max_fraction=1.0)
     )
-    assert everything_gone.plan.removed == () and len(everything_gone.vanished) == 2
+    assert everything_gone.plan.removed == ()
+    assert len(everything_gone.vanished) == 2
 
 
 def test_eight_days_committed_from_eight_threads_all_land_exactly(backend: Backend):

@@ -163,7 +163,7 @@ def commit_layout_day(
     rows: pa.Table | list[SortedRun],
     observe: Callable[[pa.Table], None] | None = None,
     staged: StagedRuns | None = None,
-) -> tuple[dg.MaterializeResult, CommitResult]:
+) -> tuple[dg.MaterializeResult[None], CommitResult]:
     """Commit one day's good rows (a table, or sorted runs) to `layout`'s table in one snapshot."""
     started = time.monotonic()
     day_manifest = Manifest.from_arrow(manifest)
@@ -305,7 +305,7 @@ def workflow_logs(
     normalized_log_batches: StagedRuns | None,
     log_source: LogSourceResource,
     iceberg: IcebergCatalogResource,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult:  # type: ignore[type-arg]  # Dagster rejects a parameterized one with checks
     """The Iceberg table of workflow logs: the day committed in one snapshot."""
     staged_runs = normalized_log_batches
     runs = {
@@ -425,9 +425,10 @@ def _daily(
     with warnings.catch_warnings():
         # backfill_policy is beta in Dagster 1.13; we use it deliberately (one run per day)
         warnings.filterwarnings("ignore", message=".*backfill_policy", category=dg.BetaWarning)
-        return dg.asset(
+        asset: dg.AssetsDefinition = dg.asset(
             partitions_def=partitions_def, backfill_policy=BACKFILL_POLICY, group_name=GROUP, **kwargs
         )(compute)
+        return asset
 
 
 def build_log_assets(

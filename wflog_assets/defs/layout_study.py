@@ -51,7 +51,7 @@ def _layout_asset(
     )
     def layout_table(
         context: dg.AssetExecutionContext, iceberg: IcebergCatalogResource
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         # the production table is the truth for the day (staging holds only what a run read):
         # its rows, in memory, re-sorted for this layout; its files stand for the manifest
         catalog = iceberg.load_catalog()
@@ -86,7 +86,7 @@ def build_layout_study(
         context: dg.AssetExecutionContext,
         config: LayoutReportConfig,
         iceberg: IcebergCatalogResource,
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         """P0 query latency, files and bytes per partition layout (cold and warm, median/p90)."""
         catalog = iceberg.load_catalog()
 

@@ -12,13 +12,12 @@ from wflog_assets.defs.partitions import partition_day, partition_month
 from wflog_assets.defs.resources import IcebergCatalogResource
 from wflog_assets.iceberg.maintenance import (
     CompactionResult,
-    ManifestRewrite,
     OrphanCleanup,
     compact_day,
     compact_month,
     expire_snapshots,
+    manifest_count,
     remove_orphan_files,
-    rewrite_manifests,
 )
 
 GROUP = "maintenance"
@@ -72,13 +71,6 @@ class MaintenanceConfig(dg.Config):
         "back this far.",
     )
     remove_orphans_older_than_hours: int = Field(default=72, ge=1, description=ORPHAN_WINDOW_DESCRIPTION)
-    rewrite_manifests: bool = Field(
-        default=False,
-        description="Also merge the table's manifests month by month after compaction. Off by "
-        "default: per-day scans already skip other months' manifests, and on the "
-        "year benchmark merged manifests made the P0 query's planning slower (see "
-        "README, Maintenance).",
-    )
 
 
 def build_maintenance(
@@ -99,7 +91,7 @@ def build_maintenance(
         context: dg.AssetExecutionContext,
         config: MaintenanceConfig,
         iceberg: IcebergCatalogResource,
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         """The month's files compacted to one sorted file per partition; old snapshots and orphans removed."""
         started = time.monotonic()
         year, month = partition_month(context.partition_key)
@@ -107,13 +99,6 @@ def build_maintenance(
         iceberg.ensure_table(catalog=catalog)
         identifier = iceberg.layout_identifier()
         result = compact_month(lambda: catalog.load_table(identifier), year, month)
-        if config.rewrite_manifests:
-            manifests = rewrite_manifests(lambda: catalog.load_table(identifier))
-        else:
-            current = catalog.load_table(identifier)
-            snapshot = current.current_snapshot()
-            count = len(snapshot.manifests(current.io)) if snapshot is not None else 0
-            manifests = ManifestRewrite(count, count, None)
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=config.expire_snapshots_older_than_days)
         table = catalog.load_table(identifier)
         expired = expire_snapshots(table, cutoff)
@@ -123,16 +108,13 @@ def build_maintenance(
         context.log.info(
             f"{identifier} {result.month}: {result.partitions_compacted} of {result.partitions} "
             f"partitions compacted ({result.files_before} -> {result.files_after} files, "
-            f"{result.rows} rows), manifests {manifests.manifests_before} -> "
-            f"{manifests.manifests_after}, {expired} snapshots expired, {orphans.files} orphan "
+            f"{result.rows} rows), {expired} snapshots expired, {orphans.files} orphan "
             f"files removed ({orphans.bytes} bytes)"
         )
         return dg.MaterializeResult(
             metadata={
                 **compaction_metadata("month", result),
-                "manifests_before": dg.MetadataValue.int(manifests.manifests_before),
-                "manifests_after": dg.MetadataValue.int(manifests.manifests_after),
-                "manifest_rewrite_snapshot_id": dg.MetadataValue.text(str(manifests.snapshot_id)),
+                "manifests": dg.MetadataValue.int(manifest_count(table)),
                 "snapshots_expired": dg.MetadataValue.int(expired),
                 "snapshots_kept": dg.MetadataValue.int(len(table.snapshots())),
                 **orphan_metadata(orphans),
@@ -201,7 +183,7 @@ def build_day_compaction(
     )
     def day_compaction(
         context: dg.AssetExecutionContext, config: DayCompactionConfig, iceberg: IcebergCatalogResource
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         """The day's data files compacted to one sorted file per (workflow, month) partition."""
         started = time.monotonic()
         day = partition_day(context.partition_key)

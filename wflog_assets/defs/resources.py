@@ -28,11 +28,10 @@ from pydantic import Field, field_validator
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from wflog_assets.allocator import use_lean_allocator
-from wflog_assets.heap import hold_for_run, release_after_run
 from wflog_assets.iceberg.catalogs import load_if_exists, open_catalog, rest_properties, sqlite_properties
 from wflog_assets.iceberg.commit import ensure_table
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, table_identifier
+from wflog_assets.process import end_run, start_run
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets.staging.persist import LISTING, load_staged, save_staged
 from wflog_assets.staging.pieces import StagedRuns
@@ -93,7 +92,7 @@ class SourceS3Resource(S3Resource):
 # --------------------------------------------------------------------------- source
 
 
-class LogSourceResource(dg.ConfigurableResource, ABC):
+class LogSourceResource(dg.ConfigurableResource, ABC):  # type: ignore[type-arg]  # Dagster: no default
     """Where the chunk files are: `<root>/year=YYYY/month=MM/day=DD/[hour=HH/]chunk-*.parquet`."""
 
     @abstractmethod
@@ -141,7 +140,7 @@ class S3LogSource(LogSourceResource):
 # --------------------------------------------------------------------------- catalog
 
 
-class IcebergCatalogResource(dg.ConfigurableResource, ABC):
+class IcebergCatalogResource(dg.ConfigurableResource, ABC):  # type: ignore[type-arg]  # Dagster: no default
     """A pyiceberg catalog and the table the logs go to."""
 
     namespace: str = Field(default="workflow_logs", description="Iceberg namespace of the table.")
@@ -156,11 +155,10 @@ class IcebergCatalogResource(dg.ConfigurableResource, ABC):
         return self.catalog_properties()["uri"]
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        use_lean_allocator()  # every run that writes or reads the table: Arrow's lean allocator
-        hold_for_run()  # the run's collections skip the loaded modules (heap.py)
+        start_run()  # Arrow's lean allocator; the run's collections skip the loaded modules
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        release_after_run()
+        end_run()
 
     def load_catalog(self) -> Catalog:
         return open_catalog(self.catalog_properties())

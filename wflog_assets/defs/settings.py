@@ -14,7 +14,7 @@ from wflog_assets.defs.resources import (
     SourceS3Resource,
     SqliteCatalogResource,
 )
-from wflog_assets.environment import (  # noqa: F401 - ENV_SETTINGS and the readers, re-exported
+from wflog_assets.environment import (
     ENV_SETTINGS,
     boolean,
     catalog_kind,
@@ -29,6 +29,20 @@ from wflog_assets.environment import (  # noqa: F401 - ENV_SETTINGS and the read
     start_date,
     table_names,
 )
+
+__all__ = [  # ENV_SETTINGS and the readers, re-exported with the resources built from them
+    "ENV_SETTINGS",
+    "data_dir",
+    "end_date",
+    "iceberg_catalog",
+    "log_source",
+    "resources_from_env",
+    "s3_resource",
+    "sensor_interval_s",
+    "sensor_lookback_days",
+    "staging_io_manager",
+    "start_date",
+]
 
 
 def _secret(name: str) -> str | None:

@@ -2,7 +2,7 @@
 
 pyiceberg 0.12 has no public API for these: writing Parquet data files the way its own
 `append` does (writer options, schema projection), checking an Arrow schema against the table's,
-and merging manifests selectively. `test_compat.py` fails loudly when an upgrade moves them.
+and listing a table's folder. `test_compat.py` fails loudly when an upgrade moves them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pyiceberg.io.pyarrow import (
 )
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as get_parquet_writer_kwargs
 from pyiceberg.io.pyarrow import _to_requested_schema as to_requested_schema
-from pyiceberg.table.update.snapshot import _ManifestMergeManager as ManifestMergeManager
-from pyiceberg.table.update.snapshot import _MergeAppendFiles as MergeAppendFiles
 
 
 def arrow_filesystem(io: FileIO, location: str) -> tuple[pafs.FileSystem, str]:
@@ -33,8 +31,6 @@ def arrow_filesystem(io: FileIO, location: str) -> tuple[pafs.FileSystem, str]:
 
 
 __all__ = [
-    "ManifestMergeManager",
-    "MergeAppendFiles",
     "arrow_filesystem",
     "check_pyarrow_schema_compatible",
     "get_parquet_writer_kwargs",

@@ -16,6 +16,7 @@ compaction, and needs no side files that orphan-file cleanup could remove.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -495,10 +496,8 @@ def _merges_manifests(table: Table) -> bool:
 
 def delete_files(table: Table, files: list[DataFile]) -> None:
     for data_file in files:
-        try:
+        with contextlib.suppress(OSError):  # an orphan at worst: orphan-file maintenance removes it
             table.io.delete(data_file.file_path)
-        except OSError:
-            pass  # an orphan at worst; orphan-file maintenance removes it
 
 
 class DayCommit:

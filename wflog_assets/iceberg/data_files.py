@@ -169,7 +169,8 @@ class MemoryRun:
 
     def top(self, partition: PartitionValues) -> float | None:
         offset, _ = self.slices[partition]
-        return self.rows.column(TIMESTAMP)[offset].as_py()
+        top: float | None = self.rows.column(TIMESTAMP)[offset].as_py()
+        return top
 
     def batches(self, partition: PartitionValues) -> Iterator[pa.RecordBatch]:
         if partition in self.slices:
@@ -217,7 +218,8 @@ class IpcRun:
         return {k: rows for k, (_, _, rows, _) in self._index.items()}
 
     def top(self, partition: PartitionValues) -> float | None:
-        return self._index[partition][3]
+        top: float | None = self._index[partition][3]
+        return top
 
     def batches(self, partition: PartitionValues) -> Iterator[pa.RecordBatch]:
         if partition in self._index:

@@ -13,30 +13,28 @@ against an ingest run is re-planned from the fresh table, never rebased.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-from pyiceberg.conversions import from_bytes
 from pyiceberg.expressions import (
     AlwaysTrue,
     And,
     BooleanExpression,
 )
 from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
+from pyiceberg.manifest import DataFile, ManifestFile
 from pyiceberg.table import FileScanTask, Table, TableProperties
-from pyiceberg.table.snapshots import Operation, Snapshot
-from pyiceberg.types import LongType
+from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.utils.properties import property_as_int
 
 from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
-from wflog_assets.iceberg._compat import ManifestMergeManager, MergeAppendFiles, arrow_filesystem
+from wflog_assets.iceberg._compat import arrow_filesystem
 from wflog_assets.iceberg.checkpoint import SUMMARY_DAY_STATE, SUMMARY_MAINTENANCE
 from wflog_assets.iceberg.commit import (
     MIN_SNAPSHOTS_TO_KEEP,
@@ -309,10 +307,8 @@ def expire_by_policy(table: Table, now: dt.datetime) -> int:
     unreferenced = _reachable(table, old, skip=still) - still
     table.maintenance.expire_snapshots().by_ids([s.snapshot_id for s in old]).commit()
     for location in sorted(unreferenced):  # as Iceberg's ExpireSnapshots does, once committed
-        try:
+        with contextlib.suppress(OSError):  # an orphan at worst: the orphan cleanup removes it
             table.io.delete(location)
-        except OSError:
-            pass  # an orphan at worst: the orphan cleanup removes it
     return len(old)
 
 
@@ -330,84 +326,7 @@ def expire_snapshots(table: Table, older_than: dt.datetime) -> int:
     return len(old)
 
 
-@dataclass(frozen=True)
-class ManifestRewrite:
-    manifests_before: int
-    manifests_after: int
-    snapshot_id: int | None  # None: nothing to rewrite
-
-
-class _MergeByMonth(MergeAppendFiles):
-    """A merge append that merges data manifests only with manifests of the same `month`
-    partition value: per-day scans name their month, so a manifest holding one month is
-    skipped unread by every other month's scan (one merged manifest for the whole table would
-    be read by all of them)."""
-
-    def __init__(self, month_position: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._month_position = month_position
-
-    def _month(self, manifest: ManifestFile) -> int | None:
-        summaries = manifest.partitions or []
-        if self._month_position >= len(summaries):
-            return None
-        summary = summaries[self._month_position]
-        if summary.lower_bound is None or summary.lower_bound != summary.upper_bound:
-            return None
-        return int(from_bytes(LongType(), summary.lower_bound))
-
-    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
-        by_month: dict[int, list[ManifestFile]] = defaultdict(list)
-        rest: list[ManifestFile] = []
-        for manifest in manifests:
-            month = self._month(manifest) if manifest.content == ManifestContent.DATA else None
-            (rest if month is None else by_month[month]).append(manifest)
-        merger = ManifestMergeManager(
-            target_size_bytes=self._target_size_bytes,
-            min_count_to_merge=2,
-            merge_enabled=True,
-            snapshot_producer=self,
-        )
-        merged = [m for month in sorted(by_month) for m in merger.merge_manifests(by_month[month])]
-        return merged + rest
-
-
-def rewrite_manifests(
-    load_table: Callable[[], Table], max_attempts: int = 6, base_backoff_s: float = 0.5
-) -> ManifestRewrite:
-    """Merge the current snapshot's data manifests, month by month, in one commit.
-
-    Every commit adds a manifest. pyiceberg 0.12 has no rewrite-manifests action: this is a
-    merge append that adds no file and merges only manifests of the same month (summary
-    `wflog.maintenance=rewrite-manifests`), within `commit.manifest.target-size-bytes`.
-    """
-
-    def attempt(_: int) -> ManifestRewrite:
-        table = without_library_retries(load_table())
-        snapshot = table.current_snapshot()
-        before = len(snapshot.manifests(table.io)) if snapshot else 0
-        spec_fields = [table.schema().find_column_name(f.source_id) for f in table.spec().fields]
-        if before < 2 or MONTH not in spec_fields:
-            return ManifestRewrite(before, before, None)
-        with (
-            table.transaction() as tx,
-            _MergeByMonth(
-                month_position=spec_fields.index(MONTH),
-                operation=Operation.APPEND,
-                transaction=tx,
-                io=table.io,
-                snapshot_properties={SUMMARY_MAINTENANCE: "rewrite-manifests"},
-            ),
-        ):
-            pass  # no file added: the commit only merges manifests
-        table = load_table()
-        current = table.current_snapshot()
-        return ManifestRewrite(
-            before,
-            len(current.manifests(table.io)) if current else 0,
-            current.snapshot_id if current else None,
-        )
-
-    return commit_with_retries(
-        attempt, "rewriting manifests", max_attempts, base_backoff_s, error=CompactionConflictError
-    )
+def manifest_count(table: Table) -> int:
+    """Manifests of the current snapshot (merged at commit: `commit.manifest-merge.enabled`)."""
+    snapshot = table.current_snapshot()
+    return len(snapshot.manifests(table.io)) if snapshot is not None else 0

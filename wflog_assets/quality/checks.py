@@ -96,10 +96,11 @@ def _day_facts(table: Table, day: Day) -> _DayFacts:
     ids = {name: schema.find_field(name).field_id for name in (WORKFLOW_NAME, TIMESTAMP)}
     start, end = day.bounds
     facts = _DayFacts()
-    to_read: list[FileScanTask] = []
-    for task in table.scan(row_filter=day_filter(day)).plan_files():
-        if not _count_from_statistics(task.file, ids, start, end, facts):
-            to_read.append(task)
+    to_read: list[FileScanTask] = [  # the files whose statistics cannot answer for them
+        task
+        for task in table.scan(row_filter=day_filter(day)).plan_files()
+        if not _count_from_statistics(task.file, ids, start, end, facts)
+    ]
     projected = schema.select(WORKFLOW_NAME, TIMESTAMP)
     scan = ArrowScan(table.metadata, table.io, projected, row_filter=day_filter(day))
     for task in to_read:

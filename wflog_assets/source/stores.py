@@ -134,7 +134,8 @@ class S3ObjectStore:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise SourceReadError(key, GONE) from exc
             raise
-        return response["Body"].read()
+        body: bytes = response["Body"].read()
+        return body
 
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)

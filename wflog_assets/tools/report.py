@@ -163,13 +163,13 @@ def markdown_table(measurements: Sequence[Measurement]) -> str:
         "| rows matched | rows scanned | cold median | cold p90 | warm median | warm p90 |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for m in measurements:
-        lines.append(
-            f"| `{m.workflow}` | {m.role} | {m.shape} | {m.layout} | {m.files_planned} "
-            f"| {m.files_read} | {m.bytes_read:,} | {m.rows_matched:,} | {m.rows_scanned:,} "
-            f"| {m.cold_median_s:.3f} s | {m.cold_p90_s:.3f} s "
-            f"| {m.warm_median_s:.3f} s | {m.warm_p90_s:.3f} s |"
-        )
+    lines.extend(
+        f"| `{m.workflow}` | {m.role} | {m.shape} | {m.layout} | {m.files_planned} "
+        f"| {m.files_read} | {m.bytes_read:,} | {m.rows_matched:,} | {m.rows_scanned:,} "
+        f"| {m.cold_median_s:.3f} s | {m.cold_p90_s:.3f} s "
+        f"| {m.warm_median_s:.3f} s | {m.warm_p90_s:.3f} s |"
+        for m in measurements
+    )
     return "\n".join(lines)
 
 

@@ -300,9 +300,12 @@ def _record_problem(record: dict[str, Any]) -> str | None:
     if isinstance(ts, bool) or not isinstance(ts, int | float):
         return f"timestamp is not a number: {ts!r:.80}"
     line = record.get("line")
-    if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
-        if not (isinstance(line, str) and line.strip().lstrip("-").isdigit()):
-            return f"line is not an integer: {line!r:.80}"
+    if (
+        line is not None
+        and (isinstance(line, bool) or not isinstance(line, int))
+        and not (isinstance(line, str) and line.strip().lstrip("-").isdigit())
+    ):
+        return f"line is not an integer: {line!r:.80}"
     extra = record.get("extra")
     if extra is not None and not isinstance(extra, dict):
         return f"extra is not an object: {type(extra).__name__}"
