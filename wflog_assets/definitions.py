@@ -68,7 +68,7 @@ def build_definitions(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Definitions configured from the environment (see README: environment variables)."""
+    """Definitions configured from the environment (README, "Configuration")."""
     return build_definitions(
         settings.resources_from_env(),
         settings.start_date(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,21 @@ def test_a_run_keeps_the_loaded_modules_out_of_its_collections_and_gives_them_ba
     # Dagster's and pyiceberg's modules: hundreds of thousands of objects no collection walks
     assert during > 100_000
     assert after == 0  # the run's end puts everything back under the collector
+
+
+def test_the_docs_stay_short_and_their_links_resolve():
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    assert sum(len(p.read_text()) for p in docs) <= 50_000  # a reader looks for one fact
+    anchors = {
+        p.name: {
+            re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in p.read_text().splitlines()
+            if line.startswith("#")
+        }
+        for p in [*docs, ROOT / "README.md"]
+    }
+    for page in [*docs, ROOT / "README.md"]:
+        for target, anchor in re.findall(
+            r"\]\((?:docs/|\.\./)?([A-Za-z-]+\.md)#([a-z0-9-]+)\)", page.read_text()
+        ):
+            assert anchor in anchors[target], f"{page.name} links to {target}#{anchor}"
