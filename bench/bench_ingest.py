@@ -204,8 +204,8 @@ def mode_assets(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def mode_per_file(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from wflog_assets.iceberg.commit import ensure_table
     from wflog_assets.iceberg.schema import sort_for_table
+    from wflog_assets.iceberg.tables import ensure_table
     from wflog_assets.source.normalize import normalize_table
 
     catalog = SqlCatalog("bench", uri=f"sqlite:///{work}/perfile.db", warehouse=f"file://{work}/wh")

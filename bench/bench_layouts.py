@@ -23,8 +23,9 @@ import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
 from wflog_assets.day import day_prefix
-from wflog_assets.iceberg.commit import commit_day, ensure_table
+from wflog_assets.iceberg.commit import commit_day
 from wflog_assets.iceberg.schema import ARROW_SCHEMA, LAYOUT_TABLE_SUFFIX, LAYOUTS, sort_for_table
+from wflog_assets.iceberg.tables import ensure_table
 from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.source.normalize import month_of
 from wflog_assets.tools.report import markdown_table, measure, pick_workflows, seed_comparison, write_report

@@ -80,7 +80,7 @@ def table_figures(table: Any, day: dt.date) -> dict[str, Any]:
 
     from wflog_assets.day import Day
     from wflog_assets.iceberg._compat import arrow_filesystem
-    from wflog_assets.iceberg.commit import day_filter
+    from wflog_assets.iceberg.plan import day_filter
 
     tasks = list(table.scan(row_filter=day_filter(Day(day))).plan_files())
     per_partition = Counter(tuple(t.file.partition) for t in tasks)
@@ -113,7 +113,7 @@ def heaviest_workflow(table: Any, day: dt.date) -> str:
     import pyarrow.compute as pc
 
     from wflog_assets.day import Day
-    from wflog_assets.iceberg.commit import day_filter
+    from wflog_assets.iceberg.plan import day_filter
     from wflog_assets.iceberg.schema import WORKFLOW_NAME
 
     names = table.scan(row_filter=day_filter(Day(day)), selected_fields=(WORKFLOW_NAME,)).to_arrow()
@@ -168,7 +168,7 @@ def ingest_day(
 
 def _day_filter(day: dt.date) -> Any:
     from wflog_assets.day import Day
-    from wflog_assets.iceberg.commit import day_filter
+    from wflog_assets.iceberg.plan import day_filter
 
     return day_filter(Day(day))
 

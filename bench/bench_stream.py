@@ -268,8 +268,8 @@ def freshness(files: int, every_s: float, interval_s: int) -> dict[str, Any]:
 
     from wflog_assets.day import Day
     from wflog_assets.defs.sensors import SENSOR_NAME
-    from wflog_assets.iceberg.commit import day_filter
     from wflog_assets.iceberg.maintenance import compact_day
+    from wflog_assets.iceberg.plan import day_filter
     from wflog_assets_testing.arrivals import land_and_watch
     from wflog_assets_testing.backends import rest_backend, rest_env
     from wflog_assets_testing.dagster_stack import running_stack

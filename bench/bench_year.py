@@ -26,10 +26,11 @@ from pathlib import Path
 from bench_layouts import rows_for_counts
 from pyiceberg.catalog.sql import SqlCatalog
 
-from wflog_assets.iceberg.commit import commit_day, ensure_table
+from wflog_assets.iceberg.commit import commit_day
 from wflog_assets.iceberg.maintenance import compact_month, expire_snapshots, manifest_count
 from wflog_assets.iceberg.query import p0_query
 from wflog_assets.iceberg.schema import sort_for_table
+from wflog_assets.iceberg.tables import ensure_table
 from wflog_assets.manifest import Manifest, ManifestEntry
 
 HEAVY = "atlan-salesforce-1671795233-cron-1735689600"

@@ -7,7 +7,7 @@ import threading
 import time
 
 from wflog_assets.day import Day
-from wflog_assets.iceberg.commit import day_filter
+from wflog_assets.iceberg.plan import day_filter
 from wflog_assets.iceberg.schema import SOURCE_FILE
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
 from wflog_assets_testing.backends import Backend

@@ -24,3 +24,16 @@ def test_the_pyiceberg_internals_used_are_where_and_what_they_were():
     assert _parameters(_compat.get_parquet_writer_kwargs) == ["table_properties"]
     assert _parameters(_compat.to_requested_schema)[:3] == ["requested_schema", "file_schema", "batch"]
     assert {"include_field_ids", "format_model"} <= set(_parameters(_compat.to_requested_schema))
+    # the helpers the day writer computes statistics, partition values and locations with
+    assert _parameters(_compat.compute_statistics_plan) == ["schema", "table_properties"]
+    assert _parameters(_compat.data_file_statistics_from_parquet_metadata)[:3] == [
+        "parquet_metadata",
+        "stats_columns",
+        "parquet_column_mapping",
+    ]
+    assert _parameters(_compat.parquet_path_to_id_mapping) == ["schema"]
+    assert _parameters(_compat.pyarrow_to_schema)[:1] == ["schema"]
+    assert _parameters(_compat.sanitize_column_names) == ["schema"]
+    assert _parameters(_compat.load_location_provider) == ["table_location", "table_properties"]
+    assert {"field", "value"} <= set(_compat.PartitionFieldValue.__dataclass_fields__)
+    assert callable(_compat.FileFormatFactory.get)

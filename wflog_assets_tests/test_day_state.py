@@ -18,8 +18,9 @@ from wflog_assets.iceberg.checkpoint import (
     known_state,
     write_state,
 )
-from wflog_assets.iceberg.commit import commit_day, committed_state, derive_committed_state
+from wflog_assets.iceberg.commit import commit_day
 from wflog_assets.iceberg.maintenance import compact_day, expire_snapshots
+from wflog_assets.iceberg.plan import committed_state, derive_committed_state
 from wflog_assets.iceberg.schema import SOURCE_FILE, sort_for_table
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.reading import read_manifest

@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from wflog_assets.errors import RunFormatError
-from wflog_assets.iceberg.commit import ensure_table
-from wflog_assets.iceberg.data_files import IpcRun, MemoryRun, merge_partition, write_data_files, write_run
+from wflog_assets.iceberg.data_files import write_data_files
+from wflog_assets.iceberg.runs import IpcRun, MemoryRun, merge_partition, write_run
 from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, WORKFLOW_NAME, sort_for_table
+from wflog_assets.iceberg.tables import ensure_table
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.reading import read_manifest
 from wflog_assets.tools.generate import GeneratorSettings, generate_day

@@ -18,7 +18,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from wflog_assets.cli import main as cli_main
 from wflog_assets.definitions import LAYOUT_JOB
 from wflog_assets.defs import settings
-from wflog_assets.iceberg.commit import commit_day, ensure_table
+from wflog_assets.iceberg.commit import commit_day
 from wflog_assets.iceberg.query import P0Query, p0_query, workflow_row_counts
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
@@ -29,6 +29,7 @@ from wflog_assets.iceberg.schema import (
     WORKFLOW_NODE,
     sort_for_table,
 )
+from wflog_assets.iceberg.tables import ensure_table
 from wflog_assets.manifest import Manifest, ManifestEntry
 from wflog_assets.tools.generate import GeneratorSettings, generate_day
 from wflog_assets_testing.backends import Backend, embedded_backend

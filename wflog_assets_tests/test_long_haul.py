@@ -12,8 +12,8 @@ import dagster as dg
 
 from wflog_assets.day import Day
 from wflog_assets.iceberg._compat import arrow_filesystem
-from wflog_assets.iceberg.commit import day_filter
 from wflog_assets.iceberg.maintenance import OPEN_DAY_MAX_FILES
+from wflog_assets.iceberg.plan import day_filter
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
 from wflog_assets_testing.backends import Backend
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows

@@ -14,12 +14,7 @@ import pyarrow.parquet as pq
 from wflog_assets.defs.maintenance import MAINTENANCE_JOB
 from wflog_assets.iceberg._compat import arrow_filesystem
 from wflog_assets.iceberg.checkpoint import known_state
-from wflog_assets.iceberg.commit import (
-    HYGIENE_PROPERTIES,
-    commit_day,
-    derive_committed_state,
-    write_data_files,
-)
+from wflog_assets.iceberg.commit import commit_day, write_data_files
 from wflog_assets.iceberg.maintenance import (
     SUMMARY_MAINTENANCE,
     compact_month,
@@ -28,7 +23,9 @@ from wflog_assets.iceberg.maintenance import (
     referenced_files,
     remove_orphan_files,
 )
+from wflog_assets.iceberg.plan import derive_committed_state
 from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, TABLE_SCHEMA, sort_for_table
+from wflog_assets.iceberg.tables import HYGIENE_PROPERTIES
 from wflog_assets.manifest import Manifest
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.reading import read_manifest

@@ -8,7 +8,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-from wflog_assets.iceberg.commit import SUMMARY_DAY, SUMMARY_DIGEST
+from wflog_assets.iceberg.commit import SUMMARY_DAY
+from wflog_assets.iceberg.plan import SUMMARY_DIGEST
 from wflog_assets.iceberg.schema import SORT_ORDER, TABLE_SCHEMA
 from wflog_assets.source.listing import list_day
 from wflog_assets.tools.generate import GeneratorSettings, generate_day

@@ -24,7 +24,7 @@ from wflog_assets.definitions import INGEST_JOB
 from wflog_assets.defs.maintenance import DAY_COMPACTION_JOB, build_day_compaction
 from wflog_assets.defs.partitions import daily_partitions
 from wflog_assets.errors import NormalizationError, SourceReadError
-from wflog_assets.iceberg.commit import day_filter
+from wflog_assets.iceberg.plan import day_filter
 from wflog_assets.manifest import ManifestEntry
 from wflog_assets.source.formats import jsonl
 from wflog_assets.source.reading import file_reject

@@ -11,14 +11,10 @@ from pyiceberg.expressions import StartsWith
 
 from wflog_assets.day import day_prefix
 from wflog_assets.errors import SourceListingError
-from wflog_assets.iceberg.commit import (
-    SOURCE_FILE_METRICS,
-    VanishedRule,
-    commit_day,
-    ensure_table,
-    plan_reads,
-)
+from wflog_assets.iceberg.commit import commit_day
+from wflog_assets.iceberg.plan import VanishedRule, plan_reads
 from wflog_assets.iceberg.schema import LAYOUTS, SORT_ORDER, SOURCE_FILE, TABLE_SCHEMA, sort_for_table
+from wflog_assets.iceberg.tables import SOURCE_FILE_METRICS, ensure_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.reading import read_manifest

@@ -37,21 +37,15 @@ from wflog_assets.defs.resources import (
     staged_by_run,
 )
 from wflog_assets.errors import CompactionConflictError, SourceListingError
-from wflog_assets.iceberg.commit import (
-    DEFAULT_MAX_VANISHED_FRACTION,
-    CommitResult,
-    VanishedRule,
-    commit_day,
-    identity_values,
-    plan_reads,
-)
-from wflog_assets.iceberg.data_files import SortedRun
+from wflog_assets.iceberg.commit import CommitResult, commit_day, identity_values
 from wflog_assets.iceberg.maintenance import (
     OPEN_DAY_MAX_FILES,
     CompactionResult,
     compact_crowded,
     expire_by_policy,
 )
+from wflog_assets.iceberg.plan import DEFAULT_MAX_VANISHED_FRACTION, VanishedRule, plan_reads
+from wflog_assets.iceberg.runs import SortedRun
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, WORKFLOW_NAME, sort_for_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks

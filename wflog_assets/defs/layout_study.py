@@ -10,7 +10,7 @@ from pyiceberg.table import Table
 from wflog_assets.defs.assets import BACKFILL_POLICY, commit_layout_day
 from wflog_assets.defs.partitions import partition_day
 from wflog_assets.defs.resources import IcebergCatalogResource
-from wflog_assets.iceberg.commit import committed_day
+from wflog_assets.iceberg.plan import committed_day
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, LAYOUTS, describe_layout
 from wflog_assets.tools.report import (
     figures_json,

@@ -7,7 +7,8 @@ from collections import Counter
 import dagster as dg
 
 from wflog_assets.day import utc_text
-from wflog_assets.iceberg.commit import CommitResult, ReadPlan
+from wflog_assets.iceberg.commit import CommitResult
+from wflog_assets.iceberg.plan import ReadPlan
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CheckOutcome
 from wflog_assets.quality.quarantine import StagedDay

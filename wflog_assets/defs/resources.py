@@ -29,8 +29,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from wflog_assets.iceberg.catalogs import load_if_exists, open_catalog, rest_properties, sqlite_properties
-from wflog_assets.iceberg.commit import ensure_table
 from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, table_identifier
+from wflog_assets.iceberg.tables import ensure_table
 from wflog_assets.process import end_run, start_run
 from wflog_assets.source.stores import LocalObjectStore, ObjectStore, S3ObjectStore
 from wflog_assets.staging.persist import LISTING, load_staged, save_staged

@@ -1,322 +1,55 @@
-"""One Iceberg commit per day, with the checkpoint (day, manifest digest) in the same snapshot.
-
-The table, not Dagster, is the commit record. Every row carries its lineage (`source_file`,
-`source_etag`), and every snapshot written here carries the day and the digest of the day's
-manifest, in the same atomic commit as the data. A re-run of a day:
-
-- finds a snapshot of that day with the same digest -> nothing is written;
-- otherwise reads which (file, ETag) pairs the table holds for the day (a scan pruned by the
-  `source_file` statistics) and writes only the difference, in one commit:
-  new files -> their rows appended; changed or vanished files -> their rows deleted (and the
-  new version's rows appended). Other files' rows are untouched.
-
-Because the committed state is read from the rows themselves, it survives snapshot expiry and
-compaction, and needs no side files that orphan-file cleanup could remove.
+"""One Iceberg commit per day: the day's data files, its state file and its checkpoint
+(day, manifest digest, rows) in the same atomic snapshot, re-planned against the fresh table
+when a concurrent commit lands first (`plan.py` makes the plan).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from pyiceberg.catalog import Catalog
-from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
-from pyiceberg.expressions import And, BooleanExpression
-from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.expressions import And
 from pyiceberg.manifest import DataFile
-from pyiceberg.partitioning import PartitionSpec
-from pyiceberg.schema import Schema
-from pyiceberg.table import FileScanTask, Table, TableProperties
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
-from pyiceberg.table.sorting import SortOrder
-from pyiceberg.types import DoubleType
 from pyiceberg.utils.properties import property_as_bool
 
-from wflog_assets.day import Day
-from wflog_assets.errors import SourceListingError, TableLayoutError
 from wflog_assets.iceberg import data_files as day_writer
 from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
-from wflog_assets.iceberg.catalogs import open_or_create
 from wflog_assets.iceberg.checkpoint import (
     SUMMARY_DAY,
     SUMMARY_DAY_STATE,
     CommittedDay,
-    known_state,
     write_state,
 )
-from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, WrittenFiles
-from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
-from wflog_assets.iceberg.locations import LOCATION_PROVIDER
-from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
-from wflog_assets.iceberg.schema import (
-    LAYOUTS,
-    MONTH,
-    SORT_ORDER,
-    SOURCE_ETAG,
-    SOURCE_FILE,
-    TABLE_SCHEMA,
-    TIMESTAMP,
+from wflog_assets.iceberg.data_files import WrittenFiles
+from wflog_assets.iceberg.expressions import is_in
+from wflog_assets.iceberg.plan import (
+    SUMMARY_DAY_ROWS,
+    SUMMARY_DIGEST,
+    SUMMARY_SOURCE_FILES,
+    DayPlan,
+    ReadPlan,
+    committed_state,
+    current_snapshot_id,
+    day_filter,
+    last_day_snapshot,
+    plan_day,
+    summary_int,
+    summary_value,
 )
-from wflog_assets.manifest import Manifest, ManifestEntry
+from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
+from wflog_assets.iceberg.runs import MemoryRun, SortedRun
+from wflog_assets.iceberg.schema import (
+    SOURCE_FILE,
+)
+from wflog_assets.manifest import Manifest
 from wflog_assets.phases import PhaseTimes
-
-SUMMARY_DIGEST = "wflog.manifest-digest"
-SUMMARY_SOURCE_FILES = "wflog.source-files"
-# rows the table holds for the day after the commit (what an unchanged re-run checks against)
-SUMMARY_DAY_ROWS = "wflog.day-rows"
-LINEAGE_BATCH_ROWS = 256 * 1024
-
-# Full min/max bounds for `source_file`. The default metrics mode truncates strings to 16
-# characters ("year=2025/month="), which cannot tell days apart: every per-day scan (the
-# checkpoint, the checks) then planned and read every data file of the table, and each run got
-# slower as history grew (a 90-day backfill: 6 s runs at day 1, 95 s at day 50).
-SOURCE_FILE_METRICS = f"{TableProperties.METRICS_MODE_COLUMN_CONF_PREFIX}.{SOURCE_FILE}"
-
-# Metadata hygiene for a table committed all day (a run a minute): each commit deletes the
-# metadata.json files beyond the last 10, appends merge manifests once 16 pile up (every plan,
-# the P0 query's too, reads every manifest of the month: bench/bench_long_haul.py), and runs
-# expire snapshots older than an hour, keeping at least 12 (`maintenance.expire_by_policy`), as
-# RisingWave's Iceberg sink does: time travel reaches back an hour. Iceberg's own properties,
-# so every engine honours them; set only where a table does not name them (an operator's stay).
-MIN_SNAPSHOTS_TO_KEEP = "history.expire.min-snapshots-to-keep"
-HYGIENE_PROPERTIES: dict[str, str] = {
-    TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
-    TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "10",
-    TableProperties.MANIFEST_MERGE_ENABLED: "true",
-    TableProperties.MANIFEST_MIN_MERGE_COUNT: "16",
-    TableProperties.MAX_SNAPSHOT_AGE_MS: str(3600 * 1000),
-    MIN_SNAPSHOTS_TO_KEEP: "12",
-}
-
-DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
-    **HYGIENE_PROPERTIES,
-    SOURCE_FILE_METRICS: "full",
-    "write.parquet.compression-codec": "zstd",
-    # Row groups of 32k rows: the P0 query prunes and stops early by row group, so a LIMIT 100
-    # on a workflow of 400k rows reads one row group instead of the whole file.
-    "write.parquet.row-group-limit": str(32 * 1024),
-    # partition folders bounded for any workflow name (`iceberg/locations.py`)
-    TableProperties.WRITE_PY_LOCATION_PROVIDER_IMPL: LOCATION_PROVIDER,
-}
-
-
-def ensure_table(
-    catalog: Catalog,
-    identifier: str,
-    layout: str = "wf_month",
-    properties: dict[str, str] | None = None,
-) -> Table:
-    """Create the namespace and table if missing; refuse a table laid out differently."""
-    spec = LAYOUTS[layout]
-    table = open_or_create(
-        catalog,
-        identifier,
-        schema=TABLE_SCHEMA,
-        partition_spec=spec,
-        sort_order=SORT_ORDER,
-        properties={**DEFAULT_TABLE_PROPERTIES, **(properties or {})},
-    )
-    upgrades = {  # a table made by an earlier version
-        name: DEFAULT_TABLE_PROPERTIES[name]
-        for name in (SOURCE_FILE_METRICS, TableProperties.WRITE_PY_LOCATION_PROVIDER_IMPL)
-        if table.properties.get(name) != DEFAULT_TABLE_PROPERTIES[name]
-    }
-    upgrades.update(
-        {name: value for name, value in HYGIENE_PROPERTIES.items() if name not in table.properties}
-    )
-    if upgrades:
-        with table.transaction() as tx:
-            tx.set_properties(upgrades)
-    missing = [f.name for f in TABLE_SCHEMA.fields if f.name not in table.schema().column_names]
-    if missing:  # a table made by an earlier version: add the new optional columns
-        with table.update_schema() as update:
-            update.union_by_name(TABLE_SCHEMA)
-    # Compare by column name: a REST catalog may assign its own field ids on create.
-    if _spec_by_name(table.schema(), table.spec()) != _spec_by_name(TABLE_SCHEMA, spec):
-        raise TableLayoutError(
-            f"table {identifier} is partitioned by {table.spec()}, expected layout {layout!r} "
-            f"({spec}); point WFLOG_TABLE at another table or drop this one"
-        )
-    if _sort_by_name(table.schema(), table.sort_order()) != _sort_by_name(TABLE_SCHEMA, SORT_ORDER):
-        raise TableLayoutError(
-            f"table {identifier} has sort order {table.sort_order()}, expected timestamp DESC"
-        )
-    return table
-
-
-def _spec_by_name(schema: Schema, spec: PartitionSpec) -> list[tuple[str | None, str]]:
-    return [(schema.find_column_name(f.source_id), str(f.transform)) for f in spec.fields]
-
-
-def _sort_by_name(schema: Schema, order: SortOrder) -> list[tuple[str | None, str, str]]:
-    return [(schema.find_column_name(f.source_id), str(f.direction), str(f.null_order)) for f in order.fields]
-
-
-@dataclass(frozen=True)
-class DayPlan:
-    """What a commit must do to make the table hold exactly the day's current files."""
-
-    added: tuple[str, ...]
-    changed: tuple[str, ...]
-    removed: tuple[str, ...]
-
-    @property
-    def rewrite_keys(self) -> tuple[str, ...]:
-        return self.changed + self.removed
-
-    @property
-    def write_keys(self) -> tuple[str, ...]:
-        return self.added + self.changed
-
-    def within(self, staged: Collection[str], removable: Collection[str]) -> DayPlan:
-        """Only what a run prepared: files it staged, and removals it planned before reading.
-
-        Anything else a concurrent run committed after this run planned (newer files, another
-        version of a file) is that run's to judge, not this one's: it is left as it is.
-        """
-        return DayPlan(
-            added=tuple(k for k in self.added if k in staged),
-            changed=tuple(k for k in self.changed if k in staged),
-            removed=tuple(k for k in self.removed if k in removable),
-        )
-
-
-def plan_day(committed: dict[str, str], current: Manifest) -> DayPlan:
-    """Compare what the table holds for a day (key -> ETag) with the day's current manifest."""
-    old = committed
-    new = current.versions()
-    added = tuple(sorted(k for k in new if k not in old))
-    changed = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
-    removed = tuple(sorted(k for k in old if k not in new))
-    return DayPlan(added=added, changed=changed, removed=removed)
-
-
-VANISHED_POLICIES = ("keep", "delete")
-DEFAULT_MAX_VANISHED_FRACTION = 0.5
-
-
-@dataclass(frozen=True)
-class VanishedRule:
-    """What a run does with committed files that its listing no longer finds.
-
-    The table is the archive: by default their rows stay (`delete=False`); deleting them is an
-    explicit choice. Either way, a listing that misses more than `max_fraction` of the files
-    the table holds for the day (an empty listing, a wrong source root, an expired prefix) fails
-    the run before anything is committed: it is far likelier a mistake than a deletion.
-    """
-
-    delete: bool = False
-    max_fraction: float = DEFAULT_MAX_VANISHED_FRACTION
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_fraction <= 1.0:
-            raise ValueError(f"max_fraction={self.max_fraction}: use a fraction between 0 and 1")
-
-    @classmethod
-    def of(cls, policy: str, max_fraction: float = DEFAULT_MAX_VANISHED_FRACTION) -> VanishedRule:
-        if policy not in VANISHED_POLICIES:
-            raise ValueError(f"vanished files policy {policy!r}: use one of {', '.join(VANISHED_POLICIES)}")
-        return cls(delete=policy == "delete", max_fraction=max_fraction)
-
-    @property
-    def policy(self) -> str:
-        return "delete" if self.delete else "keep"
-
-    def judge(self, manifest: Manifest, committed_files: int, gone: tuple[str, ...]) -> None:
-        """Raise `SourceListingError` if the listing misses too many of the committed files."""
-        if gone and len(gone) > self.max_fraction * committed_files:
-            raise SourceListingError(
-                manifest.day, len(manifest.entries), committed_files, gone, self.max_fraction
-            )
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """A day's plan made before reading, and the table state it was made against: the commit
-    reuses it while the table has not moved (no second scan of the day)."""
-
-    plan: DayPlan
-    snapshot_id: int | None  # the table's snapshot then (None: no table, or an empty one)
-    committed_files: int  # files the table held for the day then (-1: not scanned)
-    rows_kept: int  # their rows outside the plan's files (-1: not scanned)
-    # committed files the listing no longer finds (in `plan.removed` only if the rule deletes)
-    vanished: tuple[str, ...] = ()
-    vanished_policy: str = "keep"
-    # how the plan learned the day's state: "digest" (unchanged: nothing read), "carried" (one
-    # state file), "derived" (the day's data files), "none" (no table yet)
-    state: str = "none"
-
-    def to_json(self) -> dict[str, object]:
-        plan = self.plan
-        return {
-            "added": list(plan.added),
-            "changed": list(plan.changed),
-            "removed": list(plan.removed),
-            "snapshot_id": self.snapshot_id,
-            "committed_files": self.committed_files,
-            "rows_kept": self.rows_kept,
-            "vanished": list(self.vanished),
-            "vanished_policy": self.vanished_policy,
-            "state": self.state,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, object]) -> ReadPlan:
-        def keys(name: str) -> tuple[str, ...]:
-            value = raw[name]
-            assert isinstance(value, list)
-            return tuple(str(k) for k in value)
-
-        snapshot = raw["snapshot_id"]
-        return cls(
-            DayPlan(keys("added"), keys("changed"), keys("removed")),
-            None if snapshot is None else int(str(snapshot)),
-            int(str(raw["committed_files"])),
-            int(str(raw["rows_kept"])),
-            keys("vanished") if "vanished" in raw else (),
-            str(raw.get("vanished_policy", "keep")),
-            str(raw.get("state", "none")),
-        )
-
-
-def _snapshot_id(table: Table) -> int | None:
-    snapshot = table.current_snapshot()
-    return snapshot.snapshot_id if snapshot is not None else None
-
-
-def plan_reads(table: Table | None, manifest: Manifest, rule: VanishedRule | None = None) -> ReadPlan:
-    """Before reading anything: which of the day's files a run must read (new or changed) and
-    which committed files are gone. An unchanged day (its last snapshot has this manifest's
-    digest) plans nothing without a scan.
-
-    Gone files are removed only if `rule` deletes (default: their rows stay); a listing that
-    misses too many of the committed files raises `SourceListingError` (`VanishedRule`).
-    """
-    rule = rule or VanishedRule()
-    nothing = DayPlan(added=(), changed=(), removed=())
-    if table is None:
-        return ReadPlan(plan_day({}, manifest), None, 0, 0, vanished_policy=rule.policy)
-    previous = last_day_snapshot(table, manifest.day)
-    if previous is not None and summary_value(previous, SUMMARY_DIGEST) == manifest.digest:
-        return ReadPlan(nothing, _snapshot_id(table), -1, -1, vanished_policy=rule.policy, state="digest")
-    committed = committed_state(table, manifest.day)
-    plan = plan_day(committed.versions, manifest)
-    gone = plan.removed
-    rule.judge(manifest, len(committed.versions), gone)
-    if not rule.delete:
-        plan = DayPlan(added=plan.added, changed=plan.changed, removed=())
-    touched = set(plan.write_keys) | set(plan.rewrite_keys)
-    kept = sum(n for k, n in committed.rows.items() if k not in touched)
-    return ReadPlan(
-        plan, _snapshot_id(table), len(committed.versions), kept, gone, rule.policy, committed.source
-    )
 
 
 @dataclass
@@ -344,114 +77,6 @@ class CommitResult:
         if self.rows_kept < 0:
             return None
         return self.rows_kept + (0 if self.outcome == "unchanged" else self.rows_written)
-
-
-def last_day_snapshot(table: Table, day: str) -> Snapshot | None:
-    """The newest snapshot in the current lineage that committed `day`."""
-    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-        if snapshot.summary is not None and snapshot.summary.get(SUMMARY_DAY) == day:
-            return snapshot
-    return None
-
-
-def day_filter(day: Day) -> BooleanExpression:
-    """The rows of one UTC day: its month (a partition field, so whole manifests of other
-    months are skipped unread) and its timestamp range (data files of other days are pruned by
-    their statistics). A row belongs to the day of its timestamp, whichever folder held its file."""
-    start, end = day.bounds
-    return And(equal(MONTH, day.month), And(at_least(TIMESTAMP, start), less_than(TIMESTAMP, end)))
-
-
-def rows_within(data_file: DataFile, field_id: int, start: float, end: float) -> bool:
-    """Whether every row of a data file has a timestamp in [start, end) (its statistics;
-    `field_id`: the timestamp column's)."""
-    low = (data_file.lower_bounds or {}).get(field_id)
-    high = (data_file.upper_bounds or {}).get(field_id)
-    if low is None or high is None or (data_file.null_value_counts or {}).get(field_id, 1):
-        return False
-    lowest, highest = from_bytes(DoubleType(), low), from_bytes(DoubleType(), high)
-    return isinstance(lowest, float) and isinstance(highest, float) and start <= lowest <= highest < end
-
-
-def _lineage_batches(table: Table, task: FileScanTask, day: Day) -> Iterator[pa.Table]:
-    """The lineage columns of one data file's rows of the day, dictionary-encoded as the file
-    stores them (a few bytes a row instead of two strings): a file that holds only the day's
-    rows (every file a day's commit writes) is read without its timestamps; pyiceberg's scan
-    for any other file."""
-    columns = [SOURCE_FILE, SOURCE_ETAG]
-    start, end = day.bounds
-    if not task.delete_files and rows_within(
-        task.file, table.schema().find_field(TIMESTAMP).field_id, start, end
-    ):
-        with table.io.new_input(task.file.file_path).open() as f:
-            parquet = pq.ParquetFile(f, read_dictionary=columns)
-            if set(columns) <= set(parquet.schema_arrow.names):
-                for batch in parquet.iter_batches(columns=columns, batch_size=LINEAGE_BATCH_ROWS):
-                    yield pa.Table.from_batches([batch])
-                return
-    projected = table.schema().select(*columns)
-    scan = ArrowScan(table.metadata, table.io, projected, row_filter=day_filter(day))
-    yield from (pa.Table.from_batches([b]) for b in scan.to_record_batches([task]))
-
-
-def committed_state(table: Table, day: str) -> CommittedDay:
-    """The (file, ETag) pairs and row counts of the rows the table holds for `day`: the state
-    file its newest commit left, when it still holds (`checkpoint.known_state`, one read), or
-    else derived from the rows."""
-    known = known_state(table, day)
-    return known if known is not None else derive_committed_state(table, day)
-
-
-def derive_committed_state(table: Table, day: str) -> CommittedDay:
-    """The (file, ETag) pairs and row counts of the rows the table holds for `day`, read file
-    by file from the lineage columns only (the day's data files, pruned by statistics)."""
-    the_day = Day.parse(day)
-    parts: list[pa.Table] = []
-    for task in table.scan(row_filter=day_filter(the_day)).plan_files():
-        for rows in _lineage_batches(table, task, the_day):
-            if rows.num_rows:
-                pairs = rows.group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([([], "count_all")])
-                parts.append(
-                    pa.table(
-                        {  # plain strings: each batch has dictionaries of its own
-                            SOURCE_FILE: pc.cast(pairs.column(SOURCE_FILE), pa.string()),
-                            SOURCE_ETAG: pc.cast(pairs.column(SOURCE_ETAG), pa.string()),
-                            "rows": pairs.column("count_all"),
-                        }
-                    )
-                )
-    state = CommittedDay()
-    if not parts:
-        return state
-    pairs = pa.concat_tables(parts).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([("rows", "sum")])
-    files = pairs.group_by(SOURCE_FILE).aggregate(
-        [
-            (SOURCE_ETAG, "min"),
-            (SOURCE_ETAG, "count_distinct", pc.CountOptions(mode="all")),
-            ("rows_sum", "sum"),
-        ]
-    )
-    for key, etag, versions, n in zip(
-        files.column(SOURCE_FILE).to_pylist(),
-        files.column(f"{SOURCE_ETAG}_min").to_pylist(),
-        files.column(f"{SOURCE_ETAG}_count_distinct").to_pylist(),
-        files.column("rows_sum_sum").to_pylist(),
-        strict=True,
-    ):
-        state.versions[key] = etag if versions == 1 else "<several versions>"  # forces a rewrite
-        state.rows[key] = n
-    return state
-
-
-def committed_day(table: Table, day: dt.date) -> tuple[Manifest, pa.Table]:
-    """A day as the table holds it: its files (as a manifest) and its rows."""
-    rows = table.scan(row_filter=day_filter(Day(day))).to_arrow()
-    pairs = rows.select([SOURCE_FILE, SOURCE_ETAG]).group_by([SOURCE_FILE, SOURCE_ETAG]).aggregate([])
-    entries = (
-        ManifestEntry(key=k, size=0, etag=e, last_modified="")
-        for k, e in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist(), strict=True)
-    )
-    return Manifest.build(day.isoformat(), entries), rows
 
 
 def write_data_files(
@@ -546,7 +171,7 @@ class DayCommit:
         if (
             planned is not None
             and planned.committed_files >= 0
-            and planned.snapshot_id == _snapshot_id(table)
+            and planned.snapshot_id == current_snapshot_id(table)
         ):
             self.rows_kept = planned.rows_kept  # the table has not moved since the run planned
             self.base = None  # read when the state file is written
@@ -704,16 +329,6 @@ def identity_values(table: Table, data_files: list[DataFile], column: str) -> se
     return {data_file.partition[positions[0]] for data_file in data_files} if positions else set()
 
 
-def summary_value(snapshot: Snapshot, key: str) -> str | None:
-    """A property of a snapshot's summary (None if absent)."""
-    return snapshot.summary.get(key) if snapshot.summary is not None else None
-
-
-def _summary_int(snapshot: Snapshot, key: str) -> int:
-    value = snapshot.summary.get(key) if snapshot.summary is not None else None
-    return int(value) if value else 0
-
-
 def _result(
     table: Table,
     manifest: Manifest,
@@ -738,9 +353,9 @@ def _result(
                 continue
             break
         snapshot_id = snapshot_id or snapshot.snapshot_id
-        files_written += _summary_int(snapshot, "added-data-files")
-        records_deleted += _summary_int(snapshot, "deleted-records")
-        records_added += _summary_int(snapshot, "added-records")
+        files_written += summary_int(snapshot, "added-data-files")
+        records_deleted += summary_int(snapshot, "deleted-records")
+        records_added += summary_int(snapshot, "added-records")
     # A copy-on-write delete removes whole files and re-adds their surviving rows.
     rows_deleted = records_deleted - (records_added - rows_written)
     return CommitResult(

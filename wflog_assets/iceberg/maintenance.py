@@ -36,16 +36,12 @@ from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
 from wflog_assets.iceberg._compat import arrow_filesystem
 from wflog_assets.iceberg.checkpoint import SUMMARY_DAY_STATE, SUMMARY_MAINTENANCE
-from wflog_assets.iceberg.commit import (
-    MIN_SNAPSHOTS_TO_KEEP,
-    day_filter,
-    delete_files,
-    rows_within,
-    write_data_files,
-)
+from wflog_assets.iceberg.commit import delete_files, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than
+from wflog_assets.iceberg.plan import day_filter, rows_within
 from wflog_assets.iceberg.retry import commit_with_retries, without_library_retries
 from wflog_assets.iceberg.schema import MONTH, TIMESTAMP, WORKFLOW_NAME, sort_for_table
+from wflog_assets.iceberg.tables import MIN_SNAPSHOTS_TO_KEEP
 
 SUMMARY_MONTH = "wflog.month"
 

@@ -19,9 +19,9 @@ from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, StringType
 
 from wflog_assets.day import Day, utc_text
-from wflog_assets.iceberg.commit import day_filter, rows_within
-from wflog_assets.iceberg.data_files import MemoryRun, SortedRun, partition_blocks
 from wflog_assets.iceberg.expressions import is_in, starts_with
+from wflog_assets.iceberg.plan import day_filter, rows_within
+from wflog_assets.iceberg.runs import MemoryRun, SortedRun, partition_blocks
 from wflog_assets.iceberg.schema import (
     LAYOUTS,
     MONTH,

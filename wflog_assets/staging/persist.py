@@ -8,8 +8,8 @@ import shutil
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from wflog_assets.iceberg.commit import ReadPlan
-from wflog_assets.iceberg.data_files import IpcRun, SortedRun
+from wflog_assets.iceberg.plan import ReadPlan
+from wflog_assets.iceberg.runs import IpcRun, SortedRun
 from wflog_assets.staging.pieces import StagedRuns
 
 LISTING = "_runs.json"

@@ -2,7 +2,7 @@
 
 `stage_in_pieces` reads the manifest's files in parallel, `part_rows` rows at a time, takes
 them in key order into pieces of `piece_rows` rows, screens each piece (`quarantine.stage_day`)
-and spills its good rows as one sorted run (`day_writer.write_run`, Arrow IPC + lz4) into a
+and spills its good rows as one sorted run (`runs.write_run`, Arrow IPC + lz4) into a
 directory. Only one piece is in memory at a time; what was kept out (quarantined rows, rejected
 files and lines) is collected, since it is small unless the day is bad, and then it must be
 kept anyway.
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from wflog_assets.errors import NormalizationError, SourceReadError
-from wflog_assets.iceberg.commit import ReadPlan
-from wflog_assets.iceberg.data_files import IpcRun, PartitionValues, SortedRun, write_run
+from wflog_assets.iceberg.plan import ReadPlan
+from wflog_assets.iceberg.runs import IpcRun, PartitionValues, SortedRun, write_run
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
     DEFAULT_LAYOUT,
