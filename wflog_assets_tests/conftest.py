@@ -100,6 +100,9 @@ def duck(weed: WeedServer) -> duckdb.DuckDBPyConnection:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the integration tests first (a stable sort): the longest of them then overlap the rest
+    # across the workers of `pytest -n` instead of being the last ones left
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
     undeclared = [
         item.nodeid
         for item in items

@@ -21,8 +21,8 @@ from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
 
 pytestmark = pytest.mark.integration  # weed mini, PostgreSQL or Dagster processes
 
-FILES = 45
-EVERY_S = 2.0  # one file every 2 s: 90 s of arrivals
+FILES = 30
+EVERY_S = 1.0  # one file a second for 30 s, the sensor ticking every 5 s
 
 
 def test_files_landing_all_day_are_queryable_within_two_minutes_without_pile_up(
