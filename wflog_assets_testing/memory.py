@@ -83,4 +83,7 @@ def _main(root: str, day: str) -> None:
 
 
 if __name__ == "__main__":
+    from wflog_assets.process import prepare_command
+
+    prepare_command()  # Arrow's allocator, before Arrow loads, as `wflog-assets` does
     _main(sys.argv[1], sys.argv[2])
