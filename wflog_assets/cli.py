@@ -302,7 +302,11 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
 
     try:
         result = convert_export(
-            args.export, _store(args.dest), rows_per_file=args.rows_per_file, timezone=args.timezone
+            args.export,
+            _store(args.dest),
+            rows_per_file=args.rows_per_file,
+            timezone=args.timezone,
+            replace=args.replace,
         )
     except (ExportFormatError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -316,9 +320,17 @@ def cmd_convert_clickhouse(args: argparse.Namespace) -> int:
         print(f"  {day}: {rows} rows")
     if result.removed_files:
         print(
-            f"{len(result.removed_files)} chunk file(s) of an earlier conversion of the same rows were "
+            f"{len(result.removed_files)} chunk file(s) of "
+            f"{'earlier exports' if args.replace else 'an earlier conversion of the same rows'} were "
             "removed: ingest these days with the run config vanished_files: delete and "
             "max_vanished_fraction: 1.0 (normalized_log_batches) so that the table drops their rows"
+        )
+    if result.other_exports:
+        listed = ", ".join(f"{i} ({n} files)" for i, n in sorted(result.other_exports.items()))
+        print(
+            f"warning: these days also hold other exports: {listed}; their rows stay beside this "
+            "one's. A corrected re-export of the same days replaces them with --replace.",
+            file=sys.stderr,
         )
     if result.rejects:
         print(f"rejected rows: {args.dest.rstrip('/')}/{result.rejects_key}", file=sys.stderr)
@@ -453,6 +465,12 @@ def _table_commands(sub: Commands) -> None:
         "--timezone",
         help="the zone of the export's Timestamp values (an IANA name; default: UTC, or what a "
         "CSVWithNamesAndTypes type line says)",
+    )
+    convert.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace, in each day this export writes, the chunk files of every other export "
+        "(a corrected re-export of the same days)",
     )
     convert.add_argument(
         "--allow-rejects",

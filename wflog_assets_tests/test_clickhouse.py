@@ -377,6 +377,31 @@ def test_the_same_rows_in_another_order_are_one_export_and_land_once(
     assert other.export_id != first.export_id  # one field of one row differs
 
 
+def test_a_corrected_reexport_is_named_beside_the_first_and_replaces_it_when_asked(
+    tmp_path: Path, instance: dg.DagsterInstance, capsys: pytest.CaptureFixture[str]
+):
+    rows = _random_rows(5, 600)
+    fixed = [*rows[:3], (rows[3][0], "ERROR", *rows[3][2:]), *rows[4:]]
+    (tmp_path / "first.csv").write_bytes(ch_csv(rows))
+    (tmp_path / "fixed.csv").write_bytes(ch_csv(fixed))
+    backend = embedded_backend(tmp_path / "ingest")
+    first = convert_export(tmp_path / "first.csv", backend.store, rows_per_file=200)
+    _run_days(backend, instance)
+    dest = str(tmp_path / "ingest" / "source")
+    assert cli_main(["convert-clickhouse", str(tmp_path / "fixed.csv"), "--dest", dest]) == 0
+    warning = capsys.readouterr().err
+    assert f"other exports: {first.export_id} ({len(first.files)} files)" in warning
+    assert "--replace" in warning
+    assert {k for k in _files(tmp_path / "ingest" / "source") if k.startswith("year=")} > set(first.files)
+    # asked to replace: the first export's files go, the days hold the fixed rows once
+    assert cli_main(["convert-clickhouse", str(tmp_path / "fixed.csv"), "--dest", dest, "--replace"]) == 0
+    assert "other exports" not in capsys.readouterr().err
+    chunks = {k for k in _files(tmp_path / "ingest" / "source") if k.startswith("year=")}
+    assert not chunks & set(first.files)
+    _run_days(backend, instance, {"vanished_files": "delete", "max_vanished_fraction": 1.0})
+    assert _without_lineage(table_rows(backend.table())) == _without_lineage([expected(r) for r in fixed])
+
+
 def test_time_zones_are_honoured_or_refused_and_nanoseconds_never_change_the_day(tmp_path: Path):
     rows = [
         ("2025-12-01 23:59:59.999999999", "INFO", "app", "last ns", "atlan-wf-1", "n"),

@@ -13,6 +13,7 @@ queryable. An object deleted between listing and reading is one rejected file, n
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import gzip
 import io
@@ -32,7 +33,7 @@ from wflog_assets.iceberg.query import p0_query
 from wflog_assets.quality.quarantine import NOT_UNIX_SECONDS, QUARANTINE_SUFFIX, day_quarantine
 from wflog_assets.source.listing import list_day
 from wflog_assets.source.normalize import NESTED_TOO_DEEP
-from wflog_assets.source.stores import GONE, LocalObjectStore, ObjectStore
+from wflog_assets.source.stores import CHANGED, GONE, LocalObjectStore, ObjectStore
 from wflog_assets.staging.pieces import stage_in_pieces
 from wflog_assets.tools.generate import gzip_lines, writer_flushes
 from wflog_assets_testing.backends import Backend, embedded_backend
@@ -99,21 +100,26 @@ def _hostile_json(rng: random.Random, number: int, long_names: list[str]) -> tup
 def _hostile_parquet(
     rng: random.Random, number: int, long_names: list[str]
 ) -> tuple[str, bytes, Counter[str]]:
-    """A Parquet chunk whose rows mix good ones, long names and timestamps that are not seconds."""
+    """A Parquet chunk whose rows mix good ones, long names and timestamps that are not seconds,
+    in a float64 or an int64 column (where a bad value is milliseconds or nanoseconds)."""
     kinds = [rng.choice(("good", "long_name", "bad_time")) for _ in range(rng.randint(5, 40))]
-    ts, names = [], []
+    integers = rng.random() < 0.5
+    bad: tuple[float, ...] = (
+        (1_770_768_000_000, 1_770_768_000_000_000_000)
+        if integers
+        else (float("nan"), float("inf"), 1e20, 1.77e12, 1.77e18)
+    )
+    ts: list[float] = []
+    names = []
     for i, kind in enumerate(kinds):
-        ts.append(
-            rng.choice((float("nan"), float("inf"), 1e20, 1.77e12, 1.77e18))
-            if kind == "bad_time"
-            else START + 7_200 + i
-        )
+        ts.append(rng.choice(bad) if kind == "bad_time" else START + 7_200 + i)
         name = _long_name(rng) if kind == "long_name" else f"wf-{i % 4}"
         if kind == "long_name":
             long_names.append(name)
         names.append(name)
     extra = pa.array([{"workflow_id": n} for n in names], pa.struct([("workflow_id", pa.string())]))
-    table = pa.table({"timestamp": pa.array(ts, pa.float64()), "level": ["INFO"] * len(ts), "extra": extra})
+    column = pa.array([int(t) for t in ts], pa.int64()) if integers else pa.array(ts, pa.float64())
+    table = pa.table({"timestamp": column, "level": ["INFO"] * len(ts), "extra": extra})
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return (
@@ -123,7 +129,25 @@ def _hostile_parquet(
     )
 
 
+def _misnamed(rng: random.Random, number: int) -> tuple[str, bytes, Counter[str]]:
+    """A writer-named `.json.gz` that is not gzip of JSON lines: zstd, bzip2, plain text, or
+    gzip compressed twice; rejected as a whole, with what it is."""
+    line = json.dumps({"timestamp": START + 600 + number, "extra": {"workflow_id": "wf-m"}}) + "\n"
+    data = rng.choice(
+        (
+            b"\x28\xb5\x2f\xfd" + line.encode(),  # a zstd frame's magic
+            bz2.compress(line.encode()),
+            line.encode(),
+            gzip.compress(gzip.compress(line.encode())),
+        )
+    )
+    key = f"{Day(DAY).prefix}hour=00/{int((START + 700 + number) * 1e9)}_{800_000 + number}_dep_app.json.gz"
+    return key, data, Counter(unreadable=1)
+
+
 def _kind(reason: str) -> str:
+    if reason.startswith(("file: not a gzip stream: it is ", "file: compressed twice")):
+        return "unreadable"
     if NESTED_TOO_DEEP in reason:
         return "deep"
     return "dup_key" if "duplicate key" in reason else reason
@@ -140,8 +164,11 @@ def _hostile_day(store: ObjectStore, seed: int) -> tuple[Counter[str], dict[str,
     expected: dict[str, Counter[str]] = {}
     long_names: list[str] = []
     for number in range(40):
-        make = _hostile_parquet if number % 8 == 0 else _hostile_json
-        key, data, kinds = make(rng, number, long_names)
+        if number % 8 == 4:
+            key, data, kinds = _misnamed(rng, number)
+        else:
+            make = _hostile_parquet if number % 8 == 0 else _hostile_json
+            key, data, kinds = make(rng, number, long_names)
         store.write(key, data)
         expected[key] = kinds
         good_rows[key] = kinds["good"] + kinds["long_name"] + kinds["text_time"]
@@ -165,7 +192,7 @@ def _assert_every_record_accounted(
     for key, kinds in expected.items():
         if kinds["bad_time"]:
             want[(key, NOT_UNIX_SECONDS)] = kinds["bad_time"]
-        for kind in ("deep", "dup_key"):
+        for kind in ("deep", "dup_key", "unreadable"):
             if kinds[kind]:
                 want[(key, kind)] = kinds[kind]
     assert kept_out == want
@@ -180,6 +207,9 @@ def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
     result = backend.run_day(DAY, instance)  # raises if the run failed
 
     _assert_every_record_accounted(backend, good_rows, expected)
+    (staged,) = result.asset_materializations_for_node("normalized_log_batches")
+    misnamed = sum(kinds["unreadable"] for kinds in expected.values())
+    assert staged.metadata["rejected_files"].value == misnamed == 5  # counted as rejected files
     table = backend.table()
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["source_fully_ingested"] is False
@@ -191,6 +221,19 @@ def test_a_hostile_day_commits_every_good_record_and_reports_every_bad_one(
         found = p0_query(table, name, limit=None, columns=("atlan_argo_workflow_name", "timestamp"))
         assert found.rows.num_rows == long_names.count(name)
         assert set(found.rows.column("atlan_argo_workflow_name").to_pylist()) == {name}
+
+
+def test_an_object_replaced_between_listing_and_reading_is_one_named_reject(backend: Backend, tmp_path: Path):
+    flushes = list(writer_flushes(DAY, 30, seed=5))
+    for key, lines in flushes:
+        backend.store.write(key, gzip_lines(lines))
+    manifest = list_day(backend.store, DAY)
+    replaced = [flushes[2][0], flushes[20][0]]
+    for key in replaced:  # another version: its rows must not land under the listed ETag
+        backend.store.write(key, gzip_lines([*dict(flushes)[key], dict(flushes)[key][0]]))
+    staged = stage_in_pieces(backend.store, manifest, pafs.LocalFileSystem(), str(tmp_path / "spill"))
+    assert [(r.key, r.reason) for r in staged.rejected] == [(k, CHANGED) for k in sorted(replaced)]
+    assert staged.accepted_rows == sum(len(lines) for key, lines in flushes if key not in replaced)
 
 
 def test_an_object_deleted_between_listing_and_reading_is_one_named_reject(tmp_path: Path):

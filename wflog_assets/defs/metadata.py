@@ -149,7 +149,8 @@ def staged_metadata(
         "vanished_files": dg.MetadataValue.text(planned.vanished_policy if planned else "keep"),
         # how the plan learned what the day holds: digest / carried (one state file) / derived
         "day_state": dg.MetadataValue.text(planned.state if planned else "none"),
-        "rejected_files": dg.MetadataValue.int(len(staged.rejected)),
+        # files that gave no row: refused by a reader, or a stream that is not what its name says
+        "rejected_files": dg.MetadataValue.int(len(staged.rejected) + len(staged.unreadable)),
         "workflows": dg.MetadataValue.int(len(staged.workflows)),
         "manifest_digest": dg.MetadataValue.text(manifest.digest),
         "ignored_top_level_columns": dg.MetadataValue.json(sorted(staged.ignored_columns)),

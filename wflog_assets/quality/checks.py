@@ -60,7 +60,11 @@ CHECKS: dict[str, tuple[str, str]] = {
     ),
     "schema_as_declared": (ERROR, "Schema, partition spec and sort order are the declared ones."),
     "source_fully_ingested": (WARN, "No file, line or row of the day was rejected or quarantined."),
-    "no_duplicate_rows": (WARN, "No identical log row comes from two different files of the day."),
+    "no_duplicate_rows": (
+        WARN,
+        "No identical log row comes from two different files among those this run wrote "
+        "(a copy of an earlier run's file is not looked for: rows_judged says how many).",
+    ),
 }
 
 

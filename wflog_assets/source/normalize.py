@@ -80,13 +80,18 @@ def _cast(values: pa.Array, target: pa.DataType, key: str, column: str) -> pa.Ar
 def _timestamps(values: pa.Array, key: str) -> pa.Array:
     """Unix seconds as float64, by one rule for both formats: numbers as they are, a number
     written as text (`"1764633600.5"`) as that number, other text null (the row is then
-    quarantined); a float32 column is refused, its values already rounded by up to 128 s."""
+    quarantined), integers of any size as numbers (a nanosecond value's row is quarantined);
+    a float32 column is refused, its values already rounded by up to 128 s."""
     t = values.type
     if pa.types.is_floating(t) and t.bit_width < 64:
         raise NormalizationError(key, TIMESTAMP, f"{t} rounds Unix seconds by up to 128 s: write float64")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         numeric = pc.match_substring_regex(values, NUMBER_TEXT)
         return pc.cast(pc.if_else(numeric, pc.utf8_trim_whitespace(values), None), pa.float64())
+    if pa.types.is_integer(t):
+        # exact up to 2^53, far beyond any Unix second; a larger value (nanoseconds) is only
+        # rounded, and its row is then quarantined as not seconds, like any other bad value
+        return pc.cast(values, pa.float64(), safe=False)
     return _cast(values, pa.float64(), key, TIMESTAMP)
 
 

@@ -35,7 +35,7 @@ def read_chunk_parts(store: ObjectStore, entry: ManifestEntry, part_rows: int) -
     """
     if entry.size == 0:
         raise SourceReadError(entry.key, "empty object (0 bytes)")
-    data = store.read(entry.key)
+    data = store.read(entry.key, entry.etag)
     yield from format_named(entry.format).read_parts(data, entry, part_rows)
 
 

@@ -15,6 +15,12 @@ from wflog_assets.manifest import ManifestEntry
 from wflog_assets.phases import PhaseTimes
 
 GONE = "the object is gone (deleted or replaced since the day was listed): re-run the day"
+CHANGED = "the object changed since the day was listed (another ETag): re-run the day"
+
+
+def local_etag(size: int, mtime_ns: int) -> str:
+    """A local file's ETag stand-in: its size and modification time."""
+    return f"{size:x}-{mtime_ns:x}"
 
 
 class ObjectStore(Protocol):
@@ -28,8 +34,9 @@ class ObjectStore(Protocol):
         """Names of the folders right below `prefix` (one delimiter level)."""
         ...
 
-    def read(self, key: str) -> bytes:
-        """The object's bytes; `SourceReadError` if it is gone (deleted since the listing)."""
+    def read(self, key: str, etag: str | None = None) -> bytes:
+        """The object's bytes; `SourceReadError` if it is gone (deleted since the listing), or
+        if `etag` is given and the object read is another version (replaced since)."""
         ...
 
     def write(self, key: str, data: bytes) -> None: ...
@@ -67,18 +74,23 @@ class LocalObjectStore:
         for key, st in sorted(files, key=lambda f: f[0]):
             modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC).isoformat()
             yield ManifestEntry(
-                key=key, size=st.st_size, etag=f"{st.st_size:x}-{st.st_mtime_ns:x}", last_modified=modified
+                key=key, size=st.st_size, etag=local_etag(st.st_size, st.st_mtime_ns), last_modified=modified
             )
 
     def list_folders(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, etag: str | None = None) -> bytes:
         try:
-            return (self.root / key).read_bytes()
+            with open(self.root / key, "rb") as f:
+                st = os.fstat(f.fileno())  # the version opened, whatever replaces the path later
+                data = f.read()
         except FileNotFoundError as exc:
             raise SourceReadError(key, GONE) from exc
+        if etag is not None and local_etag(st.st_size, st.st_mtime_ns) != etag:
+            raise SourceReadError(key, CHANGED)
+        return data
 
     def write(self, key: str, data: bytes) -> None:
         path = self.root / key
@@ -125,7 +137,7 @@ class S3ObjectStore:
             names.extend(p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", []))
         return sorted(names)
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, etag: str | None = None) -> bytes:
         from botocore.exceptions import ClientError  # here: listing a local source needs no boto
 
         try:
@@ -134,6 +146,9 @@ class S3ObjectStore:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise SourceReadError(key, GONE) from exc
             raise
+        if etag is not None and str(response.get("ETag", "")).strip('"') != etag:
+            response["Body"].close()
+            raise SourceReadError(key, CHANGED)
         body: bytes = response["Body"].read()
         return body
 
@@ -158,8 +173,8 @@ class TimedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, etag: str | None = None) -> bytes:
         started = time.perf_counter()
-        data = self._store.read(key)
+        data = self._store.read(key, etag)
         self._times.add("fetch", time.perf_counter() - started, len(data))
         return data

@@ -94,6 +94,13 @@ class StagedRuns:
             filesystem.delete_dir(directory)
             self.location = None
 
+    @property
+    def unreadable(self) -> list[str]:
+        """Files rejected as a whole by the line reader: an issue about the whole file (not
+        gzip, compressed twice, empty) and no row taken from it."""
+        rows = self.read_keys or {}
+        return sorted({i.key for i in self.line_issues if i.line is None and not rows.get(i.key, 0)})
+
     def accepted_in(self, keys: Iterable[str]) -> int:
         """Rows accepted from these files (all of them when every file was read)."""
         if self.read_keys is None:
@@ -255,7 +262,7 @@ class DayStager:
 
         def fetch(entry: ManifestEntry) -> bytes | SourceReadError:
             try:
-                return timed.read(entry.key)
+                return timed.read(entry.key, entry.etag)
             except SourceReadError as exc:  # gone since the listing: that file only
                 return exc
 

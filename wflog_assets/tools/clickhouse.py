@@ -68,6 +68,7 @@ COLUMNS: tuple[str, ...] = (
     "WorkflowNode",
 )
 REJECTS_FOLDER = "_rejects"
+CHUNK_PREFIX = "chunk-ch"  # chunk-ch<export id>-<seq>-part<first ms>.parquet
 _PENDING_ID = "0pending0000"  # a conversion's files until its content id is known
 INCOMING_FOLDER = "_incoming"
 DEFAULT_ROWS_PER_FILE = 250_000
@@ -111,9 +112,13 @@ class ConversionResult:
     files: list[str] = field(default_factory=list)
     rows_by_day: dict[str, int] = field(default_factory=dict)
     rejects_key: str | None = None
-    # chunk files of an earlier conversion of the same rows, removed from the source: the table
-    # drops their rows only when those days are ingested with `vanished_files: delete`
+    # chunk files of an earlier conversion of the same rows (or, with `replace`, of any other
+    # export) in the days written, removed from the source: the table drops their rows only
+    # when those days are ingested with `vanished_files: delete`
     removed_files: list[str] = field(default_factory=list)
+    # other exports' chunk files left in the days written (id -> files): a corrected export
+    # of the same days lands beside them unless converted with `replace`
+    other_exports: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_rejected(self) -> int:
@@ -372,10 +377,12 @@ def convert_export(
     block_size: int = BLOCK_SIZE,
     on_progress: Callable[[ConversionResult], None] | None = None,
     timezone: str | None = None,
+    replace: bool = False,
 ) -> ConversionResult:
     """Convert one export into chunk files in `store`, all or nothing; rejects go to
     `_rejects/` in the store. `timezone`: the zone of the export's local times (default UTC,
-    or what its type line says)."""
+    or what its type line says). `replace`: the export replaces, in each day it writes, the
+    chunk files of every other export (a corrected re-export of those days)."""
     if rows_per_file < 1:
         raise ValueError(f"rows_per_file={rows_per_file}: use 1 or more")
     source = Path(path)
@@ -403,7 +410,7 @@ def convert_export(
         for key in [*(days.incoming + k for k in result.files), *moved]:
             store.delete(key)
         raise
-    _remove_earlier_conversions(store, result)
+    _remove_earlier_conversions(store, result, replace)
     if result.rejects:
         result.rejects.sort(key=lambda r: r.line)
         result.rejects_key = f"{REJECTS_FOLDER}/{result.export_id}.rejects.jsonl"
@@ -415,16 +422,23 @@ def convert_export(
     return result
 
 
-def _remove_earlier_conversions(store: ObjectStore, result: ConversionResult) -> None:
+def _remove_earlier_conversions(store: ObjectStore, result: ConversionResult, replace: bool) -> None:
     """Delete the chunk files an earlier conversion of the same rows left (another order or
-    `--rows-per-file` names them differently): the days then hold each row once."""
+    `--rows-per-file` names them differently), and with `replace` those of any other export,
+    in the days written: the days then hold each row once. Other exports' files left in place
+    are counted in `other_exports`."""
     kept = set(result.files)
-    marker = f"chunk-ch{result.export_id}-"
     for folder in sorted({key.rsplit("/", 1)[0] + "/" for key in kept}):
         for entry in list(store.list(folder)):
-            if marker in entry.key and entry.key not in kept:
+            name = entry.key.rsplit("/", 1)[-1]
+            if entry.key in kept or not name.startswith(CHUNK_PREFIX):
+                continue
+            export_id = name[len(CHUNK_PREFIX) :].split("-", 1)[0]
+            if export_id == result.export_id or replace:
                 store.delete(entry.key)
                 result.removed_files.append(entry.key)
+            else:
+                result.other_exports[export_id] = result.other_exports.get(export_id, 0) + 1
 
 
 def _convert(

@@ -92,7 +92,40 @@ class _Block:
     last: bool = False
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+COMPRESSED_TWICE = "compressed twice: a gzip stream inside the gzip stream (write the lines, gzip them once)"
+# what a file named .json.gz holds instead of gzip, by its first bytes
+_NOT_GZIP = {
+    b"\x28\xb5\x2f\xfd": "zstd data",
+    b"BZh": "bzip2 data",
+    b"\xfd7zXZ\x00": "xz data",
+    b"\x04\x22\x4d\x18": "lz4 data",
+    b"PK\x03\x04": "a zip archive",
+    b"PAR1": "a Parquet file",
+}
+
+
+def _what_it_is(head: bytes) -> str | None:
+    """What a file that is not gzip holds, from its first bytes, if it is recognisable."""
+    for magic, name in _NOT_GZIP.items():
+        if head.startswith(magic):
+            return name
+    return "uncompressed text" if head.lstrip()[:1] in (b"{", b"[") else None
+
+
 def _inflate(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
+    """`_inflate_members`, refusing a file whose content is itself gzip (compressed twice)."""
+    first = True
+    for item in _inflate_members(data, chunk):
+        if first and isinstance(item, bytes) and item:
+            first = False
+            if item.startswith(GZIP_MAGIC):
+                yield COMPRESSED_TWICE
+                return
+        yield item
+
+
+def _inflate_members(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
     """The decompressed bytes of every gzip member, `chunk` bytes at most at a time (0: all at
     once); last, why the stream stopped early (a str) or None. Arrow's decompressor (C++,
     every member) reads a sound file; a stream it refuses is read again by zlib's, which tells
@@ -134,8 +167,11 @@ def _zlib_inflate(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
                     break
             tail = b"" if inflater.eof else inflater.flush()
         except zlib.error as exc:
+            what = _what_it_is(data[:8]) if not produced else None
             yield (
-                f"not a gzip stream: {exc}"
+                f"not a gzip stream: it is {what}"
+                if what
+                else f"not a gzip stream: {exc}"
                 if not produced
                 else f"bad gzip data in member {members + 1}: {exc}"
             )
