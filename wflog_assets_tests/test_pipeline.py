@@ -48,11 +48,17 @@ def test_three_days_land_exactly_the_source_rows(backend: Backend, instance: dg.
         assert logs["rows_written"] == SMALL.rows_per_day
         assert logs["source_files_ingested"] == SMALL.files_per_day
         assert logs["data_files_written"] >= 1
+        # Dagster's own keys, which its catalog shows
+        assert logs["dagster/row_count"] == logs["day_rows"] == SMALL.rows_per_day
+        assert logs["dagster/table_name"] == backend.catalog.identifier()
         normalized = _metadata(result, "normalized_log_batches")
         assert normalized["rows"] == SMALL.rows_per_day
 
     table = backend.table()
     assert table_rows(table) == expected_rows_for_days(backend.store, DAYS)
+    spec = backend.definitions().resolve_assets_def("workflow_logs").specs_by_key
+    (columns,) = [s.metadata["dagster/column_schema"] for s in spec.values()]
+    assert [c.name for c in columns.columns] == [f.name for f in table.schema().fields]
 
     # one snapshot per day, each carrying the day and its manifest digest
     summaries = [s.summary for s in table.snapshots()]

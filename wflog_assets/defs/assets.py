@@ -23,6 +23,7 @@ from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownExcept
 
 from wflog_assets.defs.metadata import (
     check_results,
+    column_schema,
     commit_metadata,
     log_kept_out,
     manifest_metadata,
@@ -46,7 +47,7 @@ from wflog_assets.iceberg.maintenance import (
 )
 from wflog_assets.iceberg.plan import DEFAULT_MAX_VANISHED_FRACTION, VanishedRule, plan_reads
 from wflog_assets.iceberg.runs import SortedRun
-from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, WORKFLOW_NAME, sort_for_table
+from wflog_assets.iceberg.schema import DEFAULT_LAYOUT, TABLE_SCHEMA, WORKFLOW_NAME, sort_for_table
 from wflog_assets.manifest import Manifest
 from wflog_assets.quality.checks import CHECKS, DuplicateFinder, day_checks
 from wflog_assets.quality.quarantine import (
@@ -457,6 +458,7 @@ def build_log_assets(
         workflow_logs,
         partitions_def,
         kinds={"iceberg"},
+        metadata={"dagster/column_schema": column_schema(TABLE_SCHEMA)},
         check_specs=checks,
         ins={
             "manifest": dg.AssetIn(key=raw.key, metadata={OPTIONAL_STAGING: True}),

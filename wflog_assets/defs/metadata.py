@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import dagster as dg
+from pyiceberg.schema import Schema
 
 from wflog_assets.day import utc_text
 from wflog_assets.iceberg.commit import CommitResult
@@ -82,13 +83,25 @@ def manifest_metadata(manifest: Manifest, source: str) -> dict[str, dg.MetadataV
     }
 
 
+def column_schema(schema: Schema) -> dg.TableSchema:
+    """The table's columns as Dagster's catalog shows them (`dagster/column_schema`)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(f.name, str(f.field_type), description=f.doc or "") for f in schema.fields]
+    )
+
+
 def commit_metadata(
     result: CommitResult, manifest: Manifest, identifier: str, layout: str, duration_s: float
 ) -> dict[str, dg.MetadataValue]:
     """What a commit of a day did, and what the day holds after it."""
     written_keys = set(result.files_added) | set(result.files_changed)
     source_bytes = sum(e.size for e in manifest.entries if e.key in written_keys)
+    # Dagster's own keys: the catalog shows the table's name and the day's rows
+    standard: dict[str, dg.MetadataValue] = {"dagster/table_name": dg.MetadataValue.text(identifier)}
+    if result.day_rows is not None:
+        standard["dagster/row_count"] = dg.MetadataValue.int(result.day_rows)
     return {
+        **standard,
         "table": dg.MetadataValue.text(identifier),
         "layout": dg.MetadataValue.text(layout),
         "outcome": dg.MetadataValue.text(result.outcome),
