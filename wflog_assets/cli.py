@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wflog_assets.day import day_prefix
+from wflog_assets.errors import WflogError
 from wflog_assets.process import prepare_command
 
 if TYPE_CHECKING:  # each command imports what it needs: a query starts without pyarrow's writers
@@ -48,7 +49,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     keys = write_days(
         _store(args.dest),
-        dt.date.fromisoformat(args.start),
+        args.start,
         args.days,
         settings,
         late_files_per_day=args.late_files,
@@ -139,7 +140,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from wflog_assets.defs import settings
     from wflog_assets.source.listing import has_year_folders
 
-    start = dt.date.fromisoformat(args.start)
+    start: dt.date = args.start
+    outside = _outside_partitions(start, start + dt.timedelta(days=args.days - 1))
+    if outside:
+        print(f"error: {outside}", file=sys.stderr)
+        return 2
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
     home = Path(args.dagster_home or settings.data_dir() / "dagster_home")
     summaries = materialize_days(days, home, layouts=args.layouts)
@@ -162,6 +167,43 @@ def _summary_line(s: dict[str, object]) -> str:
         f"data_files={s['data_files_written']:>3} source_files={s['source_files_in_day']:>3} "
         f"snapshot={s['snapshot_id']} attempts={s['commit_attempts']}"
     )
+
+
+def _day(text: str) -> dt.date:
+    """`--start`: a calendar day."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a calendar day: use YYYY-MM-DD") from None
+
+
+def _days(text: str) -> int:
+    """`--days`: one or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number of days, 1 or more")
+    return value
+
+
+def _outside_partitions(first: dt.date, last: dt.date) -> str | None:
+    """Why days `first`..`last` are not all partitions of the daily assets, or None."""
+    from wflog_assets.defs import settings
+
+    start = dt.date.fromisoformat(settings.start_date())
+    end_text = settings.end_date()
+    end = dt.date.fromisoformat(end_text) if end_text else dt.datetime.now(dt.UTC).date()
+    if first < start:
+        return (
+            f"{first} is before WFLOG_START_DATE={start}, where the daily partitions start: "
+            "set WFLOG_START_DATE earlier"
+        )
+    if last > end:
+        limit = f"WFLOG_END_DATE={end_text}" if end_text else f"today ({end}, UTC)"
+        return f"{last} is after {limit}, the last daily partition: pick earlier days"
+    return None
 
 
 def _limit(text: str) -> int | None:
@@ -220,7 +262,8 @@ def _print_p0(
     columns: tuple[str, ...] | None = None,
     layout: str = "wf_month",
     table: Any = None,  # pyiceberg Table; default: the layout's, through the resource
-) -> None:
+) -> int:
+    """Print the P0 query's figures and rows; the number of rows."""
     from wflog_assets.iceberg.query import DEFAULT_COLUMNS, p0_query
 
     table = table if table is not None else _layout_table(layout)
@@ -242,11 +285,16 @@ def _print_p0(
         stamp = dt.datetime.fromtimestamp(row["timestamp"], tz=dt.UTC).isoformat(timespec="milliseconds")
         message = textwrap.shorten(row["message"] or "", 70)
         print(f"  {stamp}  {row['level']:<8} {message}")
+    return int(result.rows.num_rows)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from wflog_assets.iceberg.query import p0_query
+    from wflog_assets.iceberg.schema import WORKFLOW_NAME
+
     columns = tuple(c.strip() for c in args.columns.split(",")) if args.columns else None
-    _print_p0(
+    table = _query_table(args.layout)
+    found = _print_p0(
         args.workflow,
         args.node,
         args.limit,
@@ -254,8 +302,15 @@ def cmd_query(args: argparse.Namespace) -> int:
         _instant(args.end),
         columns,
         args.layout,
-        _query_table(args.layout),
+        table,
     )
+    if not found and not p0_query(table, args.workflow, limit=1, columns=(WORKFLOW_NAME,)).rows.num_rows:
+        print(
+            f"error: the table holds no workflow named {args.workflow!r} (names are exact; app-level "
+            "records are app:<deployment>_<app>)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -388,8 +443,8 @@ def _data_commands(sub: Commands) -> None:
     defaults = HELP
     gen = sub.add_parser("generate", help="write synthetic chunk files", formatter_class=defaults)
     gen.add_argument("--dest", required=True, help="directory or s3://bucket/prefix")
-    gen.add_argument("--start", required=True, help="first day (YYYY-MM-DD, UTC)")
-    gen.add_argument("--days", type=int, default=3)
+    gen.add_argument("--start", required=True, type=_day, help="first day (YYYY-MM-DD, UTC)")
+    gen.add_argument("--days", type=_days, default=3, help="number of days from --start")
     gen.add_argument("--rows-per-day", type=int, default=20_000)
     gen.add_argument("--files-per-day", type=int, default=8)
     gen.add_argument("--workflows-per-day", type=int, default=25)
@@ -407,8 +462,8 @@ def _data_commands(sub: Commands) -> None:
     mat = sub.add_parser(
         "materialize", help="run the daily job for a range of days", formatter_class=defaults
     )
-    mat.add_argument("--start", required=True)
-    mat.add_argument("--days", type=int, default=1)
+    mat.add_argument("--start", required=True, type=_day, help="first day (YYYY-MM-DD, UTC)")
+    mat.add_argument("--days", type=_days, default=1, help="number of days from --start")
     mat.add_argument("--dagster-home", help="instance directory (default: $WFLOG_DATA_DIR/dagster_home)")
     mat.add_argument(
         "--layouts",
@@ -486,7 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _data_commands(sub)
     _table_commands(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except WflogError as exc:  # an expected mistake (a setting, a query): one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def run() -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wflog_assets.errors import SettingError
+
 DEFAULT_START_DATE = "2025-12-01"
 
 
@@ -79,14 +81,14 @@ def get(name: str) -> str | None:
 def boolean(name: str) -> bool:
     value = (get(name) or "").strip().lower()
     if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"{name}={value!r}: use true or false")
+        raise SettingError(f"{name}={value!r}: use true or false")
     return value in ("true", "1", "yes")
 
 
 def choice(name: str, allowed: tuple[str, ...]) -> str:
     value = (get(name) or "").strip().lower()
     if value not in allowed:
-        raise ValueError(f"{name}={value!r}: use one of {', '.join(allowed)}")
+        raise SettingError(f"{name}={value!r}: use one of {', '.join(allowed)}")
     return value
 
 
@@ -95,13 +97,13 @@ def integer(name: str) -> int:
     try:
         return int(value)
     except ValueError as exc:
-        raise ValueError(f"{name}={value!r}: use a whole number") from exc
+        raise SettingError(f"{name}={value!r}: use a whole number") from exc
 
 
 def required(name: str, why: str) -> str:
     value = get(name)
     if not value:
-        raise ValueError(f"{name} is not set: it is required {why}")
+        raise SettingError(f"{name} is not set: it is required {why}")
     return value
 
 

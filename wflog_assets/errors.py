@@ -12,6 +12,10 @@ class WflogError(Exception):
     """Base class of the project's own errors."""
 
 
+class SettingError(WflogError, ValueError):
+    """An environment variable's value the project cannot use; the message says what to set."""
+
+
 class SourceReadError(WflogError):
     """A source object could not be read as a chunk file."""
 

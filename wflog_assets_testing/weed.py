@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -48,13 +49,21 @@ class WeedServer:
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports free now; each port p also needs p + 10000 (weed's gRPC) to be free."""
+    """Ports free now; each port p also needs p + 10000 (weed's gRPC) to be free. Each pytest
+    worker (`pytest -n`) picks in a range of its own, so that two workers starting servers at
+    the same moment never pick the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 15000 + (int(worker) % 8) * 1000 if worker.isdigit() else 15000
+    rng = random.Random()
     ports: list[int] = []
     while len(ports) < count:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535 or port in ports:
+        port = rng.randrange(base, base + 1000)
+        if port in ports:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
             continue
         try:
             with socket.socket() as g:
@@ -80,6 +89,19 @@ def _weed_binary() -> str:
 def start_weed(
     data_dir: Path, source_bucket: str = "wflog-source", warehouse: str = "warehouse", timeout_s: float = 60.0
 ) -> WeedServer:
+    """weed mini on free loopback ports, ready; started again on other ports if a port was
+    taken between choosing and binding it."""
+    for attempt in range(3):
+        try:
+            return _start_weed(data_dir / f"attempt-{attempt}", source_bucket, warehouse, timeout_s)
+        except WeedStartError as exc:
+            if "exited" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_weed(data_dir: Path, source_bucket: str, warehouse: str, timeout_s: float) -> WeedServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
     s3, iceberg, master, volume, filer, admin = free_ports(6)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = open(data_dir / "weed.log", "wb")  # noqa: SIM115 - weed mini writes it as long as it runs

@@ -8,13 +8,14 @@ import dagster as dg
 
 from wflog_assets.day import Day
 from wflog_assets.environment import DEFAULT_START_DATE
+from wflog_assets.errors import SettingError
 
 
 def _date(name: str, value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{name}={value!r} is not a date: use YYYY-MM-DD, e.g. 2025-12-01") from exc
+        raise SettingError(f"{name}={value!r} is not a date: use YYYY-MM-DD, e.g. 2025-12-01") from exc
 
 
 def daily_partitions(
@@ -31,7 +32,7 @@ def daily_partitions(
         return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
     last = _date("WFLOG_END_DATE", end_date)
     if last < first:
-        raise ValueError(f"WFLOG_END_DATE={end_date} is before WFLOG_START_DATE={start_date}: swap them")
+        raise SettingError(f"WFLOG_END_DATE={end_date} is before WFLOG_START_DATE={start_date}: swap them")
     after = (last + dt.timedelta(days=1)).isoformat()  # Dagster's end date is exclusive
     return dg.DailyPartitionsDefinition(start_date=start_date, end_date=after, timezone="UTC")
 
