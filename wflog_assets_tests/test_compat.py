@@ -37,3 +37,17 @@ def test_the_pyiceberg_internals_used_are_where_and_what_they_were():
     assert _parameters(_compat.load_location_provider) == ["table_location", "table_properties"]
     assert {"field", "value"} <= set(_compat.PartitionFieldValue.__dataclass_fields__)
     assert callable(_compat.FileFormatFactory.get)
+    # the reader of single data files, schemas as Arrow, bounds and properties
+    assert _parameters(_compat.ArrowScan.__init__)[:5] == [
+        "self",
+        "table_metadata",
+        "io",
+        "projected_schema",
+        "row_filter",
+    ]
+    assert callable(_compat.ArrowScan.to_record_batches)
+    assert "include_field_ids" in _parameters(_compat.schema_to_pyarrow)
+    assert _parameters(_compat.from_bytes) == ["primitive_type", "b"]
+    assert _parameters(_compat.property_as_int) == ["properties", "property_name", "default"]
+    assert _parameters(_compat.property_as_bool) == ["properties", "property_name", "default"]
+    assert _parameters(_compat.clear_manifest_cache) == []

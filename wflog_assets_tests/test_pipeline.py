@@ -6,8 +6,8 @@ import datetime as dt
 
 import dagster as dg
 import pyarrow.parquet as pq
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 
+from wflog_assets.iceberg._compat import schema_to_pyarrow
 from wflog_assets.iceberg.commit import SUMMARY_DAY
 from wflog_assets.iceberg.plan import SUMMARY_DIGEST
 from wflog_assets.iceberg.schema import SORT_ORDER, TABLE_SCHEMA

@@ -17,10 +17,9 @@ from pyiceberg.expressions import And
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
-from pyiceberg.utils.properties import property_as_bool
 
 from wflog_assets.iceberg import data_files as day_writer
-from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible
+from wflog_assets.iceberg._compat import check_pyarrow_schema_compatible, property_as_bool
 from wflog_assets.iceberg.checkpoint import (
     SUMMARY_DAY,
     SUMMARY_DAY_STATE,

@@ -21,25 +21,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-from pyiceberg.partitioning import PartitionKey, PartitionSpec
+from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import TableProperties
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.typedef import Record
-from pyiceberg.utils.properties import property_as_int
 
 from wflog_assets.iceberg._compat import (
     FileFormatFactory,
     PartitionFieldValue,
+    PartitionKey,
+    Record,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     get_parquet_writer_kwargs,
     load_location_provider,
     parquet_path_to_id_mapping,
+    property_as_int,
     pyarrow_to_schema,
     sanitize_column_names,
+    schema_to_pyarrow,
     to_requested_schema,
 )
 from wflog_assets.iceberg.runs import PartitionValues, SortedRun, partition_blocks

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 
-from pyiceberg.partitioning import PartitionKey
 from pyiceberg.table.locations import SimpleLocationProvider
+
+from wflog_assets.iceberg._compat import PartitionKey
 
 LOCATION_PROVIDER = "wflog_assets.iceberg.locations.BoundedLocationProvider"
 MAX_FOLDER_BYTES = 200  # one folder name (file systems allow 255)

@@ -26,15 +26,13 @@ from pyiceberg.expressions import (
     And,
     BooleanExpression,
 )
-from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestFile
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot
-from pyiceberg.utils.properties import property_as_int
 
 from wflog_assets.day import Day
 from wflog_assets.errors import CompactionConflictError
-from wflog_assets.iceberg._compat import arrow_filesystem
+from wflog_assets.iceberg._compat import ArrowScan, arrow_filesystem, property_as_int
 from wflog_assets.iceberg.checkpoint import SUMMARY_DAY_STATE, SUMMARY_MAINTENANCE
 from wflog_assets.iceberg.commit import delete_files, write_data_files
 from wflog_assets.iceberg.expressions import at_least, equal, is_in, less_than

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyiceberg.conversions import from_bytes
 from pyiceberg.expressions import And, BooleanExpression
-from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
@@ -27,6 +25,7 @@ from pyiceberg.types import DoubleType
 
 from wflog_assets.day import Day
 from wflog_assets.errors import SourceListingError
+from wflog_assets.iceberg._compat import ArrowScan, from_bytes
 from wflog_assets.iceberg.checkpoint import (
     SUMMARY_DAY,
     CommittedDay,

@@ -26,17 +26,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyiceberg.conversions import from_bytes
 from pyiceberg.expressions import (
     AlwaysTrue,
     And,
     BooleanExpression,
 )
-from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, NestedField, PrimitiveType
 
 from wflog_assets.errors import QueryError
+from wflog_assets.iceberg._compat import ArrowScan, from_bytes, schema_to_pyarrow
 from wflog_assets.iceberg.expressions import at_least, equal, less_than
 from wflog_assets.iceberg.schema import TIMESTAMP, WORKFLOW_NAME, WORKFLOW_NODE
 

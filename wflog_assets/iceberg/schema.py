@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.transforms import BucketTransform, IdentityTransform
 from pyiceberg.types import DoubleType, LongType, MapType, NestedField, StringType, StructType
+
+from wflog_assets.iceberg._compat import schema_to_pyarrow
 
 # Children of the source `extra` struct that the table keeps as typed (string) columns.
 # The workflow fields use hyphens in the source; Iceberg keeps the names as written.

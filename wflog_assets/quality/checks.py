@@ -11,14 +11,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.conversions import from_bytes
 from pyiceberg.expressions import AlwaysTrue, And
-from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.types import DoubleType, StringType
 
 from wflog_assets.day import Day, utc_text
+from wflog_assets.iceberg._compat import ArrowScan, from_bytes, schema_to_pyarrow
 from wflog_assets.iceberg.expressions import is_in, starts_with
 from wflog_assets.iceberg.plan import day_filter, rows_within
 from wflog_assets.iceberg.runs import MemoryRun, SortedRun, partition_blocks

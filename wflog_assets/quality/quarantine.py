@@ -27,12 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, BooleanExpression
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import NestedField, StringType
 
 from wflog_assets.day import Day
+from wflog_assets.iceberg._compat import schema_to_pyarrow
 from wflog_assets.iceberg.catalogs import open_or_create
 from wflog_assets.iceberg.expressions import equal, is_in
 from wflog_assets.iceberg.schema import (

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import pyarrow.compute as pc
-from pyiceberg.manifest import clear_manifest_cache
 from pyiceberg.table import Table
 
+from wflog_assets.iceberg._compat import clear_manifest_cache
 from wflog_assets.iceberg.query import P0Result, p0_query, workflow_row_counts
 from wflog_assets.iceberg.schema import LAYOUTS, TIMESTAMP
 
