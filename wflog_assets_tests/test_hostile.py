@@ -236,6 +236,34 @@ def test_an_object_replaced_between_listing_and_reading_is_one_named_reject(back
     assert staged.accepted_rows == sum(len(lines) for key, lines in flushes if key not in replaced)
 
 
+def test_every_object_under_the_source_root_is_read_or_reported(backend: Backend, tmp_path: Path):
+    (key, lines), *_ = writer_flushes(DAY, 1, seed=6)
+    data = gzip_lines(lines)
+    backend.store.write(key, data)
+    unread = [  # folders the listing does not read: reported by the day beside them
+        "year=2026/month=2/",
+        "year=2026/month=13/",
+        "year=2026/month=02/day=3/",
+        "year=2026/month=02/day=32/",
+        "year=2026/month=02/logs/",
+        "year=26/",
+    ]
+    for folder in unread:
+        backend.store.write(folder + "day=11/" + key.rsplit("/", 1)[-1], data)
+    odd = [f"{Day(DAY).prefix}late.json.gz.tmp", f"{Day(DAY).prefix}notes.txt"]
+    for name in odd:
+        backend.store.write(name, b"{}")
+    if isinstance(backend.store, LocalObjectStore):  # a symlinked folder is not followed
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / key.rsplit("/", 1)[-1]).write_bytes(data)
+        (backend.store.root / Day(DAY).prefix / "linked").symlink_to(elsewhere)
+        odd.append(f"{Day(DAY).prefix}linked/")
+    manifest = list_day(backend.store, DAY)
+    assert [e.key for e in manifest.entries] == [key]
+    assert set(manifest.ignored) == set(unread) | set(odd)
+
+
 def test_an_object_deleted_between_listing_and_reading_is_one_named_reject(tmp_path: Path):
     store = LocalObjectStore(tmp_path / "source")
     flushes = list(writer_flushes(DAY, 30, seed=4))

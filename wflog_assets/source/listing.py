@@ -57,16 +57,58 @@ def has_year_folders(store: ObjectStore) -> bool:
     return any(name.startswith("year=") for name in store.list_folders(""))
 
 
+# The folder names read, zero-padded: year=2026/month=02/day=03/ (field, digits, bounds); below
+# a day's folder every file is listed, at any depth (hour=HH/ or not).
+_LEVELS = (("year", 4, 1, 9999), ("month", 2, 1, 12), ("day", 2, 1, 31))
+
+
+def _readable(name: str, level: int, path: tuple[int, ...]) -> bool:
+    """Whether a folder `name` at `level` (0: year, 1: month, 2: day) under `path` (the numbers
+    above it) is one the listing reads: the field, exactly its digits, a real date."""
+    field, digits, low, high = _LEVELS[level]
+    value = name.removeprefix(f"{field}=")
+    if value == name or len(value) != digits or not value.isdigit() or not low <= int(value) <= high:
+        return False
+    if level == 2:
+        try:
+            dt.date(path[0], path[1], int(value))
+        except ValueError:
+            return False
+    return True
+
+
+def unread_folders(store: ObjectStore, day: Day) -> list[str]:
+    """Folders beside the day's path that are never read, as `<path>/` keys: an unpadded or
+    impossible name (`day=3`, `month=13`, `day=32`) or any other name, at the root and in the
+    day's year and month. The project's own folders at the root (`_incoming/`, `_rejects/`)
+    are not reported."""
+    d = day.date
+    numbers = (d.year, d.month)
+    prefixes = ("", f"year={d.year:04d}/", f"year={d.year:04d}/month={d.month:02d}/")
+    unread: list[str] = []
+    for level, prefix in enumerate(prefixes):
+        unread.extend(
+            f"{prefix}{name}/"
+            for name in store.list_folders(prefix)
+            if not (level == 0 and name.startswith("_")) and not _readable(name, level, numbers[:level])
+        )
+    return unread
+
+
 def list_day(store: ObjectStore, day: dt.date) -> Manifest:
     """The chunk files of a day (every registered format): its folder, including any `hour=`
-    level below it, and the files of its neighbours' folders that may hold its records."""
+    level below it, and the files of its neighbours' folders that may hold its records.
+
+    Everything else under the day's folder (other suffixes, temporary files, folder markers,
+    folders not followed) and the unread folders beside it (`unread_folders`) is listed as
+    ignored: reported, never read."""
     the_day = Day(day)
     entries: list[ManifestEntry] = []
-    ignored: list[str] = []
+    ignored: list[str] = unread_folders(store, the_day)
     for entry in chain(store.list(the_day.prefix), _neighbour_entries(store, the_day)):
         fmt = format_of(entry.key)
         if fmt is None:
-            if not entry.key.endswith(".tmp") and entry.key.startswith(the_day.prefix):
+            if entry.key.startswith(the_day.prefix):
                 ignored.append(entry.key)
             continue
         entries.append(ManifestEntry(entry.key, entry.size, entry.etag, entry.last_modified, fmt.name))

@@ -71,6 +71,10 @@ class LocalObjectStore:
                         folders.append((entry.path, name))
                     elif entry.is_file() and (start_after is None or name > start_after):
                         files.append((name, entry.stat()))
+                    elif entry.is_dir() and (start_after is None or name > start_after):
+                        # a symlinked folder is not followed: listed as a folder marker, so
+                        # that the day reports it instead of skipping it unseen
+                        files.append((f"{name}/", entry.stat(follow_symlinks=False)))
         for key, st in sorted(files, key=lambda f: f[0]):
             modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC).isoformat()
             yield ManifestEntry(
