@@ -10,6 +10,8 @@ import dagster as dg
 import duckdb
 import pytest
 
+from wflog_assets.manifest import ManifestEntry
+from wflog_assets.source.formats.jsonl import LINE_TOO_LONG, MAX_LINE_BYTES, read_parts
 from wflog_assets.source.listing import list_day
 from wflog_assets.tools.generate import GeneratorSettings, generate_day, json_key
 from wflog_assets_testing.backends import Backend, rest_backend
@@ -161,3 +163,15 @@ def test_both_generations_give_the_same_table_for_the_same_day_shape(
         backend.store.write(key, data)
     backend.run_day(DAY, instance)
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, [DAY])
+
+
+@pytest.mark.parametrize("newline_at_end", [True, False])
+def test_a_line_longer_than_the_limit_is_a_rejected_line_and_the_others_land(newline_at_end: bool):
+    good = [json.dumps({"timestamp": 1_770_768_000.0 + i, "extra": {"workflow_id": "w"}}) for i in range(4)]
+    huge = json.dumps({"timestamp": 1_770_768_100.0, "message": "x" * (MAX_LINE_BYTES + (9 << 20))})
+    text = "\n".join([good[0], huge, good[1], good[2], huge, good[3], huge])
+    data = gzip.compress((text + ("\n" if newline_at_end else "")).encode(), compresslevel=1)
+    entry = ManifestEntry("k.json.gz", len(data), "e", "")
+    parts = list(read_parts(data, entry, part_rows=8192))
+    assert sum(p.table.num_rows for p in parts) == 4
+    assert [(i.line, i.reason) for p in parts for i in p.issues] == [(n, LINE_TOO_LONG) for n in (2, 5, 7)]

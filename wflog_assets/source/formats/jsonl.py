@@ -34,6 +34,8 @@ NAME = "jsonl.gz"
 BLOCK_SIZE = 1 << 20
 TEXT_BLOCK = 8 << 20  # decompressed bytes of whole lines parsed and normalized at a time
 BATCH_TEXT_LIMIT = 4 << 20  # a small file that inflates past this is read on its own, by blocks
+MAX_LINE_BYTES = 32 << 20  # a longer line is a rejected line, never a run's memory
+LINE_TOO_LONG = f"a line longer than {MAX_LINE_BYTES >> 20} MiB: not read"
 FAST = "arrow"
 SLOW = "lines"
 _STRING = pa.large_string()
@@ -191,10 +193,20 @@ def _zlib_inflate(data: bytes, chunk: int) -> Iterator[bytes | str | None]:
 def _blocks(data: bytes, key: str, block_bytes: int | None) -> Iterator[_Block]:
     """The file's decompressed lines in blocks of about `block_bytes` (None: one block), cut
     at line ends, so a file of any size is parsed a block at a time; the last block carries
-    why the stream stopped early, with the incomplete last line's number."""
+    why the stream stopped early, with the incomplete last line's number. With blocks, a line
+    longer than `MAX_LINE_BYTES` is dropped as it streams by and reported as a rejected line."""
     pending: list[bytes] = []
     size, line = 0, 1
+    skipping = False  # inside a line too long to keep
     for item in _inflate(data, block_bytes or 0):
+        if isinstance(item, bytes) and skipping:
+            end = item.find(b"\n")
+            if end < 0:
+                continue
+            yield _Block(b"", line, [LineIssue(key, line, LINE_TOO_LONG)])
+            item, line, skipping = item[end + 1 :], line + 1, False
+            if not item:
+                continue
         if isinstance(item, bytes):
             pending.append(item)
             size += len(item)
@@ -206,9 +218,14 @@ def _blocks(data: bytes, key: str, block_bytes: int | None) -> Iterator[_Block]:
                     pending, size = ([rest] if rest else []), len(rest)
                     yield _Block(text, line, [])
                     line += text.count(b"\n")
+                elif len(joined) > MAX_LINE_BYTES:
+                    pending, size, skipping = [], 0, True
                 else:
                     pending = [joined]  # one line longer than a block: it is read whole
             continue
+        if skipping:  # the file ends inside the long line
+            yield _Block(b"", line, [LineIssue(key, line, LINE_TOO_LONG)], last=True)
+            return
         joined = _joined(pending)
         cut = joined.rfind(b"\n") + 1
         text, last = (joined, b"") if cut == len(joined) else (joined[:cut], joined[cut:])
