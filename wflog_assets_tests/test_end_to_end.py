@@ -10,7 +10,7 @@ import pytest
 
 from wflog_assets.definitions import TABLE_TAG
 from wflog_assets.defs.sensors import DIGEST_TAG, SENSOR_NAME
-from wflog_assets.tools.generate import GeneratorSettings, generate_day
+from wflog_assets.tools.generate import GeneratorSettings, generate_day, generate_late_file
 from wflog_assets_testing.backends import Backend
 from wflog_assets_testing.dagster_stack import DagsterStack, until
 from wflog_assets_testing.oracle import expected_rows_for_days, table_rows
@@ -43,6 +43,16 @@ def test_ui_backfill_then_sensor_run_for_a_new_day(stack: tuple[DagsterStack, Ba
     }
     assert materialized == dict.fromkeys(ASSETS, len(DAYS))
     assert table_rows(backend.table()) == expected_rows_for_days(backend.store, DAYS)
+
+    # a late file, then `workflow_logs` alone materialized from the UI (a partial selection):
+    # it lists and stages the day itself, so the late rows land
+    late_key, late_data = generate_late_file(DAYS[0], SMALL, index=0, rows=40)
+    backend.store.write(late_key, late_data)
+    partial = dagster.launch_asset_backfill(["workflow_logs"], [DAYS[0].isoformat()])
+    dagster.wait_backfill(partial, timeout_s=300)
+    rows = table_rows(backend.table())
+    assert sum(r["source_file"] == late_key for r in rows) == 40
+    assert rows == expected_rows_for_days(backend.store, DAYS)
 
     dagster.start_sensor(SENSOR_NAME)
     _write(backend, NEW_DAY)
