@@ -80,11 +80,11 @@ def table_figures(table: Any, day: dt.date) -> dict[str, Any]:
 
     from wflog_assets.day import Day
     from wflog_assets.iceberg._compat import arrow_filesystem
+    from wflog_assets.iceberg.maintenance import manifest_count
     from wflog_assets.iceberg.plan import day_filter
 
     tasks = list(table.scan(row_filter=day_filter(Day(day))).plan_files())
     per_partition = Counter(tuple(t.file.partition) for t in tasks)
-    snapshot = table.current_snapshot()
     filesystem, root = arrow_filesystem(table.io, f"{table.location().rstrip('/')}/metadata")
     infos = [
         i
@@ -94,7 +94,7 @@ def table_figures(table: Any, day: dt.date) -> dict[str, Any]:
     return {
         "data_files_in_day": len(tasks),
         "most_files_in_a_partition": max(per_partition.values(), default=0),
-        "manifests": len(snapshot.manifests(table.io)) if snapshot is not None else 0,
+        "manifests": manifest_count(table),
         "snapshots": len(table.snapshots()),
         "metadata_json_bytes": len(table.io.new_input(table.metadata_location)),
         "metadata_files": len(infos),

@@ -76,10 +76,9 @@ def p0(catalog: SqlCatalog, limit: int | None, repetitions: int) -> dict[str, fl
 
 def table_shape(catalog: SqlCatalog) -> dict[str, int]:
     table = catalog.load_table(IDENTIFIER)
-    snapshot = table.current_snapshot()
     return {
         "data_files": sum(1 for _ in table.scan().plan_files()),
-        "manifests": len(snapshot.manifests(table.io)) if snapshot else 0,
+        "manifests": manifest_count(table),
         "snapshots": len(table.snapshots()),
     }
 

@@ -191,10 +191,11 @@ def _days(text: str) -> int:
 def _outside_partitions(first: dt.date, last: dt.date) -> str | None:
     """Why days `first`..`last` are not all partitions of the daily assets, or None."""
     from wflog_assets.defs import settings
+    from wflog_assets.defs.partitions import setting_date
 
-    start = dt.date.fromisoformat(settings.start_date())
+    start = setting_date("WFLOG_START_DATE", settings.start_date())
     end_text = settings.end_date()
-    end = dt.date.fromisoformat(end_text) if end_text else dt.datetime.now(dt.UTC).date()
+    end = setting_date("WFLOG_END_DATE", end_text) if end_text else dt.datetime.now(dt.UTC).date()
     if first < start:
         return (
             f"{first} is before WFLOG_START_DATE={start}, where the daily partitions start: "

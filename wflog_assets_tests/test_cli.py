@@ -66,6 +66,10 @@ def test_a_wrong_setting_is_one_line_with_what_to_use(
     monkeypatch.setenv("WFLOG_SOURCE", "ftp")
     assert cli_main(["materialize", "--start", "2025-12-01"]) == 2
     assert _one_line_error(capsys) == "error: WFLOG_SOURCE='ftp': use one of local, s3"
+    monkeypatch.setenv("WFLOG_SOURCE", "local")
+    monkeypatch.setenv("WFLOG_START_DATE", "2025-12")  # read by the range check, before any run
+    assert cli_main(["materialize", "--start", "2025-12-01"]) == 2
+    assert "WFLOG_START_DATE='2025-12' is not a date: use YYYY-MM-DD" in _one_line_error(capsys)
 
 
 def test_a_query_for_an_unknown_workflow_says_so(data: Path, capsys: pytest.CaptureFixture[str]):

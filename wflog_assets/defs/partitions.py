@@ -11,7 +11,8 @@ from wflog_assets.environment import DEFAULT_START_DATE
 from wflog_assets.errors import SettingError
 
 
-def _date(name: str, value: str) -> dt.date:
+def setting_date(name: str, value: str) -> dt.date:
+    """A date setting (`WFLOG_START_DATE`, `WFLOG_END_DATE`); `SettingError` says what to fix."""
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
@@ -27,10 +28,10 @@ def daily_partitions(
     `end_offset=1` makes the current day a partition: its files are ingested as they arrive
     (a day is never final; late files re-trigger it).
     """
-    first = _date("WFLOG_START_DATE", start_date)
+    first = setting_date("WFLOG_START_DATE", start_date)
     if end_date is None:
         return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
-    last = _date("WFLOG_END_DATE", end_date)
+    last = setting_date("WFLOG_END_DATE", end_date)
     if last < first:
         raise SettingError(f"WFLOG_END_DATE={end_date} is before WFLOG_START_DATE={start_date}: swap them")
     after = (last + dt.timedelta(days=1)).isoformat()  # Dagster's end date is exclusive

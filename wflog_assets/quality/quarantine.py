@@ -35,6 +35,7 @@ from wflog_assets.day import Day
 from wflog_assets.iceberg._compat import schema_to_pyarrow
 from wflog_assets.iceberg.catalogs import open_or_create
 from wflog_assets.iceberg.expressions import equal, is_in
+from wflog_assets.iceberg.plan import current_snapshot_id
 from wflog_assets.iceberg.schema import (
     ARROW_SCHEMA,
     SOURCE_ETAG,
@@ -223,8 +224,7 @@ def write_quarantine(
         table.overwrite(rows, overwrite_filter=where, snapshot_properties={"wflog.day": day})
     else:
         table.append(rows, snapshot_properties={"wflog.day": day})
-    snapshot = table.current_snapshot()
-    return snapshot.snapshot_id if snapshot is not None else None
+    return current_snapshot_id(table)
 
 
 def day_quarantine(table: Table, day: str) -> pa.Table:

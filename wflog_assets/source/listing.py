@@ -25,12 +25,9 @@ def list_days(store: ObjectStore, since: dt.date, until: dt.date) -> list[dt.dat
     days: list[dt.date] = []
     for year, month in _months(since, until):
         for name in store.list_folders(f"year={year:04d}/month={month:02d}/"):
-            if not name.startswith("day="):
-                continue
-            try:
-                day = dt.date(year, month, int(name.removeprefix("day=")))
-            except ValueError:
-                continue  # not a calendar day: not ours to ingest
+            if not _readable(name, 2, (year, month)):
+                continue  # reported by the days beside it (`unread_folders`), never read
+            day = dt.date(year, month, int(name.removeprefix("day=")))
             if since <= day <= until:
                 days.append(day)
     return days
